@@ -1,0 +1,2 @@
+//! `berth-runtime`: an OCI runtime with runc's command line.
+fn main() {}

@@ -1,0 +1,2 @@
+//! In-container test helper.
+fn main() {}

@@ -1,0 +1,1 @@
+//! End-to-end tests of the berth binaries live in this package's test targets.
