@@ -1,3 +1,138 @@
 //! cgroup management for berth: one [`CgroupManager`] interface with cgroup v1, v2 and hybrid back
 //! ends. Knows nothing of containers beyond a cgroup path and an OCI `LinuxResources` block.
+//!
+//! Entry points: [`Hierarchy::detect`] says which layout a cgroup root holds; [`new_manager`]
+//! returns the manager for one container's cgroup, placed by runc's cgroupfs rules for
+//! `linux.cgroupsPath` (see [`ManagerOptions`]). Values are converted by the pure functions in
+//! [`convert`]; usage comes back as [`Stats`], serialised like runc's `events --stats`.
+//!
+//! On a hybrid host every controller a v1 hierarchy holds is managed there; controllers only the
+//! cgroup2 mount at `<root>/unified` holds (hugetlb, on the development machine) are managed in a
+//! directory below it. On v2 device rules are enforced by a hand-assembled eBPF program.
 #![warn(missing_docs)]
+
+mod bpf;
+pub mod convert;
+mod detect;
+mod dirs;
+mod error;
+mod files;
+mod path;
+mod stats;
+#[allow(unsafe_code)]
+mod sys;
+mod v1;
+mod v2;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use detect::Hierarchy;
+pub use error::CgroupError;
+pub use stats::{
+    Blkio, BlkioEntry, Cpu, CpuUsage, Hugetlb, Memory, MemoryEntry, MemoryEvents, Pids, Stats,
+    Throttling,
+};
+
+/// The cgroup root the kernel conventionally mounts.
+pub const DEFAULT_ROOT: &str = "/sys/fs/cgroup";
+
+/// Where and how to manage one container's cgroup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagerOptions {
+    /// The cgroup root (normally [`DEFAULT_ROOT`]); tests point it elsewhere.
+    pub root: PathBuf,
+    /// OCI `linux.cgroupsPath`. Absolute: below each hierarchy's root. Relative: below the
+    /// calling process's own cgroup. `None` or empty: the container id, relative.
+    pub cgroups_path: Option<String>,
+    /// The container id (the default cgroup name).
+    pub container_id: String,
+    /// Use the systemd driver (not supported; [`new_manager`] refuses it).
+    pub systemd: bool,
+}
+
+impl ManagerOptions {
+    /// Options for `cgroups_path` under the default root with the cgroupfs driver.
+    #[must_use]
+    pub fn new(container_id: impl Into<String>, cgroups_path: Option<String>) -> Self {
+        Self {
+            root: PathBuf::from(DEFAULT_ROOT),
+            cgroups_path,
+            container_id: container_id.into(),
+            systemd: false,
+        }
+    }
+}
+
+/// One container's cgroup (a directory per v1 hierarchy, or one unified directory).
+///
+/// Nothing is created until [`apply`](CgroupManager::apply) or [`set`](CgroupManager::set).
+/// Every method may be called from another process than the one that created the cgroup (as
+/// `berth-runtime update` / `delete` do): state lives in the cgroup filesystem.
+pub trait CgroupManager: Send + Sync + std::fmt::Debug {
+    /// The layout this manager drives.
+    fn hierarchy(&self) -> Hierarchy;
+
+    /// Creates the cgroup directories (every available controller) and moves `pid` in. A pid of
+    /// 0 or below only creates the directories.
+    fn apply(&self, pid: i32) -> Result<(), CgroupError>;
+
+    /// Applies resource limits, at create time and on `update`. Creates missing directories.
+    fn set(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<(), CgroupError>;
+
+    /// Every process in the cgroup and its descendants, sorted.
+    fn pids(&self) -> Result<Vec<i32>, CgroupError>;
+
+    /// Freezes every task and waits until the kernel reports the cgroup frozen.
+    fn freeze(&self) -> Result<(), CgroupError>;
+
+    /// Thaws the cgroup and waits until the kernel reports it thawed.
+    fn thaw(&self) -> Result<(), CgroupError>;
+
+    /// Whether the cgroup is frozen.
+    fn is_frozen(&self) -> Result<bool, CgroupError>;
+
+    /// Sends `signal` to every task: freeze, signal, thaw, so that no task forks past the
+    /// signal. On v2 `SIGKILL` uses `cgroup.kill` where the kernel has it.
+    fn kill_all(&self, signal: i32) -> Result<(), CgroupError>;
+
+    /// Usage figures.
+    fn stats(&self) -> Result<Stats, CgroupError>;
+
+    /// How many tasks the kernel OOM killer has killed in this cgroup.
+    fn oom_kill_count(&self) -> Result<u64, CgroupError>;
+
+    /// Removes every directory the cgroup has (and ancestors this manager created, if empty),
+    /// children first, retrying for about a second while tasks leave. Does not kill tasks: call
+    /// [`kill_all`](CgroupManager::kill_all) first. Removing a missing cgroup succeeds.
+    fn destroy(&self) -> Result<(), CgroupError>;
+
+    /// Controller -> directory; on v2 (and for the unified part of a hybrid) the key is `""`.
+    fn paths(&self) -> BTreeMap<String, PathBuf>;
+}
+
+/// The manager for the cgroup `opts` names, for the layout found at `opts.root`.
+pub fn new_manager(opts: &ManagerOptions) -> Result<Box<dyn CgroupManager>, CgroupError> {
+    if opts.systemd {
+        return Err(CgroupError::SystemdUnsupported);
+    }
+    let cg_path = path::CgroupPath::new(opts.cgroups_path.as_deref(), &opts.container_id)?;
+    let hierarchy = Hierarchy::detect(&opts.root)?;
+    tracing::debug!(root = %opts.root.display(), ?hierarchy, ?cg_path, "new cgroup manager");
+    let own = path::own_cgroups()?;
+    Ok(match hierarchy {
+        Hierarchy::V2 => Box::new(v2::V2Manager::new(&opts.root, &cg_path, &own)),
+        Hierarchy::V1 | Hierarchy::Hybrid => Box::new(v1::V1Manager::new(
+            &opts.root,
+            &cg_path,
+            &own,
+            hierarchy == Hierarchy::Hybrid,
+        )?),
+    })
+}
+
+/// How many device-filter BPF programs are attached directly to the cgroup v2 directory `dir`
+/// (diagnostics: after any number of `set` calls with device rules this is 1).
+pub fn attached_device_programs(dir: &std::path::Path) -> Result<usize, CgroupError> {
+    v2::devices::attached_count(dir)
+}
