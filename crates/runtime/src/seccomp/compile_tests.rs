@@ -248,7 +248,7 @@ fn notify_rules() {
     let want = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
         | libc::SECCOMP_FILTER_FLAG_TSYNC
         | libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
-    assert_eq!(p.flags(), u64::from(want));
+    assert_eq!(p.flags(), want);
     assert!(!compiled(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#).needs_listener());
 }
 
@@ -257,7 +257,7 @@ fn flags_translate() {
     let flags = |json: &str| compiled(json).flags();
     assert_eq!(
         flags(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#),
-        u64::from(libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW),
+        libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
         "no flags field: SPEC_ALLOW, as runc"
     );
     assert_eq!(flags(r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":[]}"#), 0);
@@ -266,11 +266,9 @@ fn flags_translate() {
             r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_LOG",
                 "SECCOMP_FILTER_FLAG_SPEC_ALLOW","SECCOMP_FILTER_FLAG_TSYNC"]}"#
         ),
-        u64::from(
-            libc::SECCOMP_FILTER_FLAG_LOG
-                | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
-                | libc::SECCOMP_FILTER_FLAG_TSYNC
-        )
+        libc::SECCOMP_FILTER_FLAG_LOG
+            | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
+            | libc::SECCOMP_FILTER_FLAG_TSYNC
     );
     assert_eq!(
         error(
@@ -285,9 +283,7 @@ fn flags_translate() {
     );
     assert_eq!(
         p.flags(),
-        u64::from(
-            libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV | libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
-        )
+        libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV | libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
     );
 }
 

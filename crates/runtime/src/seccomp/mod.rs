@@ -326,8 +326,8 @@ impl Program {
 
     /// The flags that [`install`](Self::install) passes to `seccomp(SECCOMP_SET_MODE_FILTER)`.
     #[must_use]
-    pub fn flags(&self) -> u64 {
-        u64::from(self.flags)
+    pub fn flags(&self) -> libc::c_ulong {
+        self.flags
     }
 }
 

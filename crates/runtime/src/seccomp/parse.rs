@@ -105,6 +105,7 @@ fn known<T: DeserializeOwned>(name: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
