@@ -2,3 +2,5 @@
 //! capabilities, seccomp, rlimits, hooks, console) and tracks it in runc-compatible state.
 //! Knows nothing of images or networks.
 #![warn(missing_docs)]
+
+pub mod seccomp;
