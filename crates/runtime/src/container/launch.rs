@@ -1,0 +1,218 @@
+//! Starting a process inside a container's namespaces: the two-stage fork shared by `create`
+//! (the container's init) and `exec`.
+//!
+//! ```text
+//! runtime ──fork──> stage 1: join namespaces by path, create a user namespace (parent writes
+//!    │                        its maps), wait for the parent to place it in the cgroup, unshare
+//!    │                        the other namespaces, then clone(CLONE_PARENT) ──> stage 2
+//!    └── waits for stage 2 directly (CLONE_PARENT made it the runtime's child)
+//! ```
+//! Stage 2 is PID 1 of a new pid namespace (or a member of the joined one) and already inside
+//! the cgroup and every namespace before it runs a single instruction of setup.
+
+use std::convert::Infallible;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, LinuxResources};
+
+use crate::error::{Result, RuntimeError, chain};
+use crate::spec::ns_flag;
+use crate::sync::{self, Tag};
+use crate::sys::{self, Forked};
+
+/// The namespaces a new process must end up in.
+#[derive(Default)]
+pub(crate) struct Namespaces {
+    /// Existing namespaces to join, with their types.
+    pub(crate) join: Vec<(LinuxNamespaceType, OwnedFd)>,
+    /// `CLONE_NEW*` flags of namespaces to create.
+    pub(crate) create: libc::c_int,
+    /// `/proc/self/timens_offsets` content for a new time namespace.
+    pub(crate) time_offsets: Option<String>,
+}
+
+/// What the parent does between stage 1's hello and its go-ahead.
+pub(crate) struct ParentSetup<'a> {
+    pub(crate) cgroup: &'a dyn cgroups::CgroupManager,
+    /// Resources to apply (create) or none (exec joins an existing cgroup).
+    pub(crate) resources: Option<&'a LinuxResources>,
+    pub(crate) uid_mappings: &'a [LinuxIdMapping],
+    pub(crate) gid_mappings: &'a [LinuxIdMapping],
+}
+
+/// Kills and reaps the processes it holds unless disarmed: no half-made container survives a
+/// failed create or exec.
+pub(crate) struct ChildGuard(pub(crate) Vec<i32>);
+
+impl ChildGuard {
+    pub(crate) fn disarm(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        for pid in self.0.drain(..) {
+            if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                let _ = sys::wait_child(pid);
+            }
+        }
+    }
+}
+
+/// A stage-2 process and the parent's end of its sync socket.
+pub(crate) struct Spawned {
+    pub(crate) pid: i32,
+    pub(crate) sock: OwnedFd,
+    pub(crate) guard: ChildGuard,
+}
+
+fn write_maps(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<()> {
+    if maps.is_empty() {
+        return Ok(());
+    }
+    let content: String = maps
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect();
+    let path = format!("/proc/{pid}/{file}");
+    std::fs::write(&path, content).map_err(|e| RuntimeError::io("write", path, e))
+}
+
+/// Receive the next message, turning a child's error report or a silent death into an error.
+pub(crate) fn expect(sock: BorrowedFd<'_>, what: &str) -> Result<sync::Msg> {
+    match sync::recv(sock) {
+        Ok(Some(m)) if m.tag == Tag::Error => Err(RuntimeError::Child(m.text)),
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err(RuntimeError::Child(format!(
+            "container process exited while {what}"
+        ))),
+        Err(e) => Err(RuntimeError::sys(
+            format!("read from container process while {what}"),
+            e,
+        )),
+    }
+}
+
+/// Fork stages 1 and 2. `stage2` runs in the final process and must exec or fail.
+pub(crate) fn spawn(
+    ns: Namespaces,
+    setup: &ParentSetup<'_>,
+    stage2: impl FnOnce(BorrowedFd<'_>) -> Result<Infallible>,
+) -> Result<Spawned> {
+    let (parent_sock, child_sock) = sync::pair().map_err(|e| RuntimeError::sys("socketpair", e))?;
+    match sys::fork().map_err(|e| RuntimeError::sys("fork", e))? {
+        Forked::Child => {
+            drop(parent_sock);
+            if let Err(e) = stage1(child_sock.as_fd(), ns, stage2) {
+                let _ = sync::send(child_sock.as_fd(), Tag::Error, 0, &chain(&e), None);
+                sys::exit_child(1);
+            }
+            sys::exit_child(0);
+        }
+        Forked::Parent(stage1_pid) => {
+            drop(child_sock);
+            let mut guard = ChildGuard(vec![stage1_pid]);
+            let hello = expect(parent_sock.as_fd(), "joining namespaces")?;
+            if hello.tag != Tag::Hello {
+                return Err(RuntimeError::Child(format!(
+                    "protocol: unexpected {:?}",
+                    hello.tag
+                )));
+            }
+            if hello.value == 1 {
+                write_maps(stage1_pid, "uid_map", setup.uid_mappings)?;
+                write_maps(stage1_pid, "gid_map", setup.gid_mappings)?;
+            }
+            setup.cgroup.apply(stage1_pid)?;
+            if let Some(r) = setup.resources {
+                setup.cgroup.set(r)?;
+            }
+            sync::send(parent_sock.as_fd(), Tag::Go, 0, "", None)
+                .map_err(|e| RuntimeError::sys("signal container process", e))?;
+            let m = expect(parent_sock.as_fd(), "creating namespaces")?;
+            if m.tag != Tag::Stage2Pid {
+                return Err(RuntimeError::Child(format!(
+                    "protocol: unexpected {:?}",
+                    m.tag
+                )));
+            }
+            let pid = m.value as i32;
+            guard.0.push(pid);
+            let _ = sys::wait_child(stage1_pid);
+            guard.0.retain(|p| *p != stage1_pid);
+            Ok(Spawned {
+                pid,
+                sock: parent_sock,
+                guard,
+            })
+        }
+    }
+}
+
+fn stage1(
+    sock: BorrowedFd<'_>,
+    ns: Namespaces,
+    stage2: impl FnOnce(BorrowedFd<'_>) -> Result<Infallible>,
+) -> Result<()> {
+    let joins_user = ns.join.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
+    let setns = |(t, fd): &(LinuxNamespaceType, OwnedFd)| {
+        sys::setns(fd.as_fd(), ns_flag(*t)).map_err(|e| {
+            RuntimeError::sys(
+                format!("join {} namespace", crate::spec::ns_proc_name(*t)),
+                e,
+            )
+        })
+    };
+    // Joining a user namespace comes first so that the others are entered with its privileges;
+    // a new user namespace comes after joining the host-owned ones it is not allowed to enter.
+    let (users, others): (Vec<_>, Vec<_>) = ns
+        .join
+        .iter()
+        .partition(|(t, _)| *t == LinuxNamespaceType::User);
+    if joins_user {
+        users.iter().try_for_each(|j| setns(j))?;
+        others.iter().try_for_each(|j| setns(j))?;
+    } else {
+        others.iter().try_for_each(|j| setns(j))?;
+    }
+    let new_user = ns.create & libc::CLONE_NEWUSER != 0;
+    if new_user {
+        sys::unshare(libc::CLONE_NEWUSER)
+            .map_err(|e| RuntimeError::sys("create user namespace", e))?;
+    }
+    sync::send(sock, Tag::Hello, i64::from(new_user), "", None)
+        .map_err(|e| RuntimeError::sys("sync with runtime", e))?;
+    sync::wait_go(sock).map_err(|e| RuntimeError::sys("wait for runtime", e))?;
+    if new_user || joins_user {
+        // Become root of the user namespace (when 0 is mapped) before creating the others.
+        let root_uid = rustix::process::Uid::ROOT;
+        let root_gid = rustix::process::Gid::ROOT;
+        let _ = rustix::thread::set_thread_res_gid(root_gid, root_gid, root_gid);
+        let _ = rustix::thread::set_thread_res_uid(root_uid, root_uid, root_uid);
+    }
+    let rest = ns.create & !libc::CLONE_NEWUSER;
+    if rest != 0 {
+        sys::unshare(rest).map_err(|e| RuntimeError::sys("create namespaces", e))?;
+    }
+    if let Some(offsets) = &ns.time_offsets {
+        std::fs::write("/proc/self/timens_offsets", offsets)
+            .map_err(|e| RuntimeError::io("write", "/proc/self/timens_offsets", e))?;
+    }
+    match sys::clone_parent().map_err(|e| RuntimeError::sys("fork container process", e))? {
+        Forked::Child => {
+            let err = match stage2(sock) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            let _ = sync::send(sock, Tag::Error, 0, &chain(&err), None);
+            sys::exit_child(1);
+        }
+        Forked::Parent(pid) => {
+            sync::send(sock, Tag::Stage2Pid, i64::from(pid), "", None)
+                .map_err(|e| RuntimeError::sys("report container pid", e))?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The runtime library's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while creating, starting, signalling or deleting a container.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A container id that runc would also refuse.
+    #[error("invalid container id {id:?}: {reason}")]
+    InvalidId {
+        /// The id given.
+        id: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// No container with this id under the state root.
+    #[error("container {0} does not exist")]
+    NotFound(String),
+    /// A container with this id already exists.
+    #[error("container {0} already exists")]
+    Exists(String),
+    /// The container is in a state that does not allow the operation.
+    #[error("container {id} is {status}: {action} needs it {wanted}")]
+    WrongState {
+        /// Container id.
+        id: String,
+        /// Its current status.
+        status: String,
+        /// The operation asked for.
+        action: &'static str,
+        /// The status(es) the operation needs.
+        wanted: &'static str,
+    },
+    /// config.json (or a process.json) could not be parsed; the source names the field.
+    #[error("parse {path}")]
+    ParseSpec {
+        /// File being parsed.
+        path: PathBuf,
+        /// serde error with the JSON path of the field.
+        #[source]
+        source: serde_path_to_error::Error<serde_json::Error>,
+    },
+    /// A field of the spec is semantically invalid.
+    #[error("{field}: {reason}")]
+    InvalidSpec {
+        /// JSON path of the field, e.g. `linux.namespaces[2].path`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file-system operation on a named path failed.
+    #[error("{op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// To what.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A syscall not tied to one path failed.
+    #[error("{op}")]
+    Sys {
+        /// What was being done.
+        op: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The container's init or exec'd process reported a failure before it ran the user's program.
+    #[error("{0}")]
+    Child(String),
+    /// A hook failed or timed out.
+    #[error("{kind} hook {path}: {reason}")]
+    Hook {
+        /// Hook kind (prestart, createRuntime, ...).
+        kind: &'static str,
+        /// Hook binary.
+        path: PathBuf,
+        /// What happened.
+        reason: String,
+    },
+    /// cgroup setup or teardown failed.
+    #[error("cgroup")]
+    Cgroup(#[from] cgroups::CgroupError),
+    /// The seccomp profile could not be compiled or installed.
+    #[error("seccomp")]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    /// State could not be serialised.
+    #[error("encode state")]
+    Encode(#[source] serde_json::Error),
+}
+
+impl RuntimeError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        RuntimeError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn sys(op: impl Into<String>, source: io::Error) -> Self {
+        RuntimeError::Sys {
+            op: op.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        RuntimeError::InvalidSpec {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Result alias for the runtime library.
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// Render an error and its causes on one line: `a: b: c`.
+#[must_use]
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !s.is_empty() && !out.ends_with(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}
