@@ -214,7 +214,7 @@ fn fds_and_env() {
         }
         Err(e) => {
             kv("fds", os_err(&e));
-            Vec::new()
+            return env();
         }
     };
     let mut open = Vec::new();
@@ -225,6 +225,10 @@ fn fds_and_env() {
         }
     }
     kv("fds", join(&open));
+    env();
+}
+
+fn env() {
     for (k, v) in std::env::vars_os() {
         kv(&format!("env.{}", k.to_string_lossy()), v.to_string_lossy());
     }
