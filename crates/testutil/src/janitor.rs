@@ -63,8 +63,11 @@ fn owned_by_other_live(name: &str) -> bool {
 /// `berth-test-` directory, mounts whose mount point contains `berth-test-` (deepest first,
 /// detached), `berth-test-*` cgroups in every hierarchy under /sys/fs/cgroup (tasks killed,
 /// children first), network namespaces `/run/netns/berth-test-*`, links named `berth*` or `bt-*`,
-/// and `berth-test-*` entries of the temp dir and /run. Objects whose owner is alive are kept.
-/// Needs root; without it, does nothing.
+/// and `berth-test-*` entries of the temp dir and /run.
+///
+/// An object whose name carries a pid is removed only when that process is dead; one without is
+/// removed only when older than this process (processes and mounts without one: never, except
+/// mounts under an old temp dir). Needs root; without it, does nothing.
 pub fn janitor() {
     static ONCE: Once = Once::new();
     ONCE.call_once(sweep);
@@ -72,34 +75,40 @@ pub fn janitor() {
 
 /// The janitor's sweep, run now (again): see [`janitor`].
 pub fn sweep() {
-    {
-        if sys::euid() != 0 {
-            return;
-        }
-        sweep_processes();
-        for m in mounts().into_iter().rev() {
-            let p = m.point.to_string_lossy();
-            if p.contains(PREFIX) && stale(&p, true) {
-                report("unmount", &m.point, sys::umount_detach(&m.point));
-            }
-        }
-        for cg in cgroups() {
-            if stale(&cg.to_string_lossy(), true) {
-                report("remove cgroup", &cg, remove_cgroup(&cg));
-            }
-        }
-        for name in netns() {
-            if stale(&name, true) {
-                delete_netns(&name);
-            }
-        }
-        for link in links() {
-            if stale(&link, true) {
-                let _ = Command::new("ip").args(["link", "del", &link]).output();
-            }
-        }
-        sweep_temp_dirs();
+    if sys::euid() != 0 {
+        return;
     }
+    sweep_processes();
+    let start = process_start();
+    // A mount without an owner pid has no age to judge by: it goes only with an old temp dir.
+    let mut stale_mounts: Vec<PathBuf> = mounts()
+        .into_iter()
+        .map(|m| m.point)
+        .filter(|p| p.to_string_lossy().contains(PREFIX) && stale(&p.to_string_lossy(), false))
+        .collect();
+    stale_mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in stale_mounts {
+        report("unmount", &point, sys::umount_detach(&point));
+    }
+    for cg in cgroups() {
+        if stale(&cg.to_string_lossy(), older_than(&cg, start)) {
+            report("remove cgroup", &cg, remove_cgroup(&cg));
+        }
+    }
+    for name in netns() {
+        if stale(
+            &name,
+            older_than(&Path::new("/run/netns").join(&name), start),
+        ) {
+            delete_netns(&name);
+        }
+    }
+    for link in links() {
+        if stale(&link, true) {
+            let _ = Command::new("ip").args(["link", "del", &link]).output();
+        }
+    }
+    sweep_temp_dirs(start);
 }
 
 fn report(what: &str, path: &Path, r: io::Result<()>) {
@@ -318,8 +327,18 @@ fn process_start() -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(btime) + Duration::from_millis(ticks * 10))
 }
 
-fn sweep_temp_dirs() {
-    let start = process_start();
+/// Whether `path` changed status (for cgroups and namespaces: was created) before `start`.
+fn older_than(path: &Path, start: Option<SystemTime>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(start) = start else { return false };
+    let Ok(md) = fs::metadata(path) else {
+        return false;
+    };
+    let ctime = u64::try_from(md.ctime()).unwrap_or(0);
+    SystemTime::UNIX_EPOCH + Duration::from_secs(ctime) < start
+}
+
+fn sweep_temp_dirs(start: Option<SystemTime>) {
     for base in [std::env::temp_dir(), PathBuf::from("/run")] {
         let Ok(rd) = fs::read_dir(&base) else {
             continue;
