@@ -52,9 +52,20 @@ pub struct Runtime {
 
 impl Runtime {
     /// [`runtime_binary`] with a fresh state root.
+    ///
+    /// # Panics
+    /// When the binary is missing: `cargo test -p <tests>` does not build other packages'
+    /// binaries, so build it first (`cargo build --workspace --bins`, as `.ci/test` does).
     #[must_use]
     pub fn berth() -> Runtime {
-        Runtime::new(runtime_binary())
+        let bin = runtime_binary();
+        assert!(
+            bin.is_file(),
+            "{} is missing: run `cargo build --workspace --bins` first (as .ci/test does) or set \
+             BERTH_RUNTIME",
+            bin.display()
+        );
+        Runtime::new(bin)
     }
 
     /// `bin` (say `"runc"`) with a fresh state root. Runs the [`janitor`](crate::janitor) first.
