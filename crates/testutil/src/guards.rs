@@ -3,6 +3,7 @@
 use crate::janitor::{delete_netns, remove_cgroup};
 use crate::{PREFIX, sys, unique_name};
 use std::ffi::OsStr;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 
@@ -141,6 +142,36 @@ impl NetnsGuard {
             crate::describe(&out)
         );
         out
+    }
+}
+
+impl NetnsGuard {
+    /// Moves the calling thread into the namespace until the returned guard is dropped (each
+    /// test runs on its own thread, so this isolates in-process netlink and sockets).
+    ///
+    /// # Panics
+    /// When setns fails.
+    #[must_use]
+    pub fn enter(&self) -> NetnsEntered {
+        let open = |p: &Path| File::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
+        let original = open(Path::new("/proc/thread-self/ns/net"));
+        sys::setns_net(&open(&self.path()))
+            .unwrap_or_else(|e| panic!("enter netns {}: {e}", self.name));
+        NetnsEntered { original }
+    }
+}
+
+/// The calling thread's stay in a [`NetnsGuard`]'s namespace; drop returns it to where it was.
+#[derive(Debug)]
+pub struct NetnsEntered {
+    original: File,
+}
+
+impl Drop for NetnsEntered {
+    fn drop(&mut self) {
+        if let Err(e) = sys::setns_net(&self.original) {
+            eprintln!("testutil: return to the original network namespace: {e}");
+        }
     }
 }
 

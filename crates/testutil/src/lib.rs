@@ -24,7 +24,7 @@ pub use contest::{
     ContestMount, contest_binary, is_static_elf, parse_contest_mounts, parse_kv, target_dir,
     workspace_root,
 };
-pub use guards::{CgroupGuard, ChildGuard, MountGuard, NetnsGuard};
+pub use guards::{CgroupGuard, ChildGuard, MountGuard, NetnsEntered, NetnsGuard};
 pub use janitor::{LINK_PREFIX, janitor, leaks, leaks_of, owner_pids, remove_cgroup, sweep};
 pub use mountinfo::{MountEntry, mounts, parse_mountinfo, unescape_octal};
 pub use rootfs::{HOST_BUSYBOX, busybox_rootfs};

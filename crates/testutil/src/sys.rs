@@ -70,3 +70,10 @@ pub(crate) fn kill9(pid: i32) -> io::Result<()> {
     // SAFETY: kill takes integers only; the callers pass pids they decided to end.
     check(unsafe { libc::kill(pid, libc::SIGKILL) })
 }
+
+/// setns(2) of the calling thread into the network namespace `ns` refers to.
+pub(crate) fn setns_net(ns: &File) -> io::Result<()> {
+    // SAFETY: the descriptor is owned by `ns`, alive for the call; setns changes only the calling
+    // thread's network namespace, which is what the caller asked for.
+    check(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) })
+}

@@ -106,6 +106,13 @@ fn guards_remove_what_they_hold() {
     let ns = NetnsGuard::new();
     let out = ns.ok(&["ip", "-o", "link", "show"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("lo:"));
+    let host_ns = fs::read_link("/proc/thread-self/ns/net").ok();
+    {
+        let _inside = ns.enter();
+        let here = fs::read_link("/proc/thread-self/ns/net").ok();
+        assert_ne!(here, host_ns);
+    }
+    assert_eq!(fs::read_link("/proc/thread-self/ns/net").ok(), host_ns);
     let name = ns.name().to_owned();
     drop(ns);
     assert!(!Path::new("/run/netns").join(&name).exists());
