@@ -1,9 +1,36 @@
-//! Test support for berth (dev-dependency only): root gate, Drop guards, janitor, fixture bundles.
+//! Test support for berth (dev-dependency only): root gate, fixture bundles with the static
+//! `contest` helper, an OCI runtime driver, Drop guards for kernel objects, janitor, leak check.
 //!
-//! Every kernel object a test creates carries the [`PREFIX`] in its name so that [`janitor`] can
-//! remove what an earlier, killed run left behind.
+//! Every kernel object a test creates carries the [`PREFIX`] and the test process's pid in its
+//! name ([`unique_name`]) so that [`janitor`] can remove what an earlier, killed run left behind
+//! without touching the objects of test processes still running. Entry points: [`Bundle`],
+//! [`Runtime`], [`ContainerGuard`], [`MountGuard`], [`NetnsGuard`], [`CgroupGuard`],
+//! [`ChildGuard`], [`janitor`], [`leaks`].
 
 use std::sync::atomic::{AtomicU32, Ordering};
+
+mod bundle;
+mod contest;
+mod guards;
+mod janitor;
+mod mountinfo;
+mod rootfs;
+mod runtime;
+#[allow(unsafe_code)]
+mod sys;
+
+pub use bundle::{Bundle, default_spec};
+pub use contest::{
+    ContestMount, contest_binary, is_static_elf, parse_contest_mounts, parse_kv, target_dir,
+    workspace_root,
+};
+pub use guards::{CgroupGuard, ChildGuard, MountGuard, NetnsEntered, NetnsGuard};
+pub use janitor::{LINK_PREFIX, janitor, leaks, leaks_of, owner_pids, remove_cgroup, sweep};
+pub use mountinfo::{MountEntry, mounts, parse_mountinfo, unescape_octal};
+pub use rootfs::{HOST_BUSYBOX, busybox_rootfs};
+pub use runtime::{
+    COMMAND_TIMEOUT, ContainerGuard, Runtime, describe, runtime_binary, wait_timeout,
+};
 
 /// Prefix of every kernel object and directory a test creates.
 pub const PREFIX: &str = "berth-test-";
@@ -12,10 +39,7 @@ pub const PREFIX: &str = "berth-test-";
 /// stderr, except under `CI=true`, where missing privilege is a failure.
 #[must_use]
 pub fn require_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    let euid = unsafe { libc::geteuid() };
-    if euid == 0 {
+    if sys::euid() == 0 {
         return true;
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -25,10 +49,18 @@ pub fn require_root() -> bool {
     false
 }
 
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
 /// A name unique to this process and call: `berth-test-<pid>-<n>-<tag>`.
 #[must_use]
 pub fn unique_name(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{PREFIX}{}-{n}-{tag}", std::process::id())
+}
+
+/// A network link name unique to this process, within the kernel's 15 bytes: `bt-<pid>-<n>`.
+#[must_use]
+pub fn unique_link_name() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 10_000;
+    format!("{LINK_PREFIX}{}-{n}", std::process::id())
 }
