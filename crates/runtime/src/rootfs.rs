@@ -76,18 +76,25 @@ pub(crate) fn setup(
 ) -> Result<()> {
     let linux = ctx.spec.linux().as_ref();
     // 1. Stop mount events from propagating back to the host.
-    let prop = linux
+    let requested = linux
         .and_then(|l| l.rootfs_propagation().as_deref())
-        .and_then(mounts::propagation_flag)
-        .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+        .and_then(mounts::propagation_flag);
+    let prop = requested.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    // A shared "/" would make pivot_root fail: slave now, the requested propagation after.
     let root_prop = if prop & libc::MS_SHARED != 0 {
-        // A shared "/" would make pivot_root fail; make it slave now, shared again after pivot.
         libc::MS_SLAVE | libc::MS_REC
     } else {
         prop
     };
     sys::mount(None, c"/", None, root_prop, None)
-        .map_err(|e| RuntimeError::sys("make / a slave mount", e))?;
+        .map_err(|e| RuntimeError::sys("set propagation of /", e))?;
+    // The mount holding the rootfs must be private for the bind and pivot_root below (it may be
+    // unbindable or shared after the line above), as runc does.
+    if let Some(parent) = mount_point_of(ctx.rootfs) {
+        let p = cstr(&parent).map_err(|e| RuntimeError::io("mount point", &parent, e))?;
+        sys::mount(None, &p, None, libc::MS_PRIVATE, None)
+            .map_err(|e| RuntimeError::io("make the rootfs's parent mount private", &parent, e))?;
+    }
 
     // 2. The rootfs must be a mount point of its own for pivot_root.
     let rootfs_c = cstr(ctx.rootfs).map_err(|e| RuntimeError::io("rootfs path", ctx.rootfs, e))?;
@@ -133,7 +140,7 @@ pub(crate) fn setup(
     } else {
         pivot_root(ctx.rootfs)?;
     }
-    if prop & libc::MS_SHARED != 0 {
+    if let Some(prop) = requested {
         sys::mount(None, c"/", None, prop, None)
             .map_err(|e| RuntimeError::sys("set rootfs propagation", e))?;
     }
@@ -412,6 +419,24 @@ fn mount_hierarchy(
         .map_err(|e| RuntimeError::sys(format!("bind cgroup {}", src.display()), e))?;
     }
     Ok(())
+}
+
+/// The mount point (from /proc/self/mountinfo) of the mount that holds `path`.
+fn mount_point_of(path: &Path) -> Option<PathBuf> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|mp| PathBuf::from(mp.replace("\\040", " ")))
+        .filter(|mp| real.starts_with(mp))
+        .max_by_key(|mp| mp.as_os_str().len())
+}
+
+/// Without a mount namespace nothing may be mounted (it would land on the host): only change
+/// root into the rootfs.
+pub(crate) fn chroot_only(rootfs: &Path) -> Result<()> {
+    rustix::process::chroot(rootfs).map_err(|e| RuntimeError::io("chroot", rootfs, e.into()))?;
+    rustix::process::chdir("/").map_err(|e| RuntimeError::sys("chdir /", e.into()))
 }
 
 struct HostCgroupMount {

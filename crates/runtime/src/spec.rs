@@ -112,11 +112,9 @@ pub fn has_ns(spec: &Spec, t: LinuxNamespaceType) -> bool {
 
 /// Semantic checks that serde cannot do.
 pub fn validate(spec: &Spec) -> Result<()> {
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| RuntimeError::invalid("process", "missing"))?;
-    validate_process(process, "process")?;
+    if let Some(process) = spec.process() {
+        validate_process(process, "process")?;
+    }
     let Some(linux) = spec.linux() else {
         return Err(RuntimeError::invalid("linux", "missing"));
     };

@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -126,12 +125,6 @@ fn create_inner(root: &Path, opts: &CreateOptions) -> Result<Created> {
     state::validate_id(&opts.id)?;
     let bundle = spec::load_bundle(&opts.bundle)?;
     let spec = &bundle.spec;
-    if !has_ns(spec, LinuxNamespaceType::Mount) {
-        return Err(RuntimeError::invalid(
-            "linux.namespaces",
-            "a mount namespace is required",
-        ));
-    }
     let linux = spec.linux().as_ref();
     let seccomp = linux
         .and_then(|l| l.seccomp().as_ref())
@@ -159,7 +152,10 @@ fn create_inner(root: &Path, opts: &CreateOptions) -> Result<Created> {
 
     std::fs::create_dir_all(root).map_err(|e| RuntimeError::io("create state root", root, e))?;
     let state_dir = state::state_dir(root, &opts.id);
-    match std::fs::create_dir(&state_dir) {
+    // 0711: a non-root init must be able to reach exec.fifo inside, nobody may list it.
+    match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o711)
+        .create(&state_dir)
+    {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(RuntimeError::Exists(opts.id.clone()));
@@ -178,8 +174,14 @@ fn create_inner(root: &Path, opts: &CreateOptions) -> Result<Created> {
     // mkfifo is subject to the umask; make sure a non-root init can open it for writing.
     rustix::fs::chmod(&fifo, Mode::from_raw_mode(0o622))
         .map_err(|e| RuntimeError::io("chmod", &fifo, e.into()))?;
-    let fifo_fd = rustix::fs::open(&fifo, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| RuntimeError::io("open", &fifo, e.into()))?;
+    // Init reaches the fifo through a descriptor of the state directory: after pivot_root or
+    // chroot no path leads there, and /proc may not be mounted in the container.
+    let fifo_fd = rustix::fs::open(
+        &state_dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::io("open", &state_dir, e.into()))?;
 
     let ns = Namespaces {
         join: joins,
@@ -227,7 +229,8 @@ fn create_inner(root: &Path, opts: &CreateOptions) -> Result<Created> {
         match m.tag {
             Tag::RunHooks => {
                 if let Some(h) = spec.hooks() {
-                    let st = hook_state(Status::Creating);
+                    // runtime-tools and crun give these hooks "created"; runc says "creating".
+                    let st = hook_state(Status::Created);
                     hooks::run("prestart", h.prestart().as_deref().unwrap_or(&[]), &st)?;
                     hooks::run(
                         "createRuntime",
@@ -319,10 +322,6 @@ struct InitContext<'a> {
 /// The container's init: stage 2 of [`launch::spawn`], PID 1 of the container.
 fn container_init(ctx: &InitContext<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     let spec = &ctx.bundle.spec;
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| RuntimeError::invalid("process", "missing"))?;
     let linux = spec.linux().as_ref();
     rustix::process::setsid().map_err(|e| RuntimeError::sys("setsid", e.into()))?;
     if !ctx.opts.no_new_keyring {
@@ -367,7 +366,18 @@ fn container_init(ctx: &InitContext<'_>, sock: BorrowedFd<'_>) -> Result<Infalli
         }
         Ok(())
     };
-    rootfs::setup(&rctx, ctx.opts.no_pivot, &mut before_pivot)?;
+    let mountns = has_ns(spec, LinuxNamespaceType::Mount);
+    if mountns {
+        rootfs::setup(&rctx, ctx.opts.no_pivot, &mut before_pivot)?;
+    } else {
+        if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+            tracing::warn!(
+                "no mount namespace: the spec's mounts are skipped, they would land on the host"
+            );
+        }
+        before_pivot()?;
+        rootfs::chroot_only(&ctx.bundle.rootfs)?;
+    }
 
     if has_ns(spec, LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname() {
@@ -387,6 +397,15 @@ fn container_init(ctx: &InitContext<'_>, sock: BorrowedFd<'_>) -> Result<Infalli
         let path = format!("/proc/sys/{}", k.replace('.', "/"));
         std::fs::write(&path, v).map_err(|e| RuntimeError::io("set linux.sysctl via", path, e))?;
     }
+    let Some(process) = spec.process().as_ref() else {
+        // No process: the container can be created; `start` refuses it (runtime spec) and
+        // removes this init.
+        sync::send(sock, Tag::Ready, 0, "", None)
+            .map_err(|e| RuntimeError::sys("report ready", e))?;
+        loop {
+            rustix::event::pause();
+        }
+    };
     if process.terminal().unwrap_or(false) {
         if let Some(console) = ctx.console {
             setup_terminal(
@@ -398,7 +417,9 @@ fn container_init(ctx: &InitContext<'_>, sock: BorrowedFd<'_>) -> Result<Infalli
             )?;
         }
     }
-    rootfs::finish(spec)?;
+    if mountns {
+        rootfs::finish(spec)?;
+    }
     if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
         process::apply_personality(p)?;
     }
@@ -477,6 +498,13 @@ pub(crate) fn finalize_and_exec(
     after_start: impl FnOnce() -> Result<()>,
 ) -> Result<Infallible> {
     let nnp = process.no_new_privileges().unwrap_or(false);
+    // Nothing but stdio and the preserved descriptors may reach the program (CVE-2024-21626).
+    // Done first, while no seccomp profile can refuse close_range.
+    sys::cloexec_from(3 + preserve_fds)
+        .map_err(|e| RuntimeError::sys("close inherited descriptors", e))?;
+    // The working directory is entered while still root and before any seccomp profile, which
+    // may refuse getcwd (used to check the directory is inside the root).
+    process::enter_cwd(process.cwd())?;
     process::apply_rlimits(process)?;
     process::apply_attributes(process)?;
     let install_seccomp = |p: &crate::seccomp::Program| -> Result<()> {
@@ -505,7 +533,6 @@ pub(crate) fn finalize_and_exec(
     if let Some(p) = late_seccomp {
         install_seccomp(p)?;
     }
-    process::enter_cwd(process.cwd())?;
     let env = process::environment(process);
     let args = process.args().clone().unwrap_or_default();
     let arg0 = args
@@ -516,9 +543,13 @@ pub(crate) fn finalize_and_exec(
     if let Some(fifo) = fifo {
         sync::send(sock, Tag::Ready, 0, "", None)
             .map_err(|e| RuntimeError::sys("report ready", e))?;
-        let fifo_path = crate::paths::proc_fd_path(fifo);
-        let f = rustix::fs::open(&fifo_path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| RuntimeError::io("open exec fifo", &fifo_path, e.into()))?;
+        let f = rustix::fs::openat(
+            fifo,
+            EXEC_FIFO,
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| RuntimeError::io("open exec fifo", EXEC_FIFO, e.into()))?;
         rustix::io::write(&f, b"0").map_err(|e| RuntimeError::sys("write exec fifo", e.into()))?;
         drop(f);
         after_start()?;
@@ -529,8 +560,5 @@ pub(crate) fn finalize_and_exec(
             p.install()?;
         }
     }
-    sys::cloexec_from(3 + preserve_fds)
-        .map_err(|e| RuntimeError::sys("close inherited descriptors", e))?;
-    let _ = path.as_os_str().as_bytes();
     Err(process::exec(&path, &args, &env))
 }

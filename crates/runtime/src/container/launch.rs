@@ -206,7 +206,13 @@ fn stage1(
                 Ok(never) => match never {},
                 Err(e) => e,
             };
-            let _ = sync::send(sock, Tag::Error, 0, &chain(&err), None);
+            // After `create` has returned nobody reads the socket: say it on stderr instead.
+            if sync::send(sock, Tag::Error, 0, &chain(&err), None).is_err() {
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    format!("berth-runtime: {}\n", chain(&err)).as_bytes(),
+                );
+            }
             sys::exit_child(1);
         }
         Forked::Parent(pid) => {

@@ -22,6 +22,14 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             wanted: "created",
         });
     }
+    if st.config.process().is_none() {
+        // Created without a process: nothing to start. Remove the waiting init.
+        let _ = super::kill(root, id, libc::SIGKILL, false);
+        return Err(RuntimeError::invalid(
+            "process",
+            "not set: nothing to start",
+        ));
+    }
     let fifo = state::state_dir(root, id).join(EXEC_FIFO);
     let f = rustix::fs::open(
         &fifo,
