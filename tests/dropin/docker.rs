@@ -59,6 +59,9 @@ impl Docker {
             .arg(dir.join("exec"))
             .arg("--pidfile")
             .arg(dir.join("dockerd.pid"))
+            // Else 20.10 writes its trust key to /etc/docker/key.json.
+            .arg("--deprecated-key-path")
+            .arg(dir.join("key.json"))
             .arg("--host")
             .arg(format!("unix://{}", socket.display()))
             .args(["--bridge", "none", "--iptables=false", "--ip-forward=false"])
