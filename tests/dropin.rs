@@ -51,13 +51,13 @@ mod dropin {
 use std::sync::Mutex;
 use std::time::Instant;
 
+use dropin::Case;
 use dropin::containerd::Ctr;
 use dropin::docker::Docker;
 use dropin::image::{GREETING, GREETING_PATH, USER_ID};
 use dropin::podman::Podman;
 use dropin::process::Outcome;
 use dropin::runtime::{self, TracedRuntime};
-use dropin::{Case, sandbox};
 
 /// A peer set up in its sandbox, ready to run containers.
 trait Peer: Sized {
@@ -121,7 +121,11 @@ impl Peer for Ctr {
 fn exit_code_case(peer: &str) -> Case {
     Case {
         tag: "exit",
-        argv: vec!["sh".into(), "-c".into(), format!("echo hello-from-{peer}; exit 7")],
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo hello-from-{peer}; exit 7"),
+        ],
         user: None,
         exit_code: 7,
         stdout: format!("hello-from-{peer}\n"),
@@ -132,7 +136,11 @@ fn exit_code_case(peer: &str) -> Case {
 fn user_case() -> Case {
     Case {
         tag: "user",
-        argv: vec!["sh".into(), "-c".into(), format!("id -u; id -g; cat {GREETING_PATH}")],
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            format!("id -u; id -g; cat {GREETING_PATH}"),
+        ],
         user: Some(USER_ID.to_string()),
         exit_code: 0,
         stdout: format!("{USER_ID}\n{USER_ID}\n{GREETING}\n"),
@@ -140,13 +148,15 @@ fn user_case() -> Case {
 }
 
 /// The peers start daemons and measure themselves; on two cores, one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
 
 fn check<P: Peer>(case: Case) {
     if !testutil::require_root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     // Fail before creating anything when there is no runtime to test.
     let binary = runtime::binary();
     let t0 = Instant::now();
@@ -172,11 +182,20 @@ fn check<P: Peer>(case: Case) {
         "{}: wrong exit code:\n{outcome}",
         P::NAME
     );
-    assert_eq!(outcome.stdout, case.stdout, "{}: wrong output:\n{outcome}", P::NAME);
+    assert_eq!(
+        outcome.stdout,
+        case.stdout,
+        "{}: wrong output:\n{outcome}",
+        P::NAME
+    );
     if let Err(panic) = used {
         std::panic::resume_unwind(panic);
     }
-    assert!(leftovers.is_empty(), "{}: teardown left {leftovers:#?}", P::NAME);
+    assert!(
+        leftovers.is_empty(),
+        "{}: teardown left {leftovers:#?}",
+        P::NAME
+    );
 }
 
 #[test]
@@ -207,13 +226,4 @@ fn containerd_reports_output_and_exit_code() {
 #[test]
 fn containerd_runs_as_user_reading_image_file() {
     check::<Ctr>(user_case());
-}
-
-/// Removes what killed earlier runs left behind, even when only this test is selected.
-#[test]
-fn janitor_sweeps_leftovers_of_dead_runs() {
-    if !testutil::require_root() {
-        return;
-    }
-    sandbox::janitor();
 }

@@ -62,7 +62,11 @@ impl ContainerdDaemon {
         cmd.arg("--config").arg(&config);
         let mut daemon = Daemon::spawn("containerd", &mut cmd, dir.join("containerd.log"));
         daemon.wait_ready(READY_TIMEOUT, || UnixStream::connect(&socket).is_ok());
-        Self { daemon, socket, shim_root_existed }
+        Self {
+            daemon,
+            socket,
+            shim_root_existed,
+        }
     }
 
     /// The gRPC socket.
@@ -115,12 +119,22 @@ impl Ctr {
             &work,
             &rootfs,
             &[
-                OciImage { reference: IMAGE, user: None },
-                OciImage { reference: IMAGE_USER, user: Some("1000") },
+                OciImage {
+                    reference: IMAGE,
+                    user: None,
+                },
+                OciImage {
+                    reference: IMAGE_USER,
+                    user: Some("1000"),
+                },
             ],
         );
         let containerd = ContainerdDaemon::start(&sandbox);
-        let ctr = Self { containerd, runtime, sandbox };
+        let ctr = Self {
+            containerd,
+            runtime,
+            sandbox,
+        };
         let logs = ctr.sandbox.subdir("logs");
         let mut import = ctr.containerd.ctr(ctr.sandbox.name());
         import.args(["images", "import"]).arg(&archive);
@@ -130,17 +144,27 @@ impl Ctr {
 
     /// `ctr run --rm --runc-binary RUNTIME ... IMAGE ID CMD...`.
     pub(crate) fn run(&self, case: &Case) -> Outcome {
-        let image = if case.user.is_some() { IMAGE_USER } else { IMAGE };
+        let image = if case.user.is_some() {
+            IMAGE_USER
+        } else {
+            IMAGE
+        };
         let id = format!("berth-{}", case.tag);
         let mut cmd = self.containerd.ctr(self.sandbox.name());
-        cmd.args(["run", "--rm", "--runtime", "io.containerd.runc.v2", "--runc-binary"])
-            .arg(self.runtime.path())
-            .arg("--runc-root")
-            .arg(self.sandbox.subdir("runc-root"))
-            .arg("--cgroup")
-            .arg(format!("{}/{id}", self.sandbox.cgroup_parent("ctr")))
-            .args([image, &id])
-            .args(&case.argv);
+        cmd.args([
+            "run",
+            "--rm",
+            "--runtime",
+            "io.containerd.runc.v2",
+            "--runc-binary",
+        ])
+        .arg(self.runtime.path())
+        .arg("--runc-root")
+        .arg(self.sandbox.subdir("runc-root"))
+        .arg("--cgroup")
+        .arg(format!("{}/{id}", self.sandbox.cgroup_parent("ctr")))
+        .args([image, &id])
+        .args(&case.argv);
         let outcome = process::run(&mut cmd, &self.sandbox.subdir("logs"), CLI_TIMEOUT);
         if !outcome.status.success() && outcome.status.code() != Some(case.exit_code) {
             eprintln!("containerd log:\n{}", self.containerd.log_tail());
@@ -156,7 +180,11 @@ impl Ctr {
     /// Stops containerd and sweeps the sandbox; returns what could not be removed.
     pub(crate) fn close(mut self) -> Vec<String> {
         self.containerd.stop();
-        let Self { containerd, runtime: _, sandbox } = self;
+        let Self {
+            containerd,
+            runtime: _,
+            sandbox,
+        } = self;
         drop(containerd);
         sandbox.close()
     }

@@ -66,7 +66,11 @@ impl Docker {
             .arg(format!("unix://{}", socket.display()))
             .args(["--bridge", "none", "--iptables=false", "--ip-forward=false"])
             .args(["--ip-masq=false", "--userland-proxy=false"])
-            .args(["--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent"])
+            .args([
+                "--exec-opt",
+                "native.cgroupdriver=cgroupfs",
+                "--cgroup-parent",
+            ])
             .arg(sandbox.cgroup_parent("docker"))
             .arg("--add-runtime")
             .arg(format!("{RUNTIME_NAME}={}", runtime.path().display()));
@@ -99,7 +103,14 @@ impl Docker {
     /// `docker run --rm --network none --runtime berth [--user U] IMAGE CMD...`.
     pub(crate) fn run(&self, case: &Case) -> Outcome {
         let mut cmd = self.cli();
-        cmd.args(["run", "--rm", "--network", "none", "--runtime", RUNTIME_NAME]);
+        cmd.args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--runtime",
+            RUNTIME_NAME,
+        ]);
         if let Some(user) = &case.user {
             cmd.args(["--user", user]);
         }
@@ -132,7 +143,10 @@ fn ping(socket: &std::path::Path) -> bool {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n").is_err() {
+    if stream
+        .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut reply = String::new();

@@ -45,7 +45,10 @@ pub(crate) fn rootfs_tar(dir: &Path) -> PathBuf {
 
 fn build_rootfs(rootfs: &Path) -> io::Result<()> {
     let busybox = fs::read(BUSYBOX).map_err(|e| {
-        io::Error::new(e.kind(), format!("{BUSYBOX} ({e}): install Debian's busybox-static"))
+        io::Error::new(
+            e.kind(),
+            format!("{BUSYBOX} ({e}): install Debian's busybox-static"),
+        )
     })?;
     // A dynamically linked busybox (Debian's `busybox`) would not run in an image without libc;
     // its PT_INTERP string sits near the start of the file.
@@ -55,16 +58,31 @@ fn build_rootfs(rootfs: &Path) -> io::Result<()> {
             "{BUSYBOX} is dynamically linked: install busybox-static"
         )));
     }
-    for dir in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "tmp", "home/berth"] {
+    for dir in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "root",
+        "tmp",
+        "home/berth",
+    ] {
         fs::create_dir_all(rootfs.join(dir))?;
     }
     fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777))?;
     fs::write(rootfs.join("bin/busybox"), &busybox)?;
-    fs::set_permissions(rootfs.join("bin/busybox"), fs::Permissions::from_mode(0o755))?;
+    fs::set_permissions(
+        rootfs.join("bin/busybox"),
+        fs::Permissions::from_mode(0o755),
+    )?;
 
     let list = Command::new(BUSYBOX).arg("--list-full").output()?;
     if !list.status.success() {
-        return Err(io::Error::other(format!("{BUSYBOX} --list-full: {}", list.status)));
+        return Err(io::Error::other(format!(
+            "{BUSYBOX} --list-full: {}",
+            list.status
+        )));
     }
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         let applet = applet.trim().trim_start_matches('/');
@@ -87,7 +105,10 @@ fn build_rootfs(rootfs: &Path) -> io::Result<()> {
          berth:x:1000:1000:berth:/home/berth:/bin/sh\n\
          nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     )?;
-    fs::write(rootfs.join("etc/group"), "root:x:0:\nberth:x:1000:\nnogroup:x:65534:\n")?;
+    fs::write(
+        rootfs.join("etc/group"),
+        "root:x:0:\nberth:x:1000:\nnogroup:x:65534:\n",
+    )?;
     let greeting = rootfs.join(GREETING_PATH.trim_start_matches('/'));
     fs::write(&greeting, format!("{GREETING}\n"))?;
     fs::set_permissions(&greeting, fs::Permissions::from_mode(0o400))?;
@@ -163,7 +184,10 @@ fn write_oci_layout(layout: &Path, rootfs_tar: &Path, images: &[OciImage<'_>]) -
         let mut desc = put(&serde_json::to_vec(&manifest)?)?;
         desc["mediaType"] = json!("application/vnd.oci.image.manifest.v1+json");
         desc["platform"] = json!({ "architecture": arch, "os": "linux" });
-        let tag = image.reference.rsplit_once(':').map_or("latest", |(_, t)| t);
+        let tag = image
+            .reference
+            .rsplit_once(':')
+            .map_or("latest", |(_, t)| t);
         desc["annotations"] = json!({
             "io.containerd.image.name": image.reference,
             "org.opencontainers.image.ref.name": tag,
@@ -176,6 +200,9 @@ fn write_oci_layout(layout: &Path, rootfs_tar: &Path, images: &[OciImage<'_>]) -
         "manifests": manifests,
     });
     fs::write(layout.join("index.json"), serde_json::to_vec(&index)?)?;
-    fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
     Ok(())
 }

@@ -104,7 +104,10 @@ impl Podman {
         let mut cmd = self.sandbox.in_netns("podman");
         cmd.env("CONTAINERS_CONF", self.conf.join("containers.conf"))
             .env("CONTAINERS_STORAGE_CONF", self.conf.join("storage.conf"))
-            .env("CONTAINERS_REGISTRIES_CONF", self.conf.join("registries.conf"))
+            .env(
+                "CONTAINERS_REGISTRIES_CONF",
+                self.conf.join("registries.conf"),
+            )
             .env("TMPDIR", &self.tmpdir)
             .arg("--runtime")
             .arg(self.runtime.path())
@@ -122,8 +125,16 @@ impl Podman {
     /// `podman run --rm --network none --cgroup-parent P [--user U] IMAGE CMD...`.
     pub(crate) fn run(&self, case: &Case) -> Outcome {
         let mut cmd = self.cli();
-        cmd.args(["run", "--rm", "--pull", "never", "--network", "none", "--cgroup-parent"])
-            .arg(self.sandbox.cgroup_parent("podman"));
+        cmd.args([
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--network",
+            "none",
+            "--cgroup-parent",
+        ])
+        .arg(self.sandbox.cgroup_parent("podman"));
         if let Some(user) = &case.user {
             cmd.args(["--user", user]);
         }

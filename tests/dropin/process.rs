@@ -49,8 +49,8 @@ pub(crate) fn run(cmd: &mut Command, log_dir: &Path, timeout: Duration) -> Outco
     let out_path = log_dir.join(format!("cmd-{n}.out"));
     let err_path = log_dir.join(format!("cmd-{n}.err"));
     let start = Instant::now();
-    let mut child = spawn(cmd, &out_path, &err_path)
-        .unwrap_or_else(|e| panic!("spawn `{line}`: {e}"));
+    let mut child =
+        spawn(cmd, &out_path, &err_path).unwrap_or_else(|e| panic!("spawn `{line}`: {e}"));
     let status = wait_deadline(&mut child, start + timeout);
     let timed_out = status.is_none();
     let read = |p: &PathBuf| fs::read_to_string(p).unwrap_or_default();
@@ -64,7 +64,10 @@ pub(crate) fn run(cmd: &mut Command, log_dir: &Path, timeout: Duration) -> Outco
         stderr: read(&err_path),
         elapsed: start.elapsed(),
     };
-    assert!(!timed_out, "command timed out after {timeout:?}:\n{outcome}");
+    assert!(
+        !timed_out,
+        "command timed out after {timeout:?}:\n{outcome}"
+    );
     outcome
 }
 
@@ -91,10 +94,10 @@ fn wait_deadline(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
 fn kill_group(child: &Child, signal: Signal) {
     // The child leads its own group (process_group(0)); its pid is > 1, so this never becomes
     // kill(-1, ...).
-    if let Some(pgid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
-        if pgid != Pid::INIT {
-            let _ = kill_process_group(pgid, signal);
-        }
+    if let Some(pgid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw)
+        && pgid != Pid::INIT
+    {
+        let _ = kill_process_group(pgid, signal);
     }
 }
 
@@ -130,7 +133,11 @@ impl Daemon {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited before it was ready ({status}):\n{}", self.name, self.log_tail());
+                panic!(
+                    "{} exited before it was ready ({status}):\n{}",
+                    self.name,
+                    self.log_tail()
+                );
             }
             assert!(
                 start.elapsed() < timeout,

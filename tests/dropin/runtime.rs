@@ -19,7 +19,11 @@ pub(crate) const ENV: &str = "BERTH_DROPIN_RUNTIME";
 pub(crate) fn binary() -> PathBuf {
     if let Some(value) = std::env::var_os(ENV).filter(|v| !v.is_empty()) {
         let path = PathBuf::from(&value);
-        let found = if path.components().count() > 1 { Some(path) } else { search_path(&value) };
+        let found = if path.components().count() > 1 {
+            Some(path)
+        } else {
+            search_path(&value)
+        };
         return match found.filter(|p| p.is_file()) {
             Some(p) => p,
             None => panic!("{ENV}={}: no such runtime binary", value.to_string_lossy()),
@@ -44,7 +48,9 @@ pub(crate) fn binary() -> PathBuf {
 
 fn search_path(name: &std::ffi::OsStr) -> Option<PathBuf> {
     let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }
 
 /// The tracing wrapper around [`binary`], installed in a sandbox.
@@ -58,7 +64,9 @@ impl TracedRuntime {
     /// Writes the wrapper into `dir`, named like the real binary (some peers look at the name).
     pub(crate) fn install(dir: &Path) -> Self {
         let real = binary();
-        let name = real.file_name().unwrap_or_else(|| panic!("runtime path {}", real.display()));
+        let name = real
+            .file_name()
+            .unwrap_or_else(|| panic!("runtime path {}", real.display()));
         let wrapper = dir.join(name);
         let log = dir.join("calls.log");
         // One printf per call: appends of a single short write do not interleave.
@@ -84,7 +92,11 @@ impl TracedRuntime {
 
     /// One line per runtime call so far: `cwd=DIR WRAPPER 'arg' 'arg' ...`.
     pub(crate) fn calls(&self) -> Vec<String> {
-        fs::read_to_string(&self.log).unwrap_or_default().lines().map(str::to_owned).collect()
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Prints the calls (with the real binary's path) to the test's stderr.
@@ -99,7 +111,9 @@ impl TracedRuntime {
     pub(crate) fn assert_used(&self, peer: &str) {
         let calls = self.calls();
         assert!(
-            calls.iter().any(|c| c.contains(" 'create' ") || c.contains(" 'run' ")),
+            calls
+                .iter()
+                .any(|c| c.contains(" 'create' ") || c.contains(" 'run' ")),
             "{peer} never called `create` or `run` on {}; its calls: {calls:#?}",
             self.wrapper.display()
         );

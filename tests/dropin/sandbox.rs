@@ -36,26 +36,42 @@ impl Sandbox {
         let name = testutil::unique_name(&format!("dropin-{peer}"));
         let dir = std::env::temp_dir().join(&name);
         let netns = Path::new(NETNS_DIR).join(&name);
-        let mut sandbox = Self { name, dir, netns, swept: false };
+        let mut sandbox = Self {
+            name,
+            dir,
+            netns,
+            swept: false,
+        };
         if let Err(e) = sandbox.create() {
             let leftovers = sandbox.sweep();
-            panic!("create sandbox {}: {e} (cleanup: {leftovers:?})", sandbox.name);
+            panic!(
+                "create sandbox {}: {e} (cleanup: {leftovers:?})",
+                sandbox.name
+            );
         }
         sandbox
     }
 
     fn create(&mut self) -> io::Result<()> {
         fs::create_dir(&self.dir)?;
-        let status = Command::new("ip").args(["netns", "add", &self.name]).status()?;
+        let status = Command::new("ip")
+            .args(["netns", "add", &self.name])
+            .status()?;
         if !status.success() {
-            return Err(io::Error::other(format!("ip netns add {}: {status}", self.name)));
+            return Err(io::Error::other(format!(
+                "ip netns add {}: {status}",
+                self.name
+            )));
         }
         let status = Command::new("nsenter")
             .arg(format!("--net={}", self.netns.display()))
             .args(["ip", "link", "set", "lo", "up"])
             .status()?;
         if !status.success() {
-            return Err(io::Error::other(format!("set lo up in {}: {status}", self.name)));
+            return Err(io::Error::other(format!(
+                "set lo up in {}: {status}",
+                self.name
+            )));
         }
         Ok(())
     }
@@ -63,11 +79,6 @@ impl Sandbox {
     /// The resource name: `berth-test-<pid>-<n>-dropin-<peer>`.
     pub(crate) fn name(&self) -> &str {
         &self.name
-    }
-
-    /// The temp dir; everything the peers write goes below it.
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// A new subdirectory of the temp dir.
@@ -83,7 +94,8 @@ impl Sandbox {
     /// /sys and so hides the v1 cgroup hierarchies from the daemon).
     pub(crate) fn in_netns(&self, program: &str) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.netns.display())).arg(program);
+        cmd.arg(format!("--net={}", self.netns.display()))
+            .arg(program);
         cmd
     }
 
@@ -173,16 +185,16 @@ fn sweep(name: &str, dir: &Path) -> Vec<String> {
     }
     for hierarchy in cgroup_hierarchies() {
         let cgroup = hierarchy.join(name);
-        if cgroup.exists() {
-            if let Err(e) = remove_cgroup_tree(&cgroup) {
-                problems.push(format!("remove cgroup {}: {e}", cgroup.display()));
-            }
+        if cgroup.exists()
+            && let Err(e) = remove_cgroup_tree(&cgroup)
+        {
+            problems.push(format!("remove cgroup {}: {e}", cgroup.display()));
         }
     }
-    if dir.exists() {
-        if let Err(e) = fs::remove_dir_all(dir) {
-            problems.push(format!("remove {}: {e}", dir.display()));
-        }
+    if dir.exists()
+        && let Err(e) = fs::remove_dir_all(dir)
+    {
+        problems.push(format!("remove {}: {e}", dir.display()));
     }
     problems
 }
@@ -211,7 +223,9 @@ fn owned_processes(name: &str, dir: &Path, netns: &Path) -> Vec<Pid> {
     let cgroup_marker = format!("/{name}");
     let mut out = Vec::new();
     for entry in dir_names(Path::new("/proc")) {
-        let Ok(pid) = entry.parse::<u32>() else { continue };
+        let Ok(pid) = entry.parse::<u32>() else {
+            continue;
+        };
         if pid <= 1 || pid == me {
             continue;
         }
@@ -230,10 +244,10 @@ fn owned_processes(name: &str, dir: &Path, netns: &Path) -> Vec<Pid> {
                 path == cgroup_marker || path.starts_with(&format!("{cgroup_marker}/"))
             })
         });
-        if by_cmdline || by_netns || by_cgroup {
-            if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-                out.push(pid);
-            }
+        if (by_cmdline || by_netns || by_cgroup)
+            && let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw)
+        {
+            out.push(pid);
         }
     }
     out
@@ -242,7 +256,10 @@ fn owned_processes(name: &str, dir: &Path, netns: &Path) -> Vec<Pid> {
 fn is_zombie(proc_dir: &Path) -> bool {
     // /proc/PID/stat: "pid (comm) S ..."; comm may hold spaces and parens, so split at the last ')'.
     fs::read_to_string(proc_dir.join("stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
@@ -339,7 +356,97 @@ fn remove_cgroup_tree(cgroup: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Child, Stdio};
+
     use super::*;
+
+    /// Children that are killed and reaped even when the test fails.
+    struct Children(Vec<Child>);
+
+    impl Drop for Children {
+        fn drop(&mut self) {
+            for child in &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    fn ok(cmd: &mut Command) {
+        let status = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(status.success(), "{cmd:?}: {status}");
+    }
+
+    /// A run killed mid-test leaves a dir with mounts, a netns, a cgroup and processes (one per
+    /// way of recognising them); the janitor removes all of it.
+    #[test]
+    fn janitor_sweeps_a_dead_run() {
+        if !testutil::require_root() {
+            return;
+        }
+        let _serial = crate::SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        // A pid that is certainly dead: a child we have reaped.
+        let mut child = Command::new("true")
+            .spawn()
+            .unwrap_or_else(|e| panic!("true: {e}"));
+        let dead = child.id();
+        let _ = child.wait();
+        let name = format!("{}{dead}-0-dropin-janitor", testutil::PREFIX);
+        assert!(is_stale(&name));
+        let dir = std::env::temp_dir().join(&name);
+        let netns = Path::new(NETNS_DIR).join(&name);
+        let cgroup = Path::new(CGROUP_ROOT).join("pids").join(&name).join("ctr");
+
+        fs::create_dir_all(dir.join("mnt")).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        ok(Command::new("mount")
+            .args(["-t", "tmpfs", "berth-test", "-o", "size=1m"])
+            .arg(dir.join("mnt")));
+        fs::create_dir_all(dir.join("mnt/inner")).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        ok(Command::new("mount")
+            .args(["-t", "tmpfs", "berth-test", "-o", "size=1m"])
+            .arg(dir.join("mnt/inner")));
+        fs::write(dir.join("file"), "x").unwrap_or_else(|e| panic!("write: {e}"));
+        ok(Command::new("ip").args(["netns", "add", &name]));
+        fs::create_dir_all(&cgroup).unwrap_or_else(|e| panic!("mkdir {}: {e}", cgroup.display()));
+
+        let spawn = |cmd: &mut Command| cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        let mut children = Children(Vec::new());
+        children.0.push(spawn(
+            Command::new("tail")
+                .arg("-f")
+                .arg(dir.join("file"))
+                .stdout(Stdio::null()),
+        ));
+        children.0.push(spawn(
+            Command::new("nsenter")
+                .arg(format!("--net={}", netns.display()))
+                .args(["sleep", "600"]),
+        ));
+        let in_cgroup = spawn(Command::new("sleep").arg("600"));
+        fs::write(cgroup.join("cgroup.procs"), in_cgroup.id().to_string())
+            .unwrap_or_else(|e| panic!("join cgroup: {e}"));
+        children.0.push(in_cgroup);
+
+        janitor();
+
+        for child in &mut children.0 {
+            let status = child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
+            assert!(
+                status.signal().is_some(),
+                "child {} was not killed: {status}",
+                child.id()
+            );
+        }
+        assert!(
+            mounts_below(&dir).is_empty(),
+            "mounts left: {:?}",
+            mounts_below(&dir)
+        );
+        assert!(!dir.exists(), "{} left", dir.display());
+        assert!(!netns.exists(), "{} left", netns.display());
+        assert!(!cgroup.parent().is_some_and(Path::exists), "cgroup left");
+    }
 
     #[test]
     fn mountinfo_paths_are_unescaped() {
