@@ -29,7 +29,7 @@ mod dropin {
     use std::time::Duration;
 
     /// Longest a single peer CLI call may take.
-    pub(crate) const CLI_TIMEOUT: Duration = Duration::from_secs(40);
+    pub(crate) const CLI_TIMEOUT: Duration = Duration::from_secs(30);
     /// Longest a daemon may take to answer on its socket.
     pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(20);
 

@@ -41,9 +41,11 @@ impl Docker {
 
         let dir = sandbox.subdir("docker");
         let socket = dir.join("docker.sock");
-        // An empty config file, so that a host /etc/docker/daemon.json is never read.
+        // Our own config file, so that a host /etc/docker/daemon.json is never read; and its
+        // trust key here, as 20.10 otherwise writes /etc/docker/key.json (no flag for it).
         let config = dir.join("daemon.json");
-        fs::write(&config, "{}\n").unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
+        let text = serde_json::json!({ "deprecated-key-path": dir.join("key.json") }).to_string();
+        fs::write(&config, text).unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
         let mut cmd = sandbox.in_netns("dockerd");
         cmd.arg("--config-file")
             .arg(&config)
@@ -59,9 +61,6 @@ impl Docker {
             .arg(dir.join("exec"))
             .arg("--pidfile")
             .arg(dir.join("dockerd.pid"))
-            // Else 20.10 writes its trust key to /etc/docker/key.json.
-            .arg("--deprecated-key-path")
-            .arg(dir.join("key.json"))
             .arg("--host")
             .arg(format!("unix://{}", socket.display()))
             .args(["--bridge", "none", "--iptables=false", "--ip-forward=false"])
