@@ -69,10 +69,12 @@ impl TracedRuntime {
             .unwrap_or_else(|| panic!("runtime path {}", real.display()));
         let wrapper = dir.join(name);
         let log = dir.join("calls.log");
-        // One printf per call: appends of a single short write do not interleave.
+        // One printf per call: appends of a single short write do not interleave. The stdio
+        // targets show what the peer hands the runtime (pipes, fifos, /dev/null, a pty).
         let script = format!(
             "#!/bin/sh\n\
-             line=\"cwd=$(pwd) $0\"\n\
+             io=\"$(readlink /proc/$$/fd/0),$(readlink /proc/$$/fd/1),$(readlink /proc/$$/fd/2)\"\n\
+             line=\"cwd=$(pwd) stdio=$io $0\"\n\
              for a in \"$@\"; do line=\"$line '$a'\"; done\n\
              printf '%s\\n' \"$line\" >> '{log}'\n\
              exec '{real}' \"$@\"\n",
@@ -90,7 +92,7 @@ impl TracedRuntime {
         &self.wrapper
     }
 
-    /// One line per runtime call so far: `cwd=DIR WRAPPER 'arg' 'arg' ...`.
+    /// One line per runtime call so far: `cwd=DIR stdio=FD0,FD1,FD2 WRAPPER 'arg' 'arg' ...`.
     pub(crate) fn calls(&self) -> Vec<String> {
         fs::read_to_string(&self.log)
             .unwrap_or_default()
@@ -117,5 +119,15 @@ impl TracedRuntime {
             "{peer} never called `create` or `run` on {}; its calls: {calls:#?}",
             self.wrapper.display()
         );
+    }
+}
+
+impl Drop for TracedRuntime {
+    /// A test that panics before printing the calls (a timeout, a daemon that never came up)
+    /// still shows them.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_calls("the peer");
+        }
     }
 }
