@@ -19,16 +19,10 @@ const IMAGE: &str = "docker.io/berth-test/busybox:latest";
 /// the user from the image config.
 const IMAGE_USER: &str = "docker.io/berth-test/busybox:user1000";
 
-/// Hard-coded whatever containerd's state dir is: the runc v2 shim's sockets (`s/<sha256>`) and
-/// ctr's stdio fifos (`fifo/<random>/`) live below it.
-const SHIM_SOCKET_ROOT: &str = "/run/containerd";
-
 /// A containerd daemon with its own root, state, sockets and plugin dirs, CRI disabled.
 pub(crate) struct ContainerdDaemon {
     daemon: Daemon,
     socket: PathBuf,
-    /// Whether [`SHIM_SOCKET_ROOT`] existed before this daemon started: if not, it is ours.
-    shim_root_existed: bool,
 }
 
 impl ContainerdDaemon {
@@ -57,16 +51,11 @@ impl ContainerdDaemon {
             opt = q(dir.join("opt")),
         );
         fs::write(&config, text).unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
-        let shim_root_existed = Path::new(SHIM_SOCKET_ROOT).exists();
         let mut cmd = sandbox.in_netns("containerd");
         cmd.arg("--config").arg(&config);
         let mut daemon = Daemon::spawn("containerd", &mut cmd, dir.join("containerd.log"));
         daemon.wait_ready(READY_TIMEOUT, || UnixStream::connect(&socket).is_ok());
-        Self {
-            daemon,
-            socket,
-            shim_root_existed,
-        }
+        Self { daemon, socket }
     }
 
     /// The gRPC socket.
@@ -86,17 +75,10 @@ impl ContainerdDaemon {
         self.daemon.log_tail()
     }
 
-    /// Stops the daemon (SIGTERM, then SIGKILL), and removes [`SHIM_SOCKET_ROOT`] if it made
-    /// it, by rmdir only: a dir still holding anyone's socket or fifo stays.
+    /// Stops the daemon (SIGTERM, then SIGKILL). Its shims outlive it; the sandbox sweep ends
+    /// them and removes their sockets.
     pub(crate) fn stop(&mut self) {
         self.daemon.stop(Duration::from_secs(10));
-        if !self.shim_root_existed {
-            let root = Path::new(SHIM_SOCKET_ROOT);
-            for sub in ["s", "fifo"] {
-                let _ = fs::remove_dir(root.join(sub));
-            }
-            let _ = fs::remove_dir(root);
-        }
     }
 }
 
@@ -161,6 +143,9 @@ impl Ctr {
         .arg(self.runtime.path())
         .arg("--runc-root")
         .arg(self.sandbox.subdir("runc-root"))
+        // ctr's stdio fifos, else in /run/containerd/fifo (and left there if ctr is killed).
+        .arg("--fifo-dir")
+        .arg(self.sandbox.subdir("fifo"))
         .arg("--cgroup")
         .arg(format!("{}/{id}", self.sandbox.cgroup_parent("ctr")))
         .args([image, &id])

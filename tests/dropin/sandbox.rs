@@ -14,11 +14,17 @@ use std::time::{Duration, Instant};
 
 use rustix::mount::{UnmountFlags, unmount};
 use rustix::process::{Pid, Signal, kill_process};
+use sha2::{Digest, Sha256};
 
 /// Marks this suite's resources inside the shared `berth-test-` prefix.
 const KIND: &str = "-dropin-";
 const NETNS_DIR: &str = "/run/netns";
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// Hard-coded in containerd 1.6 whatever its state dir is: the runc v2 shims' sockets live in
+/// `s/<sha256>` below it, and by default ctr's stdio fifos in `fifo/<random>/`.
+const CONTAINERD_RUN: &str = "/run/containerd";
+/// Where containerd's runc v2 shims put their sockets.
+const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
 
 /// A temp dir, a network namespace and a cgroup parent name, all called [`Sandbox::name`].
 /// Dropping it sweeps everything of that name.
@@ -26,6 +32,8 @@ pub(crate) struct Sandbox {
     name: String,
     dir: PathBuf,
     netns: PathBuf,
+    /// Whether [`CONTAINERD_RUN`] existed before: if not, this sandbox's shims made it.
+    containerd_run_existed: bool,
     swept: bool,
 }
 
@@ -36,10 +44,12 @@ impl Sandbox {
         let name = testutil::unique_name(&format!("dropin-{peer}"));
         let dir = std::env::temp_dir().join(&name);
         let netns = Path::new(NETNS_DIR).join(&name);
+        let containerd_run_existed = Path::new(CONTAINERD_RUN).exists();
         let mut sandbox = Self {
             name,
             dir,
             netns,
+            containerd_run_existed,
             swept: false,
         };
         if let Err(e) = sandbox.create() {
@@ -111,7 +121,16 @@ impl Sandbox {
 
     fn sweep(&mut self) -> Vec<String> {
         self.swept = true;
-        sweep(&self.name, &self.dir)
+        let problems = sweep(&self.name, &self.dir);
+        if !self.containerd_run_existed {
+            // rmdir only: a dir still holding anyone's socket or fifo stays.
+            let root = Path::new(CONTAINERD_RUN);
+            for sub in ["s", "fifo"] {
+                let _ = fs::remove_dir(root.join(sub));
+            }
+            let _ = fs::remove_dir(root);
+        }
+        problems
     }
 }
 
@@ -265,19 +284,57 @@ fn is_zombie(proc_dir: &Path) -> bool {
 
 fn kill_owned_processes(name: &str, dir: &Path, netns: &Path) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut shim_sockets = Vec::new();
+    let mut problems = Vec::new();
     loop {
         let pids = owned_processes(name, dir, netns);
         if pids.is_empty() {
-            return Vec::new();
+            break;
         }
         if Instant::now() > deadline {
-            return vec![format!("processes still alive: {pids:?}")];
+            problems.push(format!("processes still alive: {pids:?}"));
+            break;
         }
         for pid in pids {
+            shim_sockets.extend(shim_socket(pid));
             let _ = kill_process(pid, Signal::KILL);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // A killed shim leaves its socket behind, outside the sandbox.
+    for socket in shim_sockets {
+        if let Err(e) = fs::remove_file(&socket)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            problems.push(format!("remove {}: {e}", socket.display()));
+        }
+    }
+    problems
+}
+
+/// The socket of a containerd runc v2 shim, from its command line
+/// (`containerd-shim-runc-v2 -namespace NS -id ID -address ADDR`): containerd 1.6 puts it at
+/// `/run/containerd/s/<hex sha256 of "ADDR/NS/ID">`, whatever containerd's state dir is.
+fn shim_socket(pid: Pid) -> Option<PathBuf> {
+    let cmdline = fs::read(format!("/proc/{}/cmdline", pid.as_raw_pid())).ok()?;
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    if !args.first()?.contains("containerd-shim") {
+        return None;
+    }
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str)
+    };
+    let key = Path::new(flag("-address")?)
+        .join(flag("-namespace")?)
+        .join(flag("-id")?);
+    let hex = format!("{:x}", Sha256::digest(key.as_os_str().as_encoded_bytes()));
+    Some(Path::new(SHIM_SOCKET_DIR).join(hex))
 }
 
 /// Mount points at or below `dir`, from /proc/self/mountinfo (field 5, octal-escaped).
