@@ -23,6 +23,8 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// Hard-coded in containerd 1.6 whatever its state dir is: the runc v2 shims' sockets live in
 /// `s/<sha256>` below it, and by default ctr's stdio fifos in `fifo/<random>/`.
 const CONTAINERD_RUN: &str = "/run/containerd";
+/// Marker in the sandbox dir: [`CONTAINERD_RUN`] did not exist when the sandbox was made.
+const CONTAINERD_RUN_OURS: &str = "containerd-run-absent-before";
 /// Where containerd's runc v2 shims put their sockets.
 const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
 
@@ -32,8 +34,6 @@ pub(crate) struct Sandbox {
     name: String,
     dir: PathBuf,
     netns: PathBuf,
-    /// Whether [`CONTAINERD_RUN`] existed before: if not, this sandbox's shims made it.
-    containerd_run_existed: bool,
     swept: bool,
 }
 
@@ -44,12 +44,10 @@ impl Sandbox {
         let name = testutil::unique_name(&format!("dropin-{peer}"));
         let dir = std::env::temp_dir().join(&name);
         let netns = Path::new(NETNS_DIR).join(&name);
-        let containerd_run_existed = Path::new(CONTAINERD_RUN).exists();
         let mut sandbox = Self {
             name,
             dir,
             netns,
-            containerd_run_existed,
             swept: false,
         };
         if let Err(e) = sandbox.create() {
@@ -64,6 +62,10 @@ impl Sandbox {
 
     fn create(&mut self) -> io::Result<()> {
         fs::create_dir(&self.dir)?;
+        if !Path::new(CONTAINERD_RUN).exists() {
+            // Written before any daemon runs, read by the sweep (also the janitor's).
+            fs::write(self.dir.join(CONTAINERD_RUN_OURS), "")?;
+        }
         let status = Command::new("ip")
             .args(["netns", "add", &self.name])
             .status()?;
@@ -121,16 +123,7 @@ impl Sandbox {
 
     fn sweep(&mut self) -> Vec<String> {
         self.swept = true;
-        let problems = sweep(&self.name, &self.dir);
-        if !self.containerd_run_existed {
-            // rmdir only: a dir still holding anyone's socket or fifo stays.
-            let root = Path::new(CONTAINERD_RUN);
-            for sub in ["s", "fifo"] {
-                let _ = fs::remove_dir(root.join(sub));
-            }
-            let _ = fs::remove_dir(root);
-        }
-        problems
+        sweep(&self.name, &self.dir)
     }
 }
 
@@ -189,7 +182,8 @@ fn dir_names(root: &Path) -> Vec<String> {
 }
 
 /// Kill, unmount, delete: processes first (they pin mounts and cgroups), then mounts below the
-/// dir (deepest first, lazily), the netns, the cgroups and finally the dir.
+/// dir (deepest first, lazily), the netns, the cgroups, containerd's run dir if the sandbox made
+/// it (see [`CONTAINERD_RUN_OURS`]) and finally the dir.
 fn sweep(name: &str, dir: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     let netns = Path::new(NETNS_DIR).join(name);
@@ -209,6 +203,14 @@ fn sweep(name: &str, dir: &Path) -> Vec<String> {
         {
             problems.push(format!("remove cgroup {}: {e}", cgroup.display()));
         }
+    }
+    if dir.join(CONTAINERD_RUN_OURS).exists() {
+        // rmdir only: a dir still holding anyone's socket or fifo stays.
+        let root = Path::new(CONTAINERD_RUN);
+        for sub in ["s", "fifo"] {
+            let _ = fs::remove_dir(root.join(sub));
+        }
+        let _ = fs::remove_dir(root);
     }
     if dir.exists()
         && let Err(e) = fs::remove_dir_all(dir)
