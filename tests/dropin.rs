@@ -62,6 +62,8 @@ use dropin::runtime::{self, TracedRuntime};
 /// A peer set up in its sandbox, ready to run containers.
 trait Peer: Sized {
     const NAME: &'static str;
+    /// Programs the peer needs, with the Debian package that ships each.
+    const PROGRAMS: &'static [(&'static str, &'static str)];
     fn start() -> Self;
     fn run(&self, case: &Case) -> Outcome;
     fn runtime(&self) -> &TracedRuntime;
@@ -71,6 +73,7 @@ trait Peer: Sized {
 
 impl Peer for Podman {
     const NAME: &'static str = "podman";
+    const PROGRAMS: &'static [(&'static str, &'static str)] = &[("podman", "podman")];
     fn start() -> Self {
         Podman::start()
     }
@@ -87,6 +90,11 @@ impl Peer for Podman {
 
 impl Peer for Docker {
     const NAME: &'static str = "docker";
+    const PROGRAMS: &'static [(&'static str, &'static str)] = &[
+        ("dockerd", "docker.io"),
+        ("docker", "docker.io"),
+        ("containerd", "containerd"),
+    ];
     fn start() -> Self {
         Docker::start()
     }
@@ -103,6 +111,8 @@ impl Peer for Docker {
 
 impl Peer for Ctr {
     const NAME: &'static str = "containerd";
+    const PROGRAMS: &'static [(&'static str, &'static str)] =
+        &[("containerd", "containerd"), ("ctr", "containerd")];
     fn start() -> Self {
         Ctr::start()
     }
@@ -157,8 +167,19 @@ fn check<P: Peer>(case: Case) {
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    // Fail before creating anything when there is no runtime to test.
+    // Fail before creating anything when there is no runtime to test or a peer is missing.
     let binary = runtime::binary();
+    let common = [
+        ("nsenter", "util-linux"),
+        ("ip", "iproute2"),
+        ("tar", "tar"),
+    ];
+    for (program, package) in common.iter().chain(P::PROGRAMS) {
+        assert!(
+            runtime::search_path(program.as_ref()).is_some(),
+            "{program} not found in PATH: install the Debian package {package}"
+        );
+    }
     let t0 = Instant::now();
     let peer = P::start();
     let started = t0.elapsed();

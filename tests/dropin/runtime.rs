@@ -46,7 +46,8 @@ pub(crate) fn binary() -> PathBuf {
     path
 }
 
-fn search_path(name: &std::ffi::OsStr) -> Option<PathBuf> {
+/// The first `name` in PATH.
+pub(crate) fn search_path(name: &std::ffi::OsStr) -> Option<PathBuf> {
     let paths = std::env::var_os("PATH")?;
     std::env::split_paths(&paths)
         .map(|dir| dir.join(name))
