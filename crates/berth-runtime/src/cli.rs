@@ -171,7 +171,7 @@ pub(crate) struct ExecArgs {
     /// Allocate a pseudo-TTY.
     #[arg(short = 't', long)]
     pub(crate) tty: bool,
-    /// UID[:GID].
+    /// `UID[:GID]`.
     #[arg(short = 'u', long)]
     pub(crate) user: Option<String>,
     /// Additional group ids.

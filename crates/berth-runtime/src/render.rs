@@ -75,17 +75,16 @@ pub(crate) fn parse_signal(s: &str) -> Result<i32> {
         let o: i32 = if off.is_empty() { 0 } else { off.parse().ok()? };
         Some(base + o)
     };
-    if let Some(off) = name.strip_prefix("RTMIN") {
-        if let Some(n) =
+    if let Some(off) = name.strip_prefix("RTMIN")
+        && let Some(n) =
             rt(libc::SIGRTMIN(), off.trim_start_matches('+')).filter(|n| *n <= libc::SIGRTMAX())
-        {
-            return Ok(n);
-        }
+    {
+        return Ok(n);
     }
-    if let Some(off) = name.strip_prefix("RTMAX") {
-        if let Some(n) = rt(libc::SIGRTMAX(), off).filter(|n| *n >= libc::SIGRTMIN()) {
-            return Ok(n);
-        }
+    if let Some(off) = name.strip_prefix("RTMAX")
+        && let Some(n) = rt(libc::SIGRTMAX(), off).filter(|n| *n >= libc::SIGRTMIN())
+    {
+        return Ok(n);
     }
     bail!("invalid signal {s:?}")
 }
@@ -340,7 +339,7 @@ pub(crate) fn update_resources(root: &Path, a: &UpdateArgs) -> Result<LinuxResou
         .as_ref()
         .and_then(|l| l.resources().clone())
         .unwrap_or_default();
-    let mut mem = r.memory().clone().unwrap_or_default();
+    let mut mem = (*r.memory()).unwrap_or_default();
     if let Some(m) = &a.memory {
         mem.set_limit(Some(parse_bytes(m)?));
     }
@@ -375,7 +374,7 @@ pub(crate) fn update_resources(root: &Path, a: &UpdateArgs) -> Result<LinuxResou
     }
     r.set_cpu(Some(cpu));
     if let Some(v) = a.pids_limit {
-        let mut p = r.pids().clone().unwrap_or_default();
+        let mut p = (*r.pids()).unwrap_or_default();
         p.set_limit(v);
         r.set_pids(Some(p));
     }

@@ -240,13 +240,13 @@ pub(crate) fn apply_identity_and_caps(p: &Process) -> Result<()> {
         .collect();
     groups.dedup();
     // setgroups is denied in a user namespace whose setgroups file says "deny"; only then skip it.
-    if let Err(e) = rustix::thread::set_thread_groups(&groups) {
-        if !(groups.is_empty() && e == rustix::io::Errno::PERM) {
-            return Err(RuntimeError::sys(
-                "set process.user.additionalGids",
-                e.into(),
-            ));
-        }
+    if let Err(e) = rustix::thread::set_thread_groups(&groups)
+        && !(groups.is_empty() && e == rustix::io::Errno::PERM)
+    {
+        return Err(RuntimeError::sys(
+            "set process.user.additionalGids",
+            e.into(),
+        ));
     }
     let gid = rustix::process::Gid::from_raw(user.gid());
     rustix::thread::set_thread_res_gid(gid, gid, gid)

@@ -187,13 +187,13 @@ pub fn validate(spec: &Spec) -> Result<()> {
             ));
         }
     }
-    if let Some(prop) = linux.rootfs_propagation() {
-        if crate::mounts::propagation_flag(prop).is_none() {
-            return Err(RuntimeError::invalid(
-                "linux.rootfsPropagation",
-                format!("unknown propagation {prop:?}"),
-            ));
-        }
+    if let Some(prop) = linux.rootfs_propagation()
+        && crate::mounts::propagation_flag(prop).is_none()
+    {
+        return Err(RuntimeError::invalid(
+            "linux.rootfsPropagation",
+            format!("unknown propagation {prop:?}"),
+        ));
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if m.destination().as_os_str().is_empty() {
@@ -261,21 +261,23 @@ pub fn validate_process(process: &Process, field: &str) -> Result<()> {
         }
         crate::process::check_rlimit(r).map_err(|reason| RuntimeError::invalid(f, reason))?;
     }
-    if let Some(p) = process.apparmor_profile() {
-        if !p.is_empty() && !crate::process::apparmor_enabled() {
-            return Err(RuntimeError::invalid(
-                format!("{field}.apparmorProfile"),
-                "AppArmor is not enabled on this host",
-            ));
-        }
+    if let Some(p) = process.apparmor_profile()
+        && !p.is_empty()
+        && !crate::process::apparmor_enabled()
+    {
+        return Err(RuntimeError::invalid(
+            format!("{field}.apparmorProfile"),
+            "AppArmor is not enabled on this host",
+        ));
     }
-    if let Some(l) = process.selinux_label() {
-        if !l.is_empty() && !crate::process::selinux_enabled() {
-            return Err(RuntimeError::invalid(
-                format!("{field}.selinuxLabel"),
-                "SELinux is not enabled on this host",
-            ));
-        }
+    if let Some(l) = process.selinux_label()
+        && !l.is_empty()
+        && !crate::process::selinux_enabled()
+    {
+        return Err(RuntimeError::invalid(
+            format!("{field}.selinuxLabel"),
+            "SELinux is not enabled on this host",
+        ));
     }
     Ok(())
 }
@@ -349,39 +351,6 @@ fn validate_sysctl(key: &str, ns: &HashSet<LinuxNamespaceType>) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn mapping(c: u32, h: u32, s: u32) -> LinuxIdMapping {
-        oci_spec::runtime::LinuxIdMappingBuilder::default()
-            .container_id(c)
-            .host_id(h)
-            .size(s)
-            .build()
-            .unwrap()
-    }
-
-    #[test]
-    fn mappings_reject_overlap_and_zero() {
-        assert!(validate_mappings("m", &[mapping(0, 1000, 10)]).is_ok());
-        assert!(validate_mappings("m", &[mapping(0, 1000, 0)]).is_err());
-        let e = validate_mappings("m", &[mapping(0, 1000, 10), mapping(5, 5000, 10)]).unwrap_err();
-        assert_eq!(e.to_string(), "m[1]: overlaps m[0]");
-        assert!(validate_mappings("m", &[mapping(0, u32::MAX - 1, 10)]).is_err());
-    }
-
-    #[test]
-    fn sysctl_needs_its_namespace() {
-        let mut ns = HashSet::new();
-        assert!(validate_sysctl("net.ipv4.ip_forward", &ns).is_err());
-        ns.insert(LinuxNamespaceType::Network);
-        assert!(validate_sysctl("net.ipv4.ip_forward", &ns).is_ok());
-        assert!(validate_sysctl("vm.swappiness", &ns).is_err());
-        assert!(validate_sysctl("kernel.shmmax", &ns).is_err());
-    }
-}
-
 /// The config `spec` writes: runc's default (a busybox-friendly `sh` with a terminal), or its
 /// rootless variant for the calling user.
 #[must_use]
@@ -444,4 +413,37 @@ pub fn default_spec(rootless: bool) -> serde_json::Value {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(c: u32, h: u32, s: u32) -> LinuxIdMapping {
+        oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(c)
+            .host_id(h)
+            .size(s)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn mappings_reject_overlap_and_zero() {
+        assert!(validate_mappings("m", &[mapping(0, 1000, 10)]).is_ok());
+        assert!(validate_mappings("m", &[mapping(0, 1000, 0)]).is_err());
+        let e = validate_mappings("m", &[mapping(0, 1000, 10), mapping(5, 5000, 10)]).unwrap_err();
+        assert_eq!(e.to_string(), "m[1]: overlaps m[0]");
+        assert!(validate_mappings("m", &[mapping(0, u32::MAX - 1, 10)]).is_err());
+    }
+
+    #[test]
+    fn sysctl_needs_its_namespace() {
+        let mut ns = HashSet::new();
+        assert!(validate_sysctl("net.ipv4.ip_forward", &ns).is_err());
+        ns.insert(LinuxNamespaceType::Network);
+        assert!(validate_sysctl("net.ipv4.ip_forward", &ns).is_ok());
+        assert!(validate_sysctl("vm.swappiness", &ns).is_err());
+        assert!(validate_sysctl("kernel.shmmax", &ns).is_err());
+    }
 }

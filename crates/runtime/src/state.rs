@@ -52,7 +52,7 @@ pub struct ContainerState {
     pub id: String,
     /// Pid of init in the runtime's pid namespace.
     pub pid: i32,
-    /// Init's start time (field 22 of /proc/<pid>/stat), guarding against pid reuse.
+    /// Init's start time (field 22 of `/proc/<pid>/stat`), guarding against pid reuse.
     pub init_start_time: u64,
     /// Absolute bundle path.
     pub bundle: PathBuf,

@@ -93,11 +93,7 @@ fn time_offsets(spec: &Spec) -> Option<String> {
     let offs = spec.linux().as_ref()?.time_offsets().as_ref()?;
     let mut s = String::new();
     for (clock, o) in offs {
-        let name = match clock.as_str() {
-            "monotonic" => "monotonic",
-            "boottime" => "boottime",
-            other => other,
-        };
+        let name = clock.as_str();
         s.push_str(&format!(
             "{name} {} {}\n",
             o.secs().unwrap_or(0),
@@ -406,16 +402,16 @@ fn container_init(ctx: &InitContext<'_>, sock: BorrowedFd<'_>) -> Result<Infalli
             rustix::event::pause();
         }
     };
-    if process.terminal().unwrap_or(false) {
-        if let Some(console) = ctx.console {
-            setup_terminal(
-                console,
-                process
-                    .console_size()
-                    .map(|b| (b.height() as u16, b.width() as u16)),
-                true,
-            )?;
-        }
+    if process.terminal().unwrap_or(false)
+        && let Some(console) = ctx.console
+    {
+        setup_terminal(
+            console,
+            process
+                .console_size()
+                .map(|b| (b.height() as u16, b.width() as u16)),
+            true,
+        )?;
     }
     if mountns {
         rootfs::finish(spec)?;
@@ -516,13 +512,13 @@ pub(crate) fn finalize_and_exec(
     };
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it before dropping caps.
     let mut late_seccomp = None;
-    if let Some(p) = seccomp {
-        if !nnp || p.needs_listener() {
-            if !nnp {
-                install_seccomp(p)?;
-            } else {
-                late_seccomp = Some(p);
-            }
+    if let Some(p) = seccomp
+        && (!nnp || p.needs_listener())
+    {
+        if !nnp {
+            install_seccomp(p)?;
+        } else {
+            late_seccomp = Some(p);
         }
     }
     process::apply_identity_and_caps(process)?;
@@ -554,11 +550,12 @@ pub(crate) fn finalize_and_exec(
         drop(f);
         after_start()?;
     }
-    if let Some(p) = seccomp {
-        if nnp && !p.needs_listener() {
-            // As close to execve as possible, so the profile need not allow the runtime's calls.
-            p.install()?;
-        }
+    if let Some(p) = seccomp
+        && nnp
+        && !p.needs_listener()
+    {
+        // As close to execve as possible, so the profile need not allow the runtime's calls.
+        p.install()?;
     }
     Err(process::exec(&path, &args, &env))
 }
