@@ -23,6 +23,16 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init(cli.log.as_deref(), cli.log_format, cli.debug);
+    // Verbs that put a process into a container run from a sealed copy of this binary.
+    if matches!(
+        cli.command,
+        Some(Command::Create(_) | Command::Run { .. } | Command::Exec(_))
+    ) {
+        if let Err(e) = runtime::selfexe::reexec_protected() {
+            eprintln!("berth-runtime: {}", runtime::error::chain(&e));
+            return ExitCode::from(1);
+        }
+    }
     match dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -15,6 +15,7 @@ mod paths;
 mod process;
 mod rootfs;
 pub mod seccomp;
+pub mod selfexe;
 pub mod spec;
 pub mod state;
 mod sync;

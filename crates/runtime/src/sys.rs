@@ -318,3 +318,26 @@ pub(crate) fn join_session_keyring(name: &std::ffi::CStr) -> io::Result<()> {
         unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
     check(ret).map(drop)
 }
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: execute the program `fd` refers to. Only
+/// returns on failure.
+pub(crate) fn fexecve(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    // SAFETY: fd is open for the duration of the call, the path is an empty NUL-terminated
+    // string, and both pointer arrays are NULL-terminated arrays of CStrings that outlive the
+    // call, as execveat(2) requires.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            argv_ptrs.as_ptr(),
+            envp_ptrs.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    io::Error::last_os_error()
+}

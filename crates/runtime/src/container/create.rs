@@ -275,6 +275,7 @@ fn create_inner(root: &Path, opts: &CreateOptions) -> Result<Created> {
     if let Some(pf) = &opts.pid_file {
         state::write_atomic(pf, pid.to_string().as_bytes())?;
     }
+    spawned.reap_stage1();
     spawned.guard.disarm();
     guard.armed = false;
     Ok(Created {

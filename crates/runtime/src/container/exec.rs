@@ -131,6 +131,7 @@ pub fn exec(root: &Path, id: &str, process: &Process, opts: &ExecOptions) -> Res
     if let Some(pf) = &opts.pid_file {
         state::write_atomic(pf, spawned.pid.to_string().as_bytes())?;
     }
+    spawned.reap_stage1();
     spawned.guard.disarm();
     if opts.detach {
         return Ok(0);

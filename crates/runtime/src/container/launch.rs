@@ -63,9 +63,23 @@ impl Drop for ChildGuard {
 
 /// A stage-2 process and the parent's end of its sync socket.
 pub(crate) struct Spawned {
+    /// The intermediate process, to be reaped with [`Spawned::reap_stage1`].
+    pub(crate) stage1: i32,
     pub(crate) pid: i32,
     pub(crate) sock: OwnedFd,
     pub(crate) guard: ChildGuard,
+}
+
+impl Spawned {
+    /// Reap stage 1 if it has exited, and stop guarding it. If it is still exiting, whoever
+    /// inherits it (the subreaper or init) reaps it after the runtime exits.
+    pub(crate) fn reap_stage1(&mut self) {
+        let stage1 = self.stage1;
+        if let Some(p) = rustix::process::Pid::from_raw(stage1) {
+            let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::NOHANG);
+        }
+        self.guard.0.retain(|p| *p != stage1);
+    }
 }
 
 fn write_maps(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<()> {
@@ -140,9 +154,10 @@ pub(crate) fn spawn(
             }
             let pid = m.value as i32;
             guard.0.push(pid);
-            let _ = sys::wait_child(stage1_pid);
-            guard.0.retain(|p| *p != stage1_pid);
+            // Stage 1 is exiting; its teardown (namespace references) can take milliseconds, so
+            // it is reaped once the container is ready rather than waited for here.
             Ok(Spawned {
+                stage1: stage1_pid,
                 pid,
                 sock: parent_sock,
                 guard,

@@ -1,0 +1,111 @@
+//! Protection of the runtime binary against being overwritten from inside a container
+//! (CVE-2019-5736).
+//!
+//! A process that joins a container (init, or one started by `exec`) runs the runtime's own
+//! binary until it execs the user's program; a hostile container could open it through
+//! `/proc/<pid>/exe` and write to it once the runtime exits. Before anything joins a container,
+//! the runtime therefore re-executes itself from a binary the container cannot write:
+//!
+//! 1. if the binary already sits on a read-only mount, nothing is needed;
+//! 2. otherwise from a detached, read-only bind mount of itself (`open_tree(OPEN_TREE_CLONE)` +
+//!    `mount_setattr(MOUNT_ATTR_RDONLY)` + `execveat`): no copy, the page cache is shared, and
+//!    opening `/proc/<pid>/exe` for writing fails with EROFS; the detached mount is in no mount
+//!    namespace, so nothing inside a container can reach it to remount it;
+//! 3. where the kernel lacks the new mount API, from a sealed memfd copy (runc's original fix).
+
+use std::ffi::CString;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{MemfdFlags, Mode, OFlags, SealFlags};
+
+use crate::error::{Result, RuntimeError};
+use crate::sys;
+
+const SEALS: SealFlags = SealFlags::SEAL
+    .union(SealFlags::SHRINK)
+    .union(SealFlags::GROW)
+    .union(SealFlags::WRITE);
+
+/// Whether this process runs from a binary nobody can write: a sealed memfd or a file on a
+/// read-only mount.
+#[must_use]
+pub fn running_protected() -> bool {
+    let Ok(exe) = rustix::fs::open(
+        "/proc/self/exe",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    if rustix::fs::fcntl_get_seals(&exe).is_ok_and(|s| s.contains(SEALS)) {
+        return true;
+    }
+    rustix::fs::fstatvfs(&exe)
+        .is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+}
+
+/// Re-execute this process, with the same arguments and environment, from a binary a container
+/// cannot write, unless it already runs from one. Returns only on failure.
+pub fn reexec_protected() -> Result<()> {
+    if running_protected() {
+        return Ok(());
+    }
+    let (argv, envp) = args_and_env();
+    if let Ok(tree) = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        "/proc/self/exe",
+        rustix::mount::OpenTreeFlags::OPEN_TREE_CLONE
+            | rustix::mount::OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    ) {
+        if sys::mount_setattr(tree.as_fd(), false, crate::mounts::attr::RDONLY, 0).is_ok() {
+            // Only returns on failure; fall back to the copy below.
+            let _ = sys::fexecve(tree.as_fd(), &argv, &envp);
+        }
+    }
+    reexec_sealed_copy(&argv, &envp)
+}
+
+fn args_and_env() -> (Vec<CString>, Vec<CString>) {
+    let to_c = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).ok();
+    let argv: Vec<CString> = std::env::args_os().filter_map(|a| to_c(&a)).collect();
+    let envp: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    (argv, envp)
+}
+
+fn reexec_sealed_copy(argv: &[CString], envp: &[CString]) -> Result<()> {
+    let exe = rustix::fs::open(
+        "/proc/self/exe",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::io("open", "/proc/self/exe", e.into()))?;
+    let memfd = rustix::fs::memfd_create(
+        "berth-runtime",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .map_err(|e| RuntimeError::sys("memfd_create", e.into()))?;
+    let size = rustix::fs::fstat(&exe)
+        .map_err(|e| RuntimeError::io("stat", "/proc/self/exe", e.into()))?
+        .st_size as usize;
+    let mut left = size;
+    while left > 0 {
+        match rustix::fs::sendfile(&memfd, &exe, None, left) {
+            Ok(0) => break,
+            Ok(n) => left -= n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(RuntimeError::sys("copy runtime binary", e.into())),
+        }
+    }
+    rustix::fs::fcntl_add_seals(&memfd, SEALS)
+        .map_err(|e| RuntimeError::sys("seal runtime binary copy", e.into()))?;
+    let err = sys::fexecve(memfd.as_fd(), argv, envp);
+    Err(RuntimeError::sys("re-execute from sealed copy", err))
+}
