@@ -57,11 +57,10 @@ pub fn reexec_protected() -> Result<()> {
         "/proc/self/exe",
         rustix::mount::OpenTreeFlags::OPEN_TREE_CLONE
             | rustix::mount::OpenTreeFlags::OPEN_TREE_CLOEXEC,
-    ) {
-        if sys::mount_setattr(tree.as_fd(), false, crate::mounts::attr::RDONLY, 0).is_ok() {
-            // Only returns on failure; fall back to the copy below.
-            let _ = sys::fexecve(tree.as_fd(), &argv, &envp);
-        }
+    ) && sys::mount_setattr(tree.as_fd(), false, crate::mounts::attr::RDONLY, 0).is_ok()
+    {
+        // Only returns on failure; fall back to the copy below.
+        let _ = sys::fexecve(tree.as_fd(), &argv, &envp);
     }
     reexec_sealed_copy(&argv, &envp)
 }
