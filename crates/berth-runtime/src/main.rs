@@ -27,11 +27,10 @@ fn main() -> ExitCode {
     if matches!(
         cli.command,
         Some(Command::Create(_) | Command::Run { .. } | Command::Exec(_))
-    ) {
-        if let Err(e) = runtime::selfexe::reexec_protected() {
-            eprintln!("berth-runtime: {}", runtime::error::chain(&e));
-            return ExitCode::from(1);
-        }
+    ) && let Err(e) = runtime::selfexe::reexec_protected()
+    {
+        eprintln!("berth-runtime: {}", runtime::error::chain(&e));
+        return ExitCode::from(1);
     }
     match dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
