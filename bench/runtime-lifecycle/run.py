@@ -295,7 +295,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=3, help="unmeasured runs per runtime first (default 3)")
     ap.add_argument("--rss-runs", type=int, default=5,
                     help="extra untimed runs per runtime under GNU time for peak RSS (default 5)")
-    ap.add_argument("--berth", default="target/release/berth-runtime", help="berth-runtime binary")
+    ap.add_argument("--berth", default="target/small/berth-runtime", help="berth-runtime binary")
     ap.add_argument("--runc", default="runc")
     ap.add_argument("--crun", default="crun")
     ap.add_argument("--only", help="comma-separated subset of berth-runtime,runc,crun")
