@@ -118,8 +118,16 @@ pub(crate) fn apply_rlimits(p: &Process) -> Result<()> {
 /// process is about to drop.
 pub(crate) fn apply_attributes(p: &Process) -> Result<()> {
     if let Some(adj) = p.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| RuntimeError::io("write", "/proc/self/oom_score_adj", e))?;
+        // Lowering it below the runtime's own needs CAP_SYS_RESOURCE: say which field asked.
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+            RuntimeError::sys(
+                format!(
+                    "set process.oomScoreAdj {adj} (lowering it needs CAP_SYS_RESOURCE) via \
+                     /proc/self/oom_score_adj"
+                ),
+                e,
+            )
+        })?;
     }
     if let Some(io) = p.io_priority() {
         let class = match io.class() {
