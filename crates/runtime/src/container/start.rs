@@ -30,6 +30,18 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             "not set: nothing to start",
         ));
     }
+    let pid = rustix::process::Pid::from_raw(st.pid)
+        .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|e| RuntimeError::sys("pidfd_open container init", e.into()))?;
+    // The pid could have been recycled between the status check and pidfd_open. Checked before
+    // the fifo is opened: init blocks in open(2) until a reader exists, and once it has one it may
+    // exec, run and exit (a zombie no longer counts as alive) before this check would run.
+    if !state::process_alive(st.pid, st.init_start_time) {
+        return Err(RuntimeError::Child(format!(
+            "container {id} init exited before start"
+        )));
+    }
     let fifo = state::state_dir(root, id).join(EXEC_FIFO);
     let f = rustix::fs::open(
         &fifo,
@@ -37,16 +49,6 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         Mode::empty(),
     )
     .map_err(|e| RuntimeError::io("open", &fifo, e.into()))?;
-    let pid = rustix::process::Pid::from_raw(st.pid)
-        .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        .map_err(|e| RuntimeError::sys("pidfd_open container init", e.into()))?;
-    // The pid could have been recycled between the status check and pidfd_open.
-    if !state::process_alive(st.pid, st.init_start_time) {
-        return Err(RuntimeError::Child(format!(
-            "container {id} init exited before start"
-        )));
-    }
     loop {
         let mut fds = [
             PollFd::new(&f, PollFlags::IN),
