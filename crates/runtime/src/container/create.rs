@@ -431,11 +431,13 @@ fn container_init(ctx: &InitContext<'_>, sock: BorrowedFd<'_>) -> Result<Infalli
                 .as_ref()
                 .and_then(|h| h.start_container().as_ref())
             {
+                // The user's program has not been executed yet: "created" (runtime spec,
+                // State), as runc reports it.
                 let st = super::hook_state(
                     spec,
                     &ctx.opts.id,
                     std::process::id() as i32,
-                    Status::Running,
+                    Status::Created,
                     &ctx.bundle.dir,
                 );
                 hooks::run("startContainer", h, &st)?;
