@@ -11,7 +11,12 @@
 
 mod runtime_features {
     pub(crate) mod common;
+    mod devices;
+    mod hooks;
     mod mounts;
     mod namespaces;
     mod process;
+    mod seccomp;
+    #[allow(unsafe_code)]
+    pub(crate) mod sys;
 }

@@ -237,3 +237,50 @@ pub(crate) fn state(rt: &Runtime, id: &str) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("state {id}: {e}: {}", describe(&out)))
 }
+
+/// Receives one message and the descriptor passed with it (SCM_RIGHTS) from a unix stream, then
+/// reads the rest of the stream to its end. Returns the descriptor and all the bytes.
+pub(crate) fn recv_fd_and_rest(
+    stream: &mut std::os::unix::net::UnixStream,
+) -> (Option<std::os::fd::OwnedFd>, Vec<u8>) {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    use std::io::Read;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let msg = rustix::net::recvmsg(
+        &*stream,
+        &mut [std::io::IoSliceMut::new(&mut buf)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .unwrap_or_else(|e| panic!("recvmsg: {e}"));
+    let mut fd = None;
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = m {
+            fd = fds.next();
+        }
+    }
+    buf.truncate(msg.bytes);
+    let _ = stream.read_to_end(&mut buf);
+    (fd, buf)
+}
+
+/// Waits (on a pidfd, at most `timeout`) for process `pid`, not a child of ours, to exit.
+pub(crate) fn wait_pid_exit(pid: i32, timeout: std::time::Duration) -> bool {
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
+        return true;
+    };
+    let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) else {
+        return true; // already gone
+    };
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let ts = rustix::event::Timespec {
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&ts)), Ok(n) if n > 0)
+}
