@@ -13,6 +13,7 @@ mod runtime_features {
     pub(crate) mod common;
     mod devices;
     mod hooks;
+    mod io;
     mod mounts;
     mod namespaces;
     mod process;
