@@ -64,8 +64,11 @@ impl Drop for ChildGuard {
 /// A stage-2 process and the parent's end of its sync socket.
 pub(crate) struct Spawned {
     pub(crate) pid: i32,
-    pub(crate) sock: OwnedFd,
+    // Declared (so dropped) before `sock`: on a failed create the children are killed before
+    // the socket closes; the other order let init see the closed socket first and print its own
+    // "wait for hooks: broken pipe" next to the real error.
     pub(crate) guard: ChildGuard,
+    pub(crate) sock: OwnedFd,
 }
 
 fn write_maps(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<()> {
