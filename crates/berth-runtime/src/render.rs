@@ -19,7 +19,27 @@ pub(crate) fn create_options(a: &CreateArgs, systemd: bool) -> runtime::containe
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         systemd_cgroup: systemd,
+        listen_fds: listen_fds(),
+        notify_socket: std::env::var_os("NOTIFY_SOCKET")
+            .filter(|s| !s.is_empty())
+            .map(std::path::PathBuf::from),
     }
+}
+
+/// systemd socket activation: `LISTEN_FDS` counts the descriptors from 3 up, and counts only when
+/// `LISTEN_PID` names this process (sd_listen_fds(3)).
+fn listen_fds() -> u32 {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    if !for_us {
+        return 0;
+    }
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 const SIGNALS: &[(&str, i32)] = &[

@@ -33,7 +33,9 @@ const USAGE: &str = "usage: contest COMMAND [ARGS]
   exit CODE
   signal-self SIG          survived=SIGNAME when the signal did not end the process
   wait-signal              ready=1, then signal=N name=SIGNAME
-  tty                      isatty.N= ttyname.N= sid= pgrp= tpgid= ctty= dev_tty=";
+  tty                      isatty.N= ttyname.N= sid= pgrp= tpgid= ctty= dev_tty=
+  clock                    monotonic_ns= boottime_ns= realtime_ns=
+  notify MSG               sends MSG as one datagram to $NOTIFY_SOCKET (sd_notify)";
 
 /// A failed command: what to print and how to exit.
 pub(crate) enum Fail {
@@ -126,6 +128,8 @@ fn run(args: &[String]) -> Res {
         "signal-self" => procs::signal_self(arg(rest, 0, "SIG")?),
         "wait-signal" => procs::wait_signal(),
         "tty" => procs::tty(),
+        "clock" => procs::clock(),
+        "notify" => procs::notify(arg(rest, 0, "MSG")?),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

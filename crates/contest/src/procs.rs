@@ -1,5 +1,5 @@
 //! Process behaviour under limits and signals: `forks`, `alloc`, `spin`, `signal-self`,
-//! `wait-signal`, `tty`.
+//! `wait-signal`, `tty`, `clock`, `notify`.
 
 use crate::errno::{errno_name, parse_signal, signal_name};
 use crate::{Fail, Res, arg, flush, kv, parse_num, parse_secs, sys};
@@ -140,5 +140,24 @@ pub(crate) fn tty() -> Res {
         Ok(_) => kv("dev_tty", "ok"),
         Err(e) => kv("dev_tty", errno_name(e.raw_os_error().unwrap_or(0))),
     }
+    Ok(())
+}
+
+/// The clocks a time namespace offsets, and the one it does not: `monotonic_ns=`,
+/// `boottime_ns=`, `realtime_ns=`.
+pub(crate) fn clock() -> Res {
+    for (name, id) in [("monotonic_ns", 1), ("boottime_ns", 7), ("realtime_ns", 0)] {
+        kv(name, sys::clock_ns(id)?);
+    }
+    Ok(())
+}
+
+/// Sends MSG as one datagram to the unix socket named by `$NOTIFY_SOCKET`, as sd_notify(3) does.
+pub(crate) fn notify(msg: &str) -> Res {
+    let path = std::env::var_os("NOTIFY_SOCKET")
+        .ok_or_else(|| Fail::Usage("NOTIFY_SOCKET is not set".to_owned()))?;
+    let sock = std::os::unix::net::UnixDatagram::unbound()?;
+    sock.send_to(msg.as_bytes(), path)?;
+    kv("sent", msg.len());
     Ok(())
 }

@@ -433,3 +433,14 @@ pub(crate) fn cpu_time_ns() -> u64 {
         .saturating_mul(1_000_000_000)
         .saturating_add(ts.nsec as u64)
 }
+
+/// Reads clock `clock` (`CLOCK_MONOTONIC` = 1, `CLOCK_BOOTTIME` = 7, ...) in nanoseconds.
+pub(crate) fn clock_ns(clock: i32) -> io::Result<u64> {
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `ts` is a live timespec that clock_gettime writes; an unknown clock id is
+    // reported as EINVAL, not undefined behaviour.
+    check(unsafe { clock_gettime(clock, &mut ts) })?;
+    Ok((ts.sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.nsec as u64))
+}

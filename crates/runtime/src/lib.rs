@@ -11,6 +11,7 @@ pub mod error;
 pub mod features;
 mod hooks;
 mod mounts;
+mod notify_socket;
 mod paths;
 mod process;
 mod rootfs;

@@ -118,8 +118,16 @@ pub(crate) fn apply_rlimits(p: &Process) -> Result<()> {
 /// process is about to drop.
 pub(crate) fn apply_attributes(p: &Process) -> Result<()> {
     if let Some(adj) = p.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| RuntimeError::io("write", "/proc/self/oom_score_adj", e))?;
+        // Lowering it below the runtime's own needs CAP_SYS_RESOURCE: say which field asked.
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+            RuntimeError::sys(
+                format!(
+                    "set process.oomScoreAdj {adj} (lowering it needs CAP_SYS_RESOURCE) via \
+                     /proc/self/oom_score_adj"
+                ),
+                e,
+            )
+        })?;
     }
     if let Some(io) = p.io_priority() {
         let class = match io.class() {
@@ -262,11 +270,13 @@ pub(crate) fn apply_identity_and_caps(p: &Process) -> Result<()> {
             std::io::Error::from_raw_os_error(libc::EPERM),
         )
     };
-    // Effective must stay a subset of permitted at every step: shrink it first.
-    caps::set(None, caps::CapSet::Effective, &effective).map_err(|e| capfail("effective", e))?;
-    caps::set(None, caps::CapSet::Permitted, &permitted).map_err(|e| capfail("permitted", e))?;
+    // Inheritable first: capset(2) lets it grow beyond the permitted set only while CAP_SETPCAP
+    // is effective, and both are about to shrink. Then effective, which must stay a subset of
+    // permitted at every step.
     caps::set(None, caps::CapSet::Inheritable, &inheritable)
         .map_err(|e| capfail("inheritable", e))?;
+    caps::set(None, caps::CapSet::Effective, &effective).map_err(|e| capfail("effective", e))?;
+    caps::set(None, caps::CapSet::Permitted, &permitted).map_err(|e| capfail("permitted", e))?;
     caps::clear(None, caps::CapSet::Ambient).map_err(|e| capfail("ambient", e))?;
     for cap in &ambient {
         // Raising fails for a cap outside permitted or inheritable; runc ignores those.

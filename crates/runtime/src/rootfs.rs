@@ -88,9 +88,11 @@ pub(crate) fn setup(
     };
     sys::mount(None, c"/", None, root_prop, None)
         .map_err(|e| RuntimeError::sys("set propagation of /", e))?;
-    // The mount holding the rootfs must be private for the bind and pivot_root below (it may be
-    // unbindable or shared after the line above), as runc does.
-    if let Some(parent) = mount_point_of(ctx.rootfs) {
+    // pivot_root refuses a shared parent of the new root: make the mount holding the rootfs
+    // private when (and only when) it is shared, as runc does. A slave parent stays a slave, so
+    // that the rootfs bind below is one too and rootfsPropagation "rslave" (the default) keeps
+    // receiving the host's mount events under the rootfs.
+    if let Some(parent) = mount_point_of(ctx.rootfs).filter(|p| is_shared_mount(p)) {
         let p = cstr(&parent).map_err(|e| RuntimeError::io("mount point", &parent, e))?;
         sys::mount(None, &p, None, libc::MS_PRIVATE, None)
             .map_err(|e| RuntimeError::io("make the rootfs's parent mount private", &parent, e))?;
@@ -430,6 +432,25 @@ fn mount_point_of(path: &Path) -> Option<PathBuf> {
         .map(|mp| PathBuf::from(mp.replace("\\040", " ")))
         .filter(|mp| real.starts_with(mp))
         .max_by_key(|mp| mp.as_os_str().len())
+}
+
+/// Whether the mount at mount point `point` is shared (has a `shared:N` optional field in
+/// /proc/self/mountinfo; the last mount at a point is the visible one, hence the reverse).
+fn is_shared_mount(point: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return true;
+    };
+    info.lines()
+        .rev()
+        .filter_map(|l| l.split_once(" - ").map(|(pre, _)| pre))
+        .map(|pre| pre.split(' ').collect::<Vec<_>>())
+        .find(|f| {
+            f.get(4)
+                .map(|mp| PathBuf::from(mp.replace("\\040", " ")))
+                .as_deref()
+                == Some(point)
+        })
+        .is_none_or(|f| f.iter().skip(6).any(|o| o.starts_with("shared:")))
 }
 
 /// Without a mount namespace nothing may be mounted (it would land on the host): only change

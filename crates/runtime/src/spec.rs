@@ -14,11 +14,41 @@ use crate::error::{Result, RuntimeError};
 /// Parse JSON from `path` into `T`, naming the offending field on error.
 pub(crate) fn parse_json_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let data = std::fs::read(path).map_err(|e| RuntimeError::io("read", path, e))?;
-    let de = &mut serde_json::Deserializer::from_slice(&data);
-    serde_path_to_error::deserialize(de).map_err(|source| RuntimeError::ParseSpec {
+    let fail = |source| RuntimeError::ParseSpec {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&data)
+        && normalize_scheduler_flags(&mut value)
+    {
+        return serde_path_to_error::deserialize(value).map_err(fail);
+    }
+    let de = &mut serde_json::Deserializer::from_slice(&data);
+    serde_path_to_error::deserialize(de).map_err(fail)
+}
+
+/// The runtime spec names two scheduler flags `SCHED_FLAG_RESET_ON_FORK` and
+/// `SCHED_FLAG_DL_OVERRUN` (config.md, "Scheduler"); oci-spec 0.10 only accepts its own
+/// spellings of them. Renames the spec's spellings in `process.scheduler.flags` (of a config)
+/// or `scheduler.flags` (of a process.json); returns whether anything was renamed.
+fn normalize_scheduler_flags(v: &mut serde_json::Value) -> bool {
+    const ALIASES: [(&str, &str); 2] = [
+        ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+        ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+    ];
+    let mut changed = false;
+    for pointer in ["/process/scheduler/flags", "/scheduler/flags"] {
+        let Some(flags) = v.pointer_mut(pointer).and_then(|f| f.as_array_mut()) else {
+            continue;
+        };
+        for flag in flags {
+            if let Some((_, ours)) = ALIASES.iter().find(|(spec, _)| flag == spec) {
+                *flag = serde_json::Value::from(*ours);
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 /// Load a process.json (for `exec --process`) and validate it.
@@ -435,6 +465,22 @@ mod tests {
         let e = validate_mappings("m", &[mapping(0, 1000, 10), mapping(5, 5000, 10)]).unwrap_err();
         assert_eq!(e.to_string(), "m[1]: overlaps m[0]");
         assert!(validate_mappings("m", &[mapping(0, u32::MAX - 1, 10)]).is_err());
+    }
+
+    #[test]
+    fn scheduler_flags_in_the_runtime_specs_spelling_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("process.json");
+        std::fs::write(
+            &path,
+            r#"{"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0},
+                "scheduler": {"policy": "SCHED_IDLE",
+                              "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_DL_OVERRUN"]}}"#,
+        )
+        .unwrap();
+        let p: Process = parse_json_file(&path).unwrap();
+        let flags = p.scheduler().as_ref().unwrap().flags().clone().unwrap();
+        assert_eq!(flags.len(), 2);
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct ContainerState {
     /// Set by `delete` once it has begun tearing the container down.
     #[serde(default)]
     pub deleting: bool,
+    /// The host's `NOTIFY_SOCKET` at create time: `start` relays the container's sd_notify
+    /// messages there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_socket: Option<PathBuf>,
 }
 
 /// The OCI state, as `state` prints it.

@@ -35,6 +35,12 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     /// `--systemd-cgroup`.
     pub systemd_cgroup: bool,
+    /// Socket-activation descriptors (3, 4, ...) the runtime was given with `LISTEN_FDS` (and
+    /// `LISTEN_PID` naming it): passed to the container before the preserved ones, with
+    /// `LISTEN_FDS=<n>` and `LISTEN_PID=1` in its environment, as runc does.
+    pub listen_fds: u32,
+    /// The host's `NOTIFY_SOCKET`: see the notify_socket module.
+    pub notify_socket: Option<PathBuf>,
 }
 
 /// Removes everything a failed create made: processes (via the child guard), cgroup, state dir.
@@ -164,6 +170,27 @@ fn create_inner(root: &Path, opts: &CreateOptions) -> Result<Created> {
         armed: true,
     };
     let cgroup = super::manager_for(spec, &opts.id, opts.systemd_cgroup)?;
+    // What init runs with differs from the stored config only by runtime-supplied passthrough:
+    // socket activation and the notify socket.
+    let mut init_spec = bundle.spec.clone();
+    if opts.listen_fds > 0
+        && let Some(mut process) = init_spec.process().clone()
+    {
+        let mut env = process.env().clone().unwrap_or_default();
+        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+        env.push(format!("LISTEN_FDS={}", opts.listen_fds));
+        env.push("LISTEN_PID=1".to_string());
+        process.set_env(Some(env));
+        init_spec.set_process(Some(process));
+    }
+    if opts.notify_socket.is_some() {
+        crate::notify_socket::prepare(&state_dir, &mut init_spec)?;
+    }
+    let init_bundle = Bundle {
+        dir: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        spec: init_spec,
+    };
     let fifo = state_dir.join(EXEC_FIFO);
     rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o622))
         .map_err(|e| RuntimeError::io("create", &fifo, e.into()))?;
@@ -197,7 +224,7 @@ fn create_inner(root: &Path, opts: &CreateOptions) -> Result<Created> {
         });
     let cgroup_paths = cgroup.paths();
     let init = InitContext {
-        bundle: &bundle,
+        bundle: &init_bundle,
         opts,
         fifo_fd: fifo_fd.as_fd(),
         console: console.as_ref().map(|c| c.as_fd()),
@@ -270,6 +297,7 @@ fn create_inner(root: &Path, opts: &CreateOptions) -> Result<Created> {
         config: bundle.spec.clone(),
         systemd_cgroup: opts.systemd_cgroup,
         deleting: false,
+        notify_socket: opts.notify_socket.clone(),
     };
     st.save(root)?;
     if let Some(pf) = &opts.pid_file {
@@ -425,18 +453,20 @@ fn container_init(ctx: &InitContext<'_>, sock: BorrowedFd<'_>) -> Result<Infalli
         sock,
         ctx.seccomp,
         Some(ctx.fifo_fd),
-        ctx.opts.preserve_fds,
+        ctx.opts.listen_fds + ctx.opts.preserve_fds,
         || {
             if let Some(h) = spec
                 .hooks()
                 .as_ref()
                 .and_then(|h| h.start_container().as_ref())
             {
+                // The user's program has not been executed yet: "created" (runtime spec,
+                // State), as runc reports it.
                 let st = super::hook_state(
                     spec,
                     &ctx.opts.id,
                     std::process::id() as i32,
-                    Status::Running,
+                    Status::Created,
                     &ctx.bundle.dir,
                 );
                 hooks::run("startContainer", h, &st)?;

@@ -66,8 +66,11 @@ pub(crate) struct Spawned {
     /// The intermediate process, to be reaped with [`Spawned::reap_stage1`].
     pub(crate) stage1: i32,
     pub(crate) pid: i32,
-    pub(crate) sock: OwnedFd,
+    // Declared (so dropped) before `sock`: on a failed create the children are killed before
+    // the socket closes; the other order let init see the closed socket first and print its own
+    // "wait for hooks: broken pipe" next to the real error.
     pub(crate) guard: ChildGuard,
+    pub(crate) sock: OwnedFd,
 }
 
 impl Spawned {
@@ -215,8 +218,26 @@ fn stage1(
         std::fs::write("/proc/self/timens_offsets", offsets)
             .map_err(|e| RuntimeError::io("write", "/proc/self/timens_offsets", e))?;
     }
+    // Stage 2 shares the sync socket: it must not speak before stage 1 has reported its pid, or
+    // the parent, expecting that pid, reads stage 2's first message instead ("protocol:
+    // unexpected RunHooks" under load). Stage 2 waits on this pipe until stage 1 has sent it.
+    let (gate_r, gate_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| RuntimeError::sys("pipe", e.into()))?;
     match sys::clone_parent().map_err(|e| RuntimeError::sys("fork container process", e))? {
         Forked::Child => {
+            drop(gate_w);
+            let mut b = [0u8; 1];
+            let opened = loop {
+                match rustix::io::read(&gate_r, &mut b) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    r => break matches!(r, Ok(1)),
+                }
+            };
+            drop(gate_r);
+            if !opened {
+                // Stage 1 failed to report the pid and is gone; so is the parent's interest.
+                sys::exit_child(1);
+            }
             let err = match stage2(sock) {
                 Ok(never) => match never {},
                 Err(e) => e,
@@ -231,8 +252,11 @@ fn stage1(
             sys::exit_child(1);
         }
         Forked::Parent(pid) => {
+            drop(gate_r);
             sync::send(sock, Tag::Stage2Pid, i64::from(pid), "", None)
                 .map_err(|e| RuntimeError::sys("report container pid", e))?;
+            rustix::io::write(&gate_w, b"1")
+                .map_err(|e| RuntimeError::sys("release container process", e.into()))?;
             Ok(())
         }
     }

@@ -41,6 +41,13 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             "container {id} init exited before start"
         )));
     }
+    let notify = st
+        .notify_socket
+        .as_ref()
+        .map(|host| {
+            crate::notify_socket::bind(&state::state_dir(root, id)).map(|sock| (sock, host))
+        })
+        .transpose()?;
     let fifo = state::state_dir(root, id).join(EXEC_FIFO);
     let f = rustix::fs::open(
         &fifo,
@@ -78,6 +85,9 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         }
     }
     std::fs::remove_file(&fifo).map_err(|e| RuntimeError::io("remove", &fifo, e))?;
+    if let Some((sock, host)) = &notify {
+        crate::notify_socket::relay(sock, host, st.pid, &pidfd)?;
+    }
     if let Some(h) = st
         .config
         .hooks()
