@@ -483,8 +483,17 @@ mod tests {
                 .args(["sleep", "600"]),
         ));
         let in_cgroup = spawn(Command::new("sleep").arg("600"));
-        fs::write(cgroup.join("cgroup.procs"), in_cgroup.id().to_string())
-            .unwrap_or_else(|e| panic!("join cgroup: {e}"));
+        // The name is deliberately stale, so a janitor of another test process running right
+        // now may remove the cgroup first: recreate it until the process is in.
+        let mut joined = Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+        for _ in 0..50 {
+            let _ = fs::create_dir_all(&cgroup);
+            joined = fs::write(cgroup.join("cgroup.procs"), in_cgroup.id().to_string());
+            if joined.is_ok() {
+                break;
+            }
+        }
+        joined.unwrap_or_else(|e| panic!("join cgroup: {e}"));
         children.0.push(in_cgroup);
 
         janitor();

@@ -341,3 +341,30 @@ pub(crate) fn fexecve(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) ->
     };
     io::Error::last_os_error()
 }
+
+/// Block `signals` for this (single-threaded) process and return a signalfd that reports them.
+pub(crate) fn signalfd(signals: &[libc::c_int]) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before any other use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid, exclusively borrowed sigset_t for each call; the old-set pointer of
+    // sigprocmask may be null.
+    let fd = unsafe {
+        libc::sigemptyset(&mut set);
+        for s in signals {
+            libc::sigaddset(&mut set, *s);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: signalfd returned a new descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// `waitpid(pid, 0)` after the child is known to have exited: its shell-style status.
+pub(crate) fn reap(pid: i32) -> io::Result<i32> {
+    wait_child(pid)
+}

@@ -124,6 +124,16 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<i32> {
 }
 
 fn create_inner(root: &Path, opts: &CreateOptions) -> Result<Created> {
+    create_with_console(root, opts, None)
+}
+
+/// Create, with the console either from `--console-socket` or, for `run`, the runtime's own
+/// socket (`own_console`).
+fn create_with_console(
+    root: &Path,
+    opts: &CreateOptions,
+    own_console: Option<BorrowedFd<'_>>,
+) -> Result<Created> {
     state::validate_id(&opts.id)?;
     let bundle = spec::load_bundle(&opts.bundle)?;
     let spec = &bundle.spec;
@@ -133,13 +143,21 @@ fn create_inner(root: &Path, opts: &CreateOptions) -> Result<Created> {
         .map(crate::seccomp::compile)
         .transpose()?;
     let joins = join_fds(spec)?;
-    let console = opts
-        .console_socket
-        .as_ref()
-        .map(|p| {
-            UnixStream::connect(p).map_err(|e| RuntimeError::io("connect to console socket", p, e))
-        })
-        .transpose()?;
+    let console: Option<OwnedFd> = match own_console {
+        Some(fd) => Some(
+            fd.try_clone_to_owned()
+                .map_err(|e| RuntimeError::sys("duplicate console socket", e))?,
+        ),
+        None => opts
+            .console_socket
+            .as_ref()
+            .map(|p| {
+                UnixStream::connect(p)
+                    .map(OwnedFd::from)
+                    .map_err(|e| RuntimeError::io("connect to console socket", p, e))
+            })
+            .transpose()?,
+    };
     let terminal = spec
         .process()
         .as_ref()
@@ -315,8 +333,40 @@ fn create_inner(root: &Path, opts: &CreateOptions) -> Result<Created> {
 /// `run`: create, start, and (unless detached) wait for the container and, unless `keep`,
 /// delete it. Returns the container's exit status (0 when detached).
 pub fn run(root: &Path, opts: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
-    let created = create_inner(root, opts)?;
+    // An interactive run (terminal, no console socket): the runtime holds the pty itself,
+    // through a socket pair standing in for the console socket.
+    let bundle_terminal = std::fs::read(opts.bundle.join("config.json"))
+        .ok()
+        .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+        .and_then(|v| {
+            v.pointer("/process/terminal")
+                .and_then(serde_json::Value::as_bool)
+        })
+        .unwrap_or(false);
+    let own_console = bundle_terminal && opts.console_socket.is_none();
+    if own_console && detach {
+        return Err(RuntimeError::invalid(
+            "process.terminal",
+            "a detached container with a terminal needs --console-socket",
+        ));
+    }
+    let pair = own_console
+        .then(|| {
+            rustix::net::socketpair(
+                rustix::net::AddressFamily::UNIX,
+                rustix::net::SocketType::STREAM,
+                rustix::net::SocketFlags::CLOEXEC,
+                None,
+            )
+            .map_err(|e| RuntimeError::sys("socketpair for the terminal", e.into()))
+        })
+        .transpose()?;
+    let created = create_with_console(root, opts, pair.as_ref().map(|(_, theirs)| theirs.as_fd()))?;
     drop(created.sock);
+    let master = match &pair {
+        Some((ours, _)) => Some(crate::console::receive_master(ours.as_fd())?),
+        None => None,
+    };
     if let Err(e) = super::start(root, &opts.id) {
         let _ = super::delete(root, &opts.id, true);
         return Err(e);
@@ -324,8 +374,11 @@ pub fn run(root: &Path, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
     if detach {
         return Ok(0);
     }
-    let status = sys::wait_forwarding(created.pid)
-        .map_err(|e| RuntimeError::sys("wait for container", e))?;
+    let status = match master {
+        Some(m) => crate::console::relay(m, created.pid)?,
+        None => sys::wait_forwarding(created.pid)
+            .map_err(|e| RuntimeError::sys("wait for container", e))?,
+    };
     if !keep {
         super::delete(root, &opts.id, true)?;
     }
