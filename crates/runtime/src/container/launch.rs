@@ -131,6 +131,12 @@ pub(crate) fn spawn(
         Forked::Parent(stage1_pid) => {
             drop(child_sock);
             let mut guard = ChildGuard(vec![stage1_pid]);
+            // The cgroup is joined while stage 1 creates namespaces: on cgroup v1 the first
+            // write to cgroup.procs waits for an RCU grace period, time stage 1 can use.
+            setup.cgroup.apply(stage1_pid)?;
+            if let Some(r) = setup.resources {
+                setup.cgroup.set(r)?;
+            }
             let hello = expect(parent_sock.as_fd(), "joining namespaces")?;
             if hello.tag != Tag::Hello {
                 return Err(RuntimeError::Child(format!(
@@ -141,10 +147,6 @@ pub(crate) fn spawn(
             if hello.value == 1 {
                 write_maps(stage1_pid, "uid_map", setup.uid_mappings)?;
                 write_maps(stage1_pid, "gid_map", setup.gid_mappings)?;
-            }
-            setup.cgroup.apply(stage1_pid)?;
-            if let Some(r) = setup.resources {
-                setup.cgroup.set(r)?;
             }
             sync::send(parent_sock.as_fd(), Tag::Go, 0, "", None)
                 .map_err(|e| RuntimeError::sys("signal container process", e))?;
@@ -202,21 +204,27 @@ fn stage1(
     }
     sync::send(sock, Tag::Hello, i64::from(new_user), "", None)
         .map_err(|e| RuntimeError::sys("sync with runtime", e))?;
-    sync::wait_go(sock).map_err(|e| RuntimeError::sys("wait for runtime", e))?;
-    if new_user || joins_user {
-        // Become root of the user namespace (when 0 is mapped) before creating the others.
-        let root_uid = rustix::process::Uid::ROOT;
-        let root_gid = rustix::process::Gid::ROOT;
-        let _ = rustix::thread::set_thread_res_gid(root_gid, root_gid, root_gid);
-        let _ = rustix::thread::set_thread_res_uid(root_uid, root_uid, root_uid);
-    }
-    let rest = ns.create & !libc::CLONE_NEWUSER;
+    // Everything but the cgroup namespace can be created while the parent writes the maps and
+    // joins us to the cgroup; the cgroup namespace must be rooted at the container's cgroup.
+    let rest = ns.create & !(libc::CLONE_NEWUSER | libc::CLONE_NEWCGROUP);
     if rest != 0 {
         sys::unshare(rest).map_err(|e| RuntimeError::sys("create namespaces", e))?;
     }
     if let Some(offsets) = &ns.time_offsets {
         std::fs::write("/proc/self/timens_offsets", offsets)
             .map_err(|e| RuntimeError::io("write", "/proc/self/timens_offsets", e))?;
+    }
+    sync::wait_go(sock).map_err(|e| RuntimeError::sys("wait for runtime", e))?;
+    if new_user || joins_user {
+        // Become root of the user namespace (when 0 is mapped).
+        let root_uid = rustix::process::Uid::ROOT;
+        let root_gid = rustix::process::Gid::ROOT;
+        let _ = rustix::thread::set_thread_res_gid(root_gid, root_gid, root_gid);
+        let _ = rustix::thread::set_thread_res_uid(root_uid, root_uid, root_uid);
+    }
+    if ns.create & libc::CLONE_NEWCGROUP != 0 {
+        sys::unshare(libc::CLONE_NEWCGROUP)
+            .map_err(|e| RuntimeError::sys("create cgroup namespace", e))?;
     }
     // Stage 2 shares the sync socket: it must not speak before stage 1 has reported its pid, or
     // the parent, expecting that pid, reads stage 2's first message instead ("protocol:
