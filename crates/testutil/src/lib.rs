@@ -3,6 +3,8 @@
 //! Every kernel object a test creates carries the [`PREFIX`] in its name so that [`janitor`] can
 //! remove what an earlier, killed run left behind.
 
+pub mod uml;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Prefix of every kernel object and directory a test creates.
