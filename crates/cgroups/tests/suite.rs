@@ -10,6 +10,7 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,7 @@ suite! {
     suite_kill_all => kill_all,
     suite_devices => devices,
     suite_stats => stats,
+    suite_unified_keys => unified_keys,
 }
 
 fn resources(f: impl FnOnce(LinuxResourcesBuilder) -> LinuxResourcesBuilder) -> LinuxResources {
@@ -511,5 +513,54 @@ fn stats(root: &Path) {
     assert_eq!(cg.mgr.oom_kill_count().unwrap(), 0);
     if !cg.is_v2() && s.cpu.usage.percpu.is_empty() {
         skip("suite_stats", "no cpuacct.usage_percpu");
+    }
+}
+
+/// Raw `unified` keys: written on v2 and to the cgroup2 part of a hybrid host, refused on pure
+/// v1; keys naming no interface file, or a path, are refused everywhere.
+fn unified_keys(root: &Path) {
+    let cg = TestCgroup::new(root, "unified");
+    cg.mgr.apply(0).unwrap();
+    let unified = |pairs: &[(&str, &str)]| {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        resources(|b| b.unified(map))
+    };
+    let r = unified(&[("cgroup.max.descendants", "5")]);
+    if cg.mgr.hierarchy() == Hierarchy::V1 {
+        assert!(matches!(
+            cg.mgr.set(&r),
+            Err(CgroupError::Unsupported { .. })
+        ));
+        return;
+    }
+    cg.mgr.set(&r).unwrap();
+    assert_eq!(cg.read("", "cgroup.max.descendants"), "5");
+    assert!(matches!(
+        cg.mgr.set(&unified(&[("nosuch.knob", "1")])),
+        Err(CgroupError::Unsupported { .. })
+    ));
+    assert!(matches!(
+        cg.mgr.set(&unified(&[("../cgroup.max.depth", "1")])),
+        Err(CgroupError::InvalidValue { .. })
+    ));
+    if cg.is_v2() {
+        // unified is applied last, so it wins over the typed field.
+        let r = resources(|b| {
+            b.memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64 * MIB)
+                    .build()
+                    .unwrap(),
+            )
+            .unified(HashMap::from([(
+                "memory.max".to_owned(),
+                (96 * MIB).to_string(),
+            )]))
+        });
+        cg.mgr.set(&r).unwrap();
+        assert_eq!(cg.read("", "memory.max"), (96 * MIB).to_string());
     }
 }

@@ -24,6 +24,7 @@ const CASES: &[&str] = &[
     "suite_kill_all",
     "suite_devices",
     "suite_stats",
+    "suite_unified_keys",
 ];
 
 /// The suite test binary: `BERTH_SUITE_BIN`, else the newest `suite-<hash>` beside this binary
