@@ -153,6 +153,19 @@ fn lifecycle(root: &Path) {
     // A nested cgroup (as a container with its own sub-cgroups would make) goes too.
     let sub = cg.dir("pids").join("nested");
     std::fs::create_dir(&sub).unwrap();
+    // With a task still inside, destroy gives up after its bounded wait and says so.
+    let t0 = Instant::now();
+    let busy = cg.mgr.destroy();
+    assert!(
+        matches!(busy, Err(CgroupError::RemoveBusy { .. })),
+        "{busy:?}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "destroy waited {:?}",
+        t0.elapsed()
+    );
+    assert!(cg.mgr.pids().unwrap().contains(&h.pid()));
     drop(h);
     assert!(wait_until(T, || cg.mgr.pids().unwrap().is_empty()));
     cg.mgr.destroy().unwrap();

@@ -110,8 +110,10 @@ fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
             &convert::v1_limit("memory.limit", v)?,
         )
     };
+    let has_memsw = files::exists(dir, "memory.memsw.limit_in_bytes");
     let write_swap = |v: i64| -> Result<(), CgroupError> {
-        if v == 0 {
+        // Unlimited memory+swap is what a kernel without swap accounting already enforces.
+        if v == 0 || (v == -1 && !has_memsw) {
             return Ok(());
         }
         write_knob(
