@@ -27,11 +27,14 @@ const CASES: &[&str] = &[
     "suite_unified_keys",
 ];
 
-/// The suite test binary: `BERTH_SUITE_BIN`, else the newest `suite-<hash>` beside this binary
-/// (cargo builds every test target of the package before running any).
+/// The suite test binary: `BERTH_SUITE_BIN`; else built (or found up to date) by the cargo
+/// running this test, so it is never stale; else the newest `suite-<hash>` beside this binary.
 fn suite_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("BERTH_SUITE_BIN") {
         return PathBuf::from(p);
+    }
+    if let Some(p) = build_suite() {
+        return p;
     }
     let me = std::env::current_exe().unwrap();
     let dir = me.parent().unwrap();
@@ -58,6 +61,41 @@ fn suite_binary() -> PathBuf {
             "no suite-* test binary next to {}; build it with `cargo test -p cgroups --no-run` or set BERTH_SUITE_BIN",
             me.display()
         )
+    })
+}
+
+/// Asks cargo (the `CARGO` that runs this test; it holds no lock while tests run) for the
+/// suite binary, building it if needed.
+fn build_suite() -> Option<PathBuf> {
+    let cargo = std::env::var_os("CARGO")?;
+    let out = std::process::Command::new("timeout")
+        .arg("900")
+        .arg(cargo)
+        .args([
+            "test",
+            "-p",
+            "cgroups",
+            "--test",
+            "suite",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "building the suite failed ({}); looking for a built one",
+            out.status
+        );
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        (v["reason"] == "compiler-artifact" && v["target"]["name"] == "suite")
+            .then(|| v["executable"].as_str().map(PathBuf::from))
+            .flatten()
     })
 }
 
