@@ -465,6 +465,10 @@ fn devices(root: &Path) {
     if !cg.is_v2() {
         assert_eq!(cg.read("devices", "devices.list"), "c 1:3 rwm");
     }
+    // Re-applying the same rules (an `update` resending them) keeps them in force.
+    cg.mgr
+        .set(&resources(|b| b.devices(rules.clone())))
+        .unwrap();
     let (a, b) = open_both(&cg, &null, &zero);
     assert!(a.ends_with(" ok"), "allowed node refused: {a}");
     assert!(
