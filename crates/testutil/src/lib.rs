@@ -7,6 +7,8 @@
 //! [`Runtime`], [`ContainerGuard`], [`MountGuard`], [`NetnsGuard`], [`CgroupGuard`],
 //! [`ChildGuard`], [`janitor`], [`leaks`].
 
+pub mod uml;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 mod bundle;

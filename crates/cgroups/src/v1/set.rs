@@ -110,8 +110,10 @@ fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
             &convert::v1_limit("memory.limit", v)?,
         )
     };
+    let has_memsw = files::exists(dir, "memory.memsw.limit_in_bytes");
     let write_swap = |v: i64| -> Result<(), CgroupError> {
-        if v == 0 {
+        // Unlimited memory+swap is what a kernel without swap accounting already enforces.
+        if v == 0 || (v == -1 && !has_memsw) {
             return Ok(());
         }
         write_knob(
@@ -309,8 +311,21 @@ fn network(m: &V1Manager, n: &LinuxNetwork) -> Result<(), CgroupError> {
 }
 
 /// Deny everything, then replay the rules in order, as runc does on v1.
+///
+/// Resetting opens a short window in which a running container is denied every device, so when
+/// the rules are the usual "deny all, then allow a list" and `devices.list` already shows exactly
+/// that list, nothing is written (an `update` that resends the same rules is a no-op).
 fn devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
     let rules = convert::device_rules(rules)?;
+    if let Some(mut want) = allow_list_after_deny_all(&rules) {
+        let current = files::read(dir, "devices.list")?;
+        let mut have: Vec<&str> = current.lines().filter(|l| !l.is_empty()).collect();
+        have.sort_unstable();
+        want.sort_unstable();
+        if have == want {
+            return Ok(());
+        }
+    }
     write_knob(dir, "devices.deny", "a")?;
     for r in &rules {
         let file = if r.allow {
@@ -323,4 +338,63 @@ fn devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
         }
     }
     Ok(())
+}
+
+/// The `devices.list` lines the kernel shows after `rules`, when they are a deny-all followed only
+/// by allows, each rendering to distinct lines; `None` when the outcome is not that simple.
+fn allow_list_after_deny_all(rules: &[convert::DeviceRule]) -> Option<Vec<String>> {
+    let (first, rest) = rules.split_first()?;
+    if first.allow || !first.is_everything() || rest.iter().any(|r| !r.allow || r.is_everything()) {
+        return None;
+    }
+    let lines: Vec<String> = rest
+        .iter()
+        .flat_map(convert::DeviceRule::v1_lines)
+        .collect();
+    let mut unique = lines.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    (unique.len() == lines.len()).then_some(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use convert::{ACCESS_ALL, DeviceClass, DeviceRule};
+
+    fn r(allow: bool, class: DeviceClass, major: Option<u32>) -> DeviceRule {
+        DeviceRule {
+            allow,
+            class,
+            major,
+            minor: Some(3),
+            access: ACCESS_ALL,
+        }
+    }
+
+    #[test]
+    fn expected_list_only_for_deny_all_then_allows() {
+        let deny_all = DeviceRule {
+            allow: false,
+            class: DeviceClass::All,
+            major: None,
+            minor: None,
+            access: ACCESS_ALL,
+        };
+        assert_eq!(allow_list_after_deny_all(&[deny_all]), Some(vec![]));
+        assert_eq!(
+            allow_list_after_deny_all(&[deny_all, r(true, DeviceClass::Char, Some(1))]),
+            Some(vec!["c 1:3 rwm".to_string()])
+        );
+        assert_eq!(
+            allow_list_after_deny_all(&[r(true, DeviceClass::Char, Some(1))]),
+            None
+        );
+        assert_eq!(
+            allow_list_after_deny_all(&[deny_all, r(false, DeviceClass::Char, Some(1))]),
+            None
+        );
+        let dup = r(true, DeviceClass::Char, Some(1));
+        assert_eq!(allow_list_after_deny_all(&[deny_all, dup, dup]), None);
+    }
 }

@@ -87,8 +87,9 @@ fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
             &convert::v2_limit("memory.reservation", r)?,
         )?;
     }
-    if m.swappiness().is_some_and(|s| s <= 100) {
-        return Err(CgroupError::unsupported("memory.swappiness on cgroup v2"));
+    if m.swappiness().is_some() {
+        // As Docker does on v2: there is no per-cgroup swappiness, so the knob is dropped.
+        tracing::warn!("memory.swappiness has no cgroup v2 equivalent; ignored");
     }
     #[allow(deprecated)]
     let kernel = m.kernel();
