@@ -43,7 +43,8 @@ pub struct ManagerOptions {
     /// The cgroup root (normally [`DEFAULT_ROOT`]); tests point it elsewhere.
     pub root: PathBuf,
     /// OCI `linux.cgroupsPath`. Absolute: below each hierarchy's root. Relative: below the
-    /// calling process's own cgroup. `None` or empty: the container id, relative.
+    /// calling process's own cgroup (on v2 its parent, as runc places it). `None` or empty: the
+    /// container id, relative.
     pub cgroups_path: Option<String>,
     /// The container id (the default cgroup name).
     pub container_id: String,

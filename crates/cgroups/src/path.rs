@@ -2,7 +2,8 @@
 //!
 //! - An absolute path is taken below the root of each hierarchy (`/a/b` -> `<mount>/a/b`).
 //! - A relative path is taken below the cgroup the calling process is in, per hierarchy, as
-//!   runc does for nested setups without a cgroup namespace.
+//!   runc does for nested setups without a cgroup namespace. On v2 the base is the parent of
+//!   that cgroup (runc's fs2 rule; see `v2::relative_base`).
 //! - No path means the container id, relative as above.
 //!
 //! `..` components are rejected rather than cleaned away, so that a path never silently names a

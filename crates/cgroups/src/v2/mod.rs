@@ -34,7 +34,7 @@ impl V2Manager {
         let own = own.get("").map_or("/", String::as_str);
         Self {
             mount: mount.to_owned(),
-            dir: path.place(mount, "/", own),
+            dir: path.place(mount, "/", relative_base(own)),
             created: Mutex::new(Vec::new()),
         }
     }
@@ -46,6 +46,18 @@ impl V2Manager {
             c.extend(made);
         }
         Ok(())
+    }
+}
+
+/// The cgroup a relative cgroups path is placed below on v2: the *parent* of the caller's own
+/// cgroup `own`, as runc's fs2 driver does. The caller's cgroup has tasks (the caller, at least),
+/// and the kernel's no-internal-processes rule forbids enabling controllers for the children of
+/// a non-root cgroup with tasks: a container directly below it would get no controllers.
+fn relative_base(own: &str) -> &str {
+    let own = own.trim_end_matches('/');
+    match own.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &own[..i],
     }
 }
 
@@ -196,5 +208,25 @@ impl CgroupManager for V2Manager {
 
     fn paths(&self) -> BTreeMap<String, PathBuf> {
         BTreeMap::from([(String::new(), self.dir.clone())])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_go_below_the_callers_parent() {
+        assert_eq!(relative_base("/"), "/");
+        assert_eq!(relative_base("/init.scope"), "/");
+        assert_eq!(
+            relative_base("/system.slice/containerd.service"),
+            "/system.slice"
+        );
+        let own = BTreeMap::from([(String::new(), "/a/b".to_owned())]);
+        let m = V2Manager::new(Path::new("/cg"), &CgroupPath::Relative("x".into()), &own);
+        assert_eq!(m.dir, Path::new("/cg/a/x"));
+        let m = V2Manager::new(Path::new("/cg"), &CgroupPath::Absolute("y/x".into()), &own);
+        assert_eq!(m.dir, Path::new("/cg/y/x"));
     }
 }
