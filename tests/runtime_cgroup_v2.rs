@@ -51,6 +51,10 @@ const CASES: &[(&str, Case)] = &[
     ),
     ("update_ps_kill_all_delete", update_ps_kill_all_delete),
     ("delete_force_running", delete_force_running),
+    ("absolute_nested_cgroups_path", absolute_nested_cgroups_path),
+    ("caller_in_nested_cgroup", caller_in_nested_cgroup),
+    ("memory_swap_equal_to_limit", memory_swap_equal_to_limit),
+    ("exec_with_nested_init_cgroup", exec_with_nested_init_cgroup),
 ];
 
 #[test]
@@ -384,7 +388,16 @@ fn pause_resume(g: &Guest) {
     let events = read(cgroup(id).join("cgroup.events"));
     assert_eq!(keyed(&events, "frozen"), 0, "cgroup.events: {events}");
     wait_until("the thawed container to use CPU", || usage_usec(id) > after);
+    // A paused container is deleted by force too: frozen tasks must still die.
+    g.ok(&["pause", id]);
+    let pids = procs(id);
     g.delete(id);
+    for pid in pids {
+        assert!(
+            !alive(pid),
+            "pid {pid} survived delete --force of a paused container"
+        );
+    }
 }
 
 /// A shell that makes two device nodes and opens each for writing: /dev/kmsg (1:11, which
@@ -591,9 +604,7 @@ fn delete_force_running(g: &Guest) {
     let pids = procs(id);
     g.delete(id);
     for pid in pids {
-        let alive = fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')));
-        assert!(!alive, "pid {pid} survived delete --force");
+        assert!(!alive(pid), "pid {pid} survived delete --force");
     }
     let left: Vec<_> = fs::read_dir(CGROUP_ROOT)
         .unwrap_or_else(|e| panic!("list cgroups: {e}"))
@@ -602,4 +613,178 @@ fn delete_force_running(g: &Guest) {
         .map(|e| e.path())
         .collect();
     assert!(left.is_empty(), "cgroups left: {left:?}");
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+}
+
+/// The container's own cgroup, as `0::/path` from its /proc/self/cgroup, as a host directory.
+fn cgroup_of_output(out: &Output) -> PathBuf {
+    let text = stdout(out);
+    let rel = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::/"))
+        .unwrap_or_else(|| panic!("no cgroup line: {}", describe(out)));
+    Path::new(CGROUP_ROOT).join(rel.trim())
+}
+
+fn absolute_nested_cgroups_path(g: &Guest) {
+    let id = "v2-abs";
+    let _c = Cleanup(g, id);
+    let parent = Path::new(CGROUP_ROOT).join("v2-abs-parent");
+    let _p = RmdirOnDrop(parent.clone());
+    let b = g.bundle(id, &["contest", "read", "/proc/self/cgroup"], |s| {
+        s["linux"]["cgroupsPath"] = "/v2-abs-parent/ctr".into();
+        s["linux"]["resources"]["memory"] = json!({ "limit": 64 << 20 });
+    });
+    let out = g.run_keep(&b, id);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let dir = cgroup_of_output(&out);
+    assert_eq!(dir, parent.join("ctr"), "{}", describe(&out));
+    assert_eq!(read(dir.join("memory.max")).trim(), "67108864");
+    g.ok(&["delete", id]);
+    assert!(!dir.exists(), "{} left after delete", dir.display());
+}
+
+/// Removes an (empty) cgroup directory on drop.
+struct RmdirOnDrop(PathBuf);
+
+impl Drop for RmdirOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// The runtime run from the cgroup `dir` (which it joins first), as a service manager or a
+/// containerd shim in its own cgroup would run it.
+fn runtime_in_cgroup(g: &Guest, dir: &Path, args: &[&OsStr]) -> Output {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"",
+            dir.display()
+        ))
+        .arg(&g.rt.bin)
+        .arg("--root")
+        .arg(&g.rt.root)
+        .args(args);
+    // Files, not pipes: a detached container keeps the runtime's stdio open.
+    let io = |name: &str| {
+        let p = std::env::temp_dir().join(name);
+        let f = fs::File::create(&p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+        (p, f)
+    };
+    let ((out_path, out_file), (err_path, err_file)) = (io("in-cgroup.out"), io("in-cgroup.err"));
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(out_file)
+        .stderr(err_file);
+    let status = testutil::wait_timeout(&mut cmd, testutil::COMMAND_TIMEOUT)
+        .unwrap_or_else(|| panic!("{cmd:?} timed out"));
+    let out = Output {
+        status,
+        stdout: fs::read(&out_path).unwrap_or_default(),
+        stderr: fs::read(&err_path).unwrap_or_default(),
+    };
+    assert!(out.status.success(), "{cmd:?}: {}", describe(&out));
+    out
+}
+
+/// Production v2 hosts run the runtime from a service's cgroup, which has processes (so it
+/// cannot enable controllers for children). runc's cgroupfs rule for a relative (or no)
+/// cgroupsPath on v2 is then: below the *parent* of the caller's cgroup. Later verbs run from
+/// another cgroup must find the same directory.
+fn caller_in_nested_cgroup(g: &Guest) {
+    let id = "v2-caller-ctr";
+    let _c = Cleanup(g, id);
+    let service = Path::new(CGROUP_ROOT).join("v2-service");
+    let caller = service.join("shim");
+    let _s = RmdirOnDrop(service.clone());
+    fs::create_dir_all(&caller).unwrap_or_else(|e| panic!("mkdir {}: {e}", caller.display()));
+    let _r = RmdirOnDrop(caller.clone());
+    let b = g.bundle(
+        id,
+        &["sh", "-c", "cat /proc/self/cgroup; exec sleep 1000"],
+        |s| {
+            s["linux"]["resources"]["memory"] = json!({ "limit": 64 << 20 });
+        },
+    );
+    let bundle = b.dir.as_os_str();
+    let args = [
+        OsStr::new("run"),
+        OsStr::new("-d"),
+        OsStr::new("--bundle"),
+        bundle,
+    ];
+    runtime_in_cgroup(g, &caller, &[&args[..], &[OsStr::new(id)]].concat());
+    // The runtime left the service cgroup; move nothing else there.
+    let dir = service.join(id);
+    assert!(
+        dir.is_dir(),
+        "no cgroup {} (runc's placement)",
+        dir.display()
+    );
+    assert_eq!(read(dir.join("memory.max")).trim(), "67108864");
+    // From the root cgroup now: every verb must act on that same directory.
+    g.ok(&["update", "--memory", "80m", id]);
+    assert_eq!(read(dir.join("memory.max")).trim(), "83886080");
+    let out = g.ok(&["ps", "--format", "json", id]);
+    let listed: Vec<i32> =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("ps json: {e}"));
+    assert!(!listed.is_empty(), "ps lists nothing");
+    g.ok(&["pause", id]);
+    assert_eq!(g.status(id), "paused");
+    g.ok(&["resume", id]);
+    g.ok(&["delete", "--force", id]);
+    assert!(!dir.exists(), "{} left after delete", dir.display());
+    for pid in listed {
+        assert!(!alive(pid), "pid {pid} survived delete --force");
+    }
+}
+
+/// Docker's `--memory X --memory-swap X` (no swap): fine on a kernel without swap accounting.
+fn memory_swap_equal_to_limit(g: &Guest) {
+    let id = "v2-swap";
+    let _c = Cleanup(g, id);
+    let b = g.bundle(id, &["contest", "exit", "0"], |s| {
+        s["linux"]["resources"]["memory"] = json!({ "limit": 64 << 20, "swap": 64 << 20 });
+    });
+    let out = g.run_keep(&b, id);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(read(cgroup(id).join("memory.max")).trim(), "67108864");
+    if let Ok(swap) = fs::read_to_string(cgroup(id).join("memory.swap.max")) {
+        assert_eq!(swap.trim(), "0");
+    }
+    g.delete(id);
+}
+
+/// A container that manages its own cgroups (systemd, docker-in-docker): init moves into a
+/// child cgroup and enables controllers for its children, so no process may join the
+/// container's top cgroup any more (EBUSY). `exec` must still work (runc joins init's cgroup).
+fn exec_with_nested_init_cgroup(g: &Guest) {
+    let id = "v2-nested-init";
+    let _c = Cleanup(g, id);
+    let script = "mkdir /sys/fs/cgroup/init && echo $$ > /sys/fs/cgroup/init/cgroup.procs && \
+                  echo +pids > /sys/fs/cgroup/cgroup.subtree_control && exec sleep 1000";
+    let b = g.bundle(id, &["sh", "-c", script], |s| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap_or_else(|| panic!("no namespaces"))
+            .push(json!({ "type": "cgroup" }));
+        for m in s["mounts"].as_array_mut().into_iter().flatten() {
+            if m["destination"] == "/sys/fs/cgroup" {
+                m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
+            }
+        }
+    });
+    g.run_detached(&b, id);
+    wait_until("init's own child cgroup with pids enabled", || {
+        fs::read_to_string(cgroup(id).join("cgroup.subtree_control"))
+            .is_ok_and(|c| c.contains("pids"))
+    });
+    let out = g.ok(&["exec", id, "cat", "/proc/self/cgroup"]);
+    assert_eq!(stdout(&out).trim(), "0::/init", "{}", describe(&out));
+    g.delete(id);
 }

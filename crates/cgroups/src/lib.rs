@@ -50,6 +50,10 @@ pub struct ManagerOptions {
     pub container_id: String,
     /// Use the systemd driver (not supported; [`new_manager`] refuses it).
     pub systemd: bool,
+    /// The `/proc/self/cgroup` text of the process a relative path is placed against; `None`
+    /// reads the calling process's own now. A runtime records its own at create time so that
+    /// later verbs, run from any cgroup, find the same directories.
+    pub caller_cgroups: Option<String>,
 }
 
 impl ManagerOptions {
@@ -61,6 +65,7 @@ impl ManagerOptions {
             cgroups_path,
             container_id: container_id.into(),
             systemd: false,
+            caller_cgroups: None,
         }
     }
 }
@@ -120,7 +125,10 @@ pub fn new_manager(opts: &ManagerOptions) -> Result<Box<dyn CgroupManager>, Cgro
     let cg_path = path::CgroupPath::new(opts.cgroups_path.as_deref(), &opts.container_id)?;
     let hierarchy = Hierarchy::detect(&opts.root)?;
     tracing::debug!(root = %opts.root.display(), ?hierarchy, ?cg_path, "new cgroup manager");
-    let own = path::own_cgroups()?;
+    let own = match &opts.caller_cgroups {
+        Some(text) => path::parse_proc_cgroup(text),
+        None => path::own_cgroups()?,
+    };
     Ok(match hierarchy {
         Hierarchy::V2 => Box::new(v2::V2Manager::new(&opts.root, &cg_path, &own)),
         Hierarchy::V1 | Hierarchy::Hybrid => Box::new(v1::V1Manager::new(
@@ -130,6 +138,13 @@ pub fn new_manager(opts: &ManagerOptions) -> Result<Box<dyn CgroupManager>, Cgro
             hierarchy == Hierarchy::Hybrid,
         )?),
     })
+}
+
+/// The calling process's `/proc/self/cgroup` text, to record as
+/// [`ManagerOptions::caller_cgroups`].
+pub fn caller_cgroups() -> Result<String, CgroupError> {
+    let p = std::path::Path::new("/proc/self/cgroup");
+    std::fs::read_to_string(p).map_err(|e| CgroupError::read(p, e))
 }
 
 /// How many device-filter BPF programs are attached directly to the cgroup v2 directory `dir`

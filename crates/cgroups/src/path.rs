@@ -112,10 +112,7 @@ pub(crate) fn parse_proc_cgroup(text: &str) -> BTreeMap<String, String> {
 
 /// The calling process's cgroups (see [`parse_proc_cgroup`]).
 pub(crate) fn own_cgroups() -> Result<BTreeMap<String, String>, CgroupError> {
-    let p = Path::new("/proc/self/cgroup");
-    std::fs::read_to_string(p)
-        .map(|t| parse_proc_cgroup(&t))
-        .map_err(|e| CgroupError::read(p, e))
+    crate::caller_cgroups().map(|t| parse_proc_cgroup(&t))
 }
 
 #[cfg(test)]

@@ -71,6 +71,11 @@ pub struct ContainerState {
     /// Set by `delete` once it has begun tearing the container down.
     #[serde(default)]
     pub deleting: bool,
+    /// The creating runtime's `/proc/self/cgroup`: a relative `cgroupsPath` is placed against
+    /// it, so later verbs run from another cgroup rebuild the same cgroup paths. Absent in
+    /// states written before it was recorded (then the caller's own is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_cgroups: Option<String>,
 }
 
 /// The OCI state, as `state` prints it.

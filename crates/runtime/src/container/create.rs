@@ -163,7 +163,13 @@ fn create_inner(root: &Path, opts: &CreateOptions) -> Result<Created> {
         cgroup: None,
         armed: true,
     };
-    let cgroup = super::manager_for(spec, &opts.id, opts.systemd_cgroup)?;
+    let caller_cgroups = cgroups::caller_cgroups()?;
+    let cgroup = super::manager_for(
+        spec,
+        &opts.id,
+        opts.systemd_cgroup,
+        Some(caller_cgroups.clone()),
+    )?;
     let fifo = state_dir.join(EXEC_FIFO);
     rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o622))
         .map_err(|e| RuntimeError::io("create", &fifo, e.into()))?;
@@ -270,6 +276,7 @@ fn create_inner(root: &Path, opts: &CreateOptions) -> Result<Created> {
         config: bundle.spec.clone(),
         systemd_cgroup: opts.systemd_cgroup,
         deleting: false,
+        caller_cgroups: Some(caller_cgroups),
     };
     st.save(root)?;
     if let Some(pf) = &opts.pid_file {
