@@ -83,6 +83,15 @@ pub trait CgroupManager: Send + Sync + std::fmt::Debug {
     /// 0 or below only creates the directories.
     fn apply(&self, pid: i32) -> Result<(), CgroupError>;
 
+    /// Moves `pid`, a process `exec` starts in the live container whose init is `init_pid`,
+    /// into the container's cgroup. On v2 a container that manages its own sub-cgroups
+    /// (systemd, docker-in-docker: init moved into a child and controllers enabled for children)
+    /// admits no task at its top (`EBUSY`); the process then joins init's cgroup, as runc does.
+    fn apply_exec(&self, pid: i32, init_pid: i32) -> Result<(), CgroupError> {
+        let _ = init_pid;
+        self.apply(pid)
+    }
+
     /// Applies resource limits, at create time and on `update`. Creates missing directories.
     fn set(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<(), CgroupError>;
 

@@ -91,6 +91,13 @@ pub(crate) fn enable_controllers(
     Ok(())
 }
 
+/// The unified-hierarchy directory (below `mount`) of process `pid`, from `/proc/<pid>/cgroup`.
+fn init_cgroup(mount: &Path, pid: i32) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = crate::path::parse_proc_cgroup(&text).remove("")?;
+    Some(mount.join(path.trim_start_matches('/')))
+}
+
 /// Writes `cgroup.freeze` and waits for `cgroup.events` to report the state.
 pub(crate) fn set_frozen(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
     if !files::exists(dir, "cgroup.freeze") {
@@ -144,6 +151,26 @@ impl CgroupManager for V2Manager {
             files::write(&self.dir, "cgroup.procs", &pid.to_string())?;
         }
         Ok(())
+    }
+
+    fn apply_exec(&self, pid: i32, init_pid: i32) -> Result<(), CgroupError> {
+        let err = match self.apply(pid) {
+            Err(e @ CgroupError::Write { .. })
+                if matches!(&e, CgroupError::Write { source, .. }
+                    if source.raw_os_error() == Some(libc::EBUSY)) =>
+            {
+                e
+            }
+            other => return other,
+        };
+        // Only a cgroup inside the container's own: init's, as this process sees it.
+        match init_cgroup(&self.mount, init_pid) {
+            Some(dir) if dir.starts_with(&self.dir) && dir != self.dir => {
+                tracing::debug!(dir = %dir.display(), "container cgroup busy; joining init's");
+                files::write(&dir, "cgroup.procs", &pid.to_string())
+            }
+            _ => Err(err),
+        }
     }
 
     fn set(&self, r: &oci_spec::runtime::LinuxResources) -> Result<(), CgroupError> {

@@ -216,6 +216,7 @@ fn create_inner(root: &Path, opts: &CreateOptions) -> Result<Created> {
     let setup = ParentSetup {
         cgroup: cgroup.as_ref(),
         resources: resources.as_ref(),
+        init_pid: None,
         uid_mappings: linux
             .and_then(|l| l.uid_mappings().as_ref())
             .unwrap_or(&empty),
