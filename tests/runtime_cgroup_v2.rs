@@ -55,6 +55,8 @@ const CASES: &[(&str, Case)] = &[
     ("caller_in_nested_cgroup", caller_in_nested_cgroup),
     ("memory_swap_equal_to_limit", memory_swap_equal_to_limit),
     ("exec_with_nested_init_cgroup", exec_with_nested_init_cgroup),
+    ("events_reports_oom", events_reports_oom),
+    ("delete_with_unreaped_init", delete_with_unreaped_init),
 ];
 
 #[test]
@@ -481,7 +483,8 @@ const SHOW_CGROUPS: &str = "echo cgroup=$(cat /proc/self/cgroup); \
      echo ls=$(ls /sys/fs/cgroup | tr '\\n' ' '); \
      echo controllers=$(cat /sys/fs/cgroup/cgroup.controllers); \
      echo memmax=$(cat /sys/fs/cgroup/memory.max); \
-     echo procs=$(cat /sys/fs/cgroup/cgroup.procs | tr '\\n' ' ')";
+     echo procs=$(cat /sys/fs/cgroup/cgroup.procs | tr '\\n' ' '); \
+     echo +pids 2>/dev/null > /sys/fs/cgroup/cgroup.subtree_control && echo rw=yes || echo rw=no";
 
 /// A sibling of the container's cgroup, which the container must not see.
 struct Sibling(PathBuf);
@@ -539,6 +542,11 @@ fn check_own_cgroup_root(g: &Guest, id: &str, cgroupns: bool) {
     assert_eq!(get("memmax"), (64u64 << 20).to_string(), "{kv:?}");
     assert!(get("controllers").contains("memory"), "controllers: {kv:?}");
     assert!(!get("procs").trim().is_empty(), "{kv:?}");
+    assert_eq!(
+        get("rw"),
+        "no",
+        "the spec mounts /sys/fs/cgroup read-only: {kv:?}"
+    );
     g.delete(id);
 }
 
@@ -582,6 +590,15 @@ fn update_ps_kill_all_delete(g: &Guest) {
     listed.sort_unstable();
     assert_eq!(listed, procs(id), "ps --format json");
 
+    // Not KILL: freeze, signal every task, thaw. Init (pid 1 of its namespace, no handler)
+    // ignores SIGTERM; the two other sleeps die, and the cgroup must not stay frozen.
+    g.ok(&["kill", "--all", id, "TERM"]);
+    wait_until("the two non-init sleeps to die of SIGTERM", || {
+        procs(id).len() == 1
+    });
+    let events = read(cgroup(id).join("cgroup.events"));
+    assert_eq!(keyed(&events, "frozen"), 0, "left frozen: {events}");
+    assert_eq!(g.status(id), "running");
     g.ok(&["kill", "--all", id, "KILL"]);
     wait_until("the cgroup to empty after kill --all", || {
         procs(id).is_empty()
@@ -787,4 +804,101 @@ fn exec_with_nested_init_cgroup(g: &Guest) {
     let out = g.ok(&["exec", id, "cat", "/proc/self/cgroup"]);
     assert_eq!(stdout(&out).trim(), "0::/init", "{}", describe(&out));
     g.delete(id);
+}
+
+/// `events` (streaming) reports the OOM kill on v2, where it comes from memory.events.
+fn events_reports_oom(g: &Guest) {
+    let id = "v2-events-oom";
+    let _c = Cleanup(g, id);
+    let b = g.bundle(id, &["contest", "alloc", "200"], |s| {
+        s["linux"]["resources"]["memory"] = json!({ "limit": 32 << 20 });
+    });
+    g.ok(&[
+        OsStr::new("create"),
+        OsStr::new("--bundle"),
+        b.dir.as_os_str(),
+        OsStr::new(id),
+    ]);
+    let out_path = std::env::temp_dir().join("events.out");
+    let out = fs::File::create(&out_path).unwrap_or_else(|e| panic!("create events.out: {e}"));
+    let mut events =
+        g.rt.command(&["events", "--interval", "100ms", id])
+            .stdout(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn events: {e}"));
+    g.ok(&["start", id]);
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(st) = events
+            .try_wait()
+            .unwrap_or_else(|e| panic!("wait events: {e}"))
+        {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = events.kill();
+            let _ = events.wait();
+            panic!("events did not end when the container stopped");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = read(&out_path);
+    assert!(status.success(), "events: {status}: {text}");
+    let types: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["id"] == id)
+        .map(|v| v["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        types.iter().any(|t| t == "oom"),
+        "no oom event; event types: {types:?}"
+    );
+    g.delete(id);
+}
+
+/// Clears the child-subreaper flag on drop.
+struct Subreaper;
+
+impl Subreaper {
+    fn set() -> Subreaper {
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+            .unwrap_or_else(|e| panic!("PR_SET_CHILD_SUBREAPER: {e}"));
+        Subreaper
+    }
+}
+
+impl Drop for Subreaper {
+    fn drop(&mut self) {
+        let _ = rustix::process::set_child_subreaper(None);
+    }
+}
+
+/// Nobody has reaped the dead init yet (a shim that waits later): the container is stopped and
+/// `delete` removes its cgroup all the same.
+fn delete_with_unreaped_init(g: &Guest) {
+    let id = "v2-zombie";
+    let _c = Cleanup(g, id);
+    let _reaper = Subreaper::set();
+    let b = g.bundle(id, &["sleep", "1000"], |_| {});
+    g.run_detached(&b, id);
+    let out = g.ok(&["state", id]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("state: {e}"));
+    let pid = i32::try_from(v["pid"].as_i64().unwrap_or(0)).unwrap_or(0);
+    assert!(pid > 0, "state: {v}");
+    g.ok(&["kill", id, "KILL"]);
+    // This process is init's reaper now (the runtime exited); it does not reap yet.
+    wait_until("init to be a zombie", || {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+    });
+    assert_eq!(g.status(id), "stopped");
+    g.ok(&["delete", id]);
+    assert!(!cgroup(id).exists(), "cgroup left with an unreaped init");
+    let reaped = rustix::process::waitpid(
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::WaitOptions::empty(),
+    )
+    .unwrap_or_else(|e| panic!("waitpid {pid}: {e}"));
+    assert!(reaped.is_some(), "init {pid} was not this process's child");
 }

@@ -168,8 +168,13 @@ impl Uml {
                 }
             }
         }
-        // Helpers that outlive the kernel process would keep the group alive.
+        // Helpers that outlive the kernel process would keep the group alive; once killed they
+        // are reaped by init (they are the kernel process's children, not ours).
         let _ = crate::sys::kill9(-pgid);
+        let gone_by = Instant::now() + Duration::from_secs(5);
+        while crate::sys::group_exists(pgid) && Instant::now() < gone_by {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let console = fs::read(&console_path).unwrap_or_default();
         UmlRun {
             console: String::from_utf8_lossy(&console).into_owned(),
