@@ -582,6 +582,14 @@ fn update_ps_kill_all_delete(g: &Guest) {
     g.ok(&["update", "--memory", "96m", "--pids-limit", "50", id]);
     assert_eq!(read(cgroup(id).join("memory.max")).trim(), "100663296");
     assert_eq!(read(cgroup(id).join("pids.max")).trim(), "50");
+    // The update re-applied the device filter: the default nodes must still open.
+    let out = g.ok(&["exec", id, "contest", "open", "/dev/null", "w"]);
+    assert_eq!(
+        stdout(&out).trim(),
+        "ok",
+        "after update: {}",
+        describe(&out)
+    );
 
     wait_until("three processes in the cgroup", || procs(id).len() == 3);
     let out = g.ok(&["ps", "--format", "json", id]);
