@@ -57,6 +57,8 @@ const CASES: &[(&str, Case)] = &[
     ("exec_with_nested_init_cgroup", exec_with_nested_init_cgroup),
     ("events_reports_oom", events_reports_oom),
     ("delete_with_unreaped_init", delete_with_unreaped_init),
+    ("resource_files", resource_files),
+    ("cgroup_mount_userns_cgroupns", cgroup_mount_userns_cgroupns),
 ];
 
 #[test]
@@ -503,7 +505,7 @@ impl Drop for Sibling {
     }
 }
 
-fn check_own_cgroup_root(g: &Guest, id: &str, cgroupns: bool) {
+fn check_own_cgroup_root(g: &Guest, id: &str, cgroupns: bool, userns: bool) {
     let _c = Cleanup(g, id);
     let _sib = Sibling::new();
     let b = g.bundle(id, &["sh", "-c", SHOW_CGROUPS], |s| {
@@ -512,6 +514,15 @@ fn check_own_cgroup_root(g: &Guest, id: &str, cgroupns: bool) {
                 .as_array_mut()
                 .unwrap_or_else(|| panic!("no namespaces"))
                 .push(json!({ "type": "cgroup" }));
+        }
+        if userns {
+            s["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap_or_else(|| panic!("no namespaces"))
+                .push(json!({ "type": "user" }));
+            let map = json!([{ "containerID": 0, "hostID": 100_000, "size": 65536 }]);
+            s["linux"]["uidMappings"] = map.clone();
+            s["linux"]["gidMappings"] = map;
         }
         s["linux"]["resources"]["memory"] = json!({ "limit": 64 << 20 });
     });
@@ -551,11 +562,16 @@ fn check_own_cgroup_root(g: &Guest, id: &str, cgroupns: bool) {
 }
 
 fn cgroup_mount_with_cgroupns(g: &Guest) {
-    check_own_cgroup_root(g, "v2-cgns", true);
+    check_own_cgroup_root(g, "v2-cgns", true, false);
+}
+
+/// With a user namespace too: cgroup2 is mounted by the container's (unprivileged) root.
+fn cgroup_mount_userns_cgroupns(g: &Guest) {
+    check_own_cgroup_root(g, "v2-userns", true, true);
 }
 
 fn cgroup_mount_without_cgroupns(g: &Guest) {
-    check_own_cgroup_root(g, "v2-nocgns", false);
+    check_own_cgroup_root(g, "v2-nocgns", false, false);
 }
 
 fn procs(id: &str) -> Vec<i32> {
@@ -909,4 +925,29 @@ fn delete_with_unreaped_init(g: &Guest) {
     )
     .unwrap_or_else(|e| panic!("waitpid {pid}: {e}"));
     assert!(reaped.is_some(), "init {pid} was not this process's child");
+}
+
+/// OCI values reach the v2 files converted as runc converts them.
+fn resource_files(g: &Guest) {
+    let id = "v2-files";
+    let _c = Cleanup(g, id);
+    let b = g.bundle(id, &["contest", "exit", "0"], |s| {
+        s["linux"]["resources"]["memory"] = json!({ "limit": 64 << 20, "reservation": 16 << 20 });
+        s["linux"]["resources"]["cpu"] = json!({ "shares": 512 });
+        s["linux"]["resources"]["pids"] = json!({ "limit": -1 });
+        s["linux"]["resources"]["unified"] = json!({ "memory.high": "50331648" });
+    });
+    let out = g.run_keep(&b, id);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    for (file, want) in [
+        ("memory.max", "67108864"),
+        ("memory.low", "16777216"),
+        ("memory.high", "50331648"),
+        // runc: 1 + ((shares - 2) * 9999) / 262142
+        ("cpu.weight", "20"),
+        ("pids.max", "max"),
+    ] {
+        assert_eq!(read(cgroup(id).join(file)).trim(), want, "{file}");
+    }
+    g.delete(id);
 }
