@@ -598,6 +598,13 @@ fn update_ps_kill_all_delete(g: &Guest) {
     g.ok(&["update", "--memory", "96m", "--pids-limit", "50", id]);
     assert_eq!(read(cgroup(id).join("memory.max")).trim(), "100663296");
     assert_eq!(read(cgroup(id).join("pids.max")).trim(), "50");
+    // Each update replaces the device filter: exactly one program stays attached.
+    for mem in ["90m", "96m"] {
+        g.ok(&["update", "--memory", mem, id]);
+    }
+    let attached = cgroups::attached_device_programs(&cgroup(id))
+        .unwrap_or_else(|e| panic!("query device programs: {e}"));
+    assert_eq!(attached, 1, "device programs attached after 3 updates");
     // The update re-applied the device filter: the default nodes must still open.
     let out = g.ok(&["exec", id, "contest", "open", "/dev/null", "w"]);
     assert_eq!(
