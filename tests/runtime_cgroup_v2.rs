@@ -478,6 +478,23 @@ fn device_filter(g: &Guest) {
         describe(&out)
     );
     g.delete(id);
+
+    // Privileged (Docker's --privileged): one rule allowing every device.
+    let id = "v2-dev-all";
+    let _c = Cleanup(g, id);
+    let b = g.bundle(id, &["sh", "-c", MKNOD_AND_OPEN], |s| {
+        with_mknod(s);
+        s["linux"]["resources"]["devices"] = json!([{ "allow": true, "access": "rwm" }]);
+    });
+    let out = g.run_keep(&b, id);
+    let (kmsg, null) = open_results(&stdout(&out));
+    assert_eq!(
+        (kmsg.as_str(), null.as_str()),
+        ("ok", "ok"),
+        "every device allowed: {}",
+        describe(&out)
+    );
+    g.delete(id);
 }
 
 /// Lists the container's `/sys/fs/cgroup`, its own cgroup and the controllers it sees.
