@@ -8,9 +8,12 @@
 //! `contest` helper, and appends `<case>=ok` or `<case>=fail <detail>` to a results file the
 //! host reads back. The host fails the test naming every case that failed or never reported.
 //!
-//! Cases: memory limit OOM kill, pids limit against a fork bomb, cpu quota throttling,
-//! pause/resume, the eBPF device filter, the `cgroup` mount with and without a cgroup namespace,
-//! and `update` / `ps` / `kill --all` / `delete --force` leaving no cgroup behind.
+//! Cases: memory limit OOM kill (exit status, memory.events, `events --stats`, `events`), pids
+//! limit against a fork bomb, cpu quota throttling, pause/resume, the eBPF device filter (also
+//! after `update`), the `cgroup` mount with and without cgroup (and user) namespaces, placement
+//! of nested and relative cgroup paths from a busy caller cgroup, exec into a container that
+//! manages its own sub-cgroups, and `update` / `ps` / `kill --all` / `delete --force` leaving no
+//! cgroup behind. See docs/design/cgroup-v2-uml.md.
 //!
 //! Needs root and Debian's `user-mode-linux` and `busybox-static`; without `linux.uml` it skips
 //! (under `CI=true` it fails). Run `cargo build --workspace --bins` first.
