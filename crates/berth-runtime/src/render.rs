@@ -304,19 +304,24 @@ pub(crate) fn events(root: &Path, id: &str, interval: &str, once: bool) -> Resul
         return Ok(());
     }
     let mut last_oom = runtime::container::oom_kills(root, id).unwrap_or(0);
+    let mut report_oom = || {
+        let oom = runtime::container::oom_kills(root, id).unwrap_or(last_oom);
+        if oom > last_oom {
+            println!("{}", serde_json::json!({"type": "oom", "id": id}));
+            last_oom = oom;
+        }
+    };
     loop {
         let st = runtime::state::ContainerState::load(root, id)?;
         if st.status(root) == runtime::state::Status::Stopped {
+            // The OOM kill that stopped the container happened since the last look.
+            report_oom();
             return Ok(());
         }
         println!("{}", stats_event()?);
         let deadline = std::time::Instant::now() + every;
         while std::time::Instant::now() < deadline {
-            let oom = runtime::container::oom_kills(root, id).unwrap_or(last_oom);
-            if oom > last_oom {
-                println!("{}", serde_json::json!({"type": "oom", "id": id}));
-                last_oom = oom;
-            }
+            report_oom();
             std::thread::sleep(Duration::from_millis(100).min(every));
         }
     }

@@ -43,12 +43,17 @@ pub struct ManagerOptions {
     /// The cgroup root (normally [`DEFAULT_ROOT`]); tests point it elsewhere.
     pub root: PathBuf,
     /// OCI `linux.cgroupsPath`. Absolute: below each hierarchy's root. Relative: below the
-    /// calling process's own cgroup. `None` or empty: the container id, relative.
+    /// calling process's own cgroup (on v2 its parent, as runc places it). `None` or empty: the
+    /// container id, relative.
     pub cgroups_path: Option<String>,
     /// The container id (the default cgroup name).
     pub container_id: String,
     /// Use the systemd driver (not supported; [`new_manager`] refuses it).
     pub systemd: bool,
+    /// The `/proc/self/cgroup` text of the process a relative path is placed against; `None`
+    /// reads the calling process's own now. A runtime records its own at create time so that
+    /// later verbs, run from any cgroup, find the same directories.
+    pub caller_cgroups: Option<String>,
 }
 
 impl ManagerOptions {
@@ -60,6 +65,7 @@ impl ManagerOptions {
             cgroups_path,
             container_id: container_id.into(),
             systemd: false,
+            caller_cgroups: None,
         }
     }
 }
@@ -76,6 +82,15 @@ pub trait CgroupManager: Send + Sync + std::fmt::Debug {
     /// Creates the cgroup directories (every available controller) and moves `pid` in. A pid of
     /// 0 or below only creates the directories.
     fn apply(&self, pid: i32) -> Result<(), CgroupError>;
+
+    /// Moves `pid`, a process `exec` starts in the live container whose init is `init_pid`,
+    /// into the container's cgroup. On v2 a container that manages its own sub-cgroups
+    /// (systemd, docker-in-docker: init moved into a child and controllers enabled for children)
+    /// admits no task at its top (`EBUSY`); the process then joins init's cgroup, as runc does.
+    fn apply_exec(&self, pid: i32, init_pid: i32) -> Result<(), CgroupError> {
+        let _ = init_pid;
+        self.apply(pid)
+    }
 
     /// Applies resource limits, at create time and on `update`. Creates missing directories.
     fn set(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<(), CgroupError>;
@@ -119,7 +134,10 @@ pub fn new_manager(opts: &ManagerOptions) -> Result<Box<dyn CgroupManager>, Cgro
     let cg_path = path::CgroupPath::new(opts.cgroups_path.as_deref(), &opts.container_id)?;
     let hierarchy = Hierarchy::detect(&opts.root)?;
     tracing::debug!(root = %opts.root.display(), ?hierarchy, ?cg_path, "new cgroup manager");
-    let own = path::own_cgroups()?;
+    let own = match &opts.caller_cgroups {
+        Some(text) => path::parse_proc_cgroup(text),
+        None => path::own_cgroups()?,
+    };
     Ok(match hierarchy {
         Hierarchy::V2 => Box::new(v2::V2Manager::new(&opts.root, &cg_path, &own)),
         Hierarchy::V1 | Hierarchy::Hybrid => Box::new(v1::V1Manager::new(
@@ -129,6 +147,13 @@ pub fn new_manager(opts: &ManagerOptions) -> Result<Box<dyn CgroupManager>, Cgro
             hierarchy == Hierarchy::Hybrid,
         )?),
     })
+}
+
+/// The calling process's `/proc/self/cgroup` text, to record as
+/// [`ManagerOptions::caller_cgroups`].
+pub fn caller_cgroups() -> Result<String, CgroupError> {
+    let p = std::path::Path::new("/proc/self/cgroup");
+    std::fs::read_to_string(p).map_err(|e| CgroupError::read(p, e))
 }
 
 /// How many device-filter BPF programs are attached directly to the cgroup v2 directory `dir`

@@ -2,7 +2,8 @@
 //!
 //! - An absolute path is taken below the root of each hierarchy (`/a/b` -> `<mount>/a/b`).
 //! - A relative path is taken below the cgroup the calling process is in, per hierarchy, as
-//!   runc does for nested setups without a cgroup namespace.
+//!   runc does for nested setups without a cgroup namespace. On v2 the base is the parent of
+//!   that cgroup (runc's fs2 rule; see `v2::relative_base`).
 //! - No path means the container id, relative as above.
 //!
 //! `..` components are rejected rather than cleaned away, so that a path never silently names a
@@ -111,10 +112,7 @@ pub(crate) fn parse_proc_cgroup(text: &str) -> BTreeMap<String, String> {
 
 /// The calling process's cgroups (see [`parse_proc_cgroup`]).
 pub(crate) fn own_cgroups() -> Result<BTreeMap<String, String>, CgroupError> {
-    let p = Path::new("/proc/self/cgroup");
-    std::fs::read_to_string(p)
-        .map(|t| parse_proc_cgroup(&t))
-        .map_err(|e| CgroupError::read(p, e))
+    crate::caller_cgroups().map(|t| parse_proc_cgroup(&t))
 }
 
 #[cfg(test)]

@@ -73,6 +73,7 @@ fn path_rules(root: &Path) {
         cgroups_path: p.map(str::to_owned),
         container_id: "berth-test-id".into(),
         systemd,
+        caller_cgroups: None,
     };
     let err = new_manager(&opts(None, true)).expect_err("systemd must be refused");
     assert!(matches!(err, CgroupError::SystemdUnsupported));

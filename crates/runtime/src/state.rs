@@ -75,6 +75,11 @@ pub struct ContainerState {
     /// messages there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_socket: Option<PathBuf>,
+    /// The creating runtime's `/proc/self/cgroup`: a relative `cgroupsPath` is placed against
+    /// it, so later verbs run from another cgroup rebuild the same cgroup paths. Absent in
+    /// states written before it was recorded (then the caller's own is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_cgroups: Option<String>,
 }
 
 /// The OCI state, as `state` prints it.

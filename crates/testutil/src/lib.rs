@@ -5,9 +5,7 @@
 //! name ([`unique_name`]) so that [`janitor`] can remove what an earlier, killed run left behind
 //! without touching the objects of test processes still running. Entry points: [`Bundle`],
 //! [`Runtime`], [`ContainerGuard`], [`MountGuard`], [`NetnsGuard`], [`CgroupGuard`],
-//! [`ChildGuard`], [`janitor`], [`leaks`].
-
-pub mod uml;
+//! [`ChildGuard`], [`janitor`], [`leaks`]; [`Uml`] boots a User-Mode Linux guest (cgroup v2).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -20,6 +18,7 @@ mod rootfs;
 mod runtime;
 #[allow(unsafe_code)]
 mod sys;
+mod uml;
 
 pub use bundle::{Bundle, default_spec};
 pub use contest::{
@@ -33,6 +32,7 @@ pub use rootfs::{HOST_BUSYBOX, busybox_rootfs};
 pub use runtime::{
     COMMAND_TIMEOUT, ContainerGuard, Runtime, describe, runtime_binary, wait_timeout,
 };
+pub use uml::{GUEST_RESULTS, UML_BINARY, Uml, UmlConfig, UmlRun, linux_uml};
 
 /// Prefix of every kernel object and directory a test creates.
 pub const PREFIX: &str = "berth-test-";

@@ -71,6 +71,13 @@ pub(crate) fn kill9(pid: i32) -> io::Result<()> {
     check(unsafe { libc::kill(pid, libc::SIGKILL) })
 }
 
+/// Whether any process (zombies included) is left in process group `pgid`.
+pub(crate) fn group_exists(pgid: i32) -> bool {
+    // SAFETY: kill takes integers only; signal 0 checks existence and sends nothing.
+    let r = unsafe { libc::kill(-pgid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 /// setns(2) of the calling thread into the network namespace `ns` refers to.
 pub(crate) fn setns_net(ns: &File) -> io::Result<()> {
     // SAFETY: the descriptor is owned by `ns`, alive for the call; setns changes only the calling

@@ -34,7 +34,7 @@ impl V2Manager {
         let own = own.get("").map_or("/", String::as_str);
         Self {
             mount: mount.to_owned(),
-            dir: path.place(mount, "/", own),
+            dir: path.place(mount, "/", relative_base(own)),
             created: Mutex::new(Vec::new()),
         }
     }
@@ -46,6 +46,18 @@ impl V2Manager {
             c.extend(made);
         }
         Ok(())
+    }
+}
+
+/// The cgroup a relative cgroups path is placed below on v2: the *parent* of the caller's own
+/// cgroup `own`, as runc's fs2 driver does. The caller's cgroup has tasks (the caller, at least),
+/// and the kernel's no-internal-processes rule forbids enabling controllers for the children of
+/// a non-root cgroup with tasks: a container directly below it would get no controllers.
+fn relative_base(own: &str) -> &str {
+    let own = own.trim_end_matches('/');
+    match own.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &own[..i],
     }
 }
 
@@ -77,6 +89,13 @@ pub(crate) fn enable_controllers(
         cur.push(c);
     }
     Ok(())
+}
+
+/// The unified-hierarchy directory (below `mount`) of process `pid`, from `/proc/<pid>/cgroup`.
+fn init_cgroup(mount: &Path, pid: i32) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = crate::path::parse_proc_cgroup(&text).remove("")?;
+    Some(mount.join(path.trim_start_matches('/')))
 }
 
 /// Writes `cgroup.freeze` and waits for `cgroup.events` to report the state.
@@ -132,6 +151,26 @@ impl CgroupManager for V2Manager {
             files::write(&self.dir, "cgroup.procs", &pid.to_string())?;
         }
         Ok(())
+    }
+
+    fn apply_exec(&self, pid: i32, init_pid: i32) -> Result<(), CgroupError> {
+        let err = match self.apply(pid) {
+            Err(e @ CgroupError::Write { .. })
+                if matches!(&e, CgroupError::Write { source, .. }
+                    if source.raw_os_error() == Some(libc::EBUSY)) =>
+            {
+                e
+            }
+            other => return other,
+        };
+        // Only a cgroup inside the container's own: init's, as this process sees it.
+        match init_cgroup(&self.mount, init_pid) {
+            Some(dir) if dir.starts_with(&self.dir) && dir != self.dir => {
+                tracing::debug!(dir = %dir.display(), "container cgroup busy; joining init's");
+                files::write(&dir, "cgroup.procs", &pid.to_string())
+            }
+            _ => Err(err),
+        }
     }
 
     fn set(&self, r: &oci_spec::runtime::LinuxResources) -> Result<(), CgroupError> {
@@ -196,5 +235,25 @@ impl CgroupManager for V2Manager {
 
     fn paths(&self) -> BTreeMap<String, PathBuf> {
         BTreeMap::from([(String::new(), self.dir.clone())])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_go_below_the_callers_parent() {
+        assert_eq!(relative_base("/"), "/");
+        assert_eq!(relative_base("/init.scope"), "/");
+        assert_eq!(
+            relative_base("/system.slice/containerd.service"),
+            "/system.slice"
+        );
+        let own = BTreeMap::from([(String::new(), "/a/b".to_owned())]);
+        let m = V2Manager::new(Path::new("/cg"), &CgroupPath::Relative("x".into()), &own);
+        assert_eq!(m.dir, Path::new("/cg/a/x"));
+        let m = V2Manager::new(Path::new("/cg"), &CgroupPath::Absolute("y/x".into()), &own);
+        assert_eq!(m.dir, Path::new("/cg/y/x"));
     }
 }

@@ -44,6 +44,7 @@ impl TestCgroup {
             cgroups_path: Some(format!("/{name}")),
             container_id: name.clone(),
             systemd: false,
+            caller_cgroups: None,
         };
         let mgr = new_manager(&opts).expect("new_manager");
         Self { mgr, name }

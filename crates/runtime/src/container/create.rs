@@ -187,7 +187,6 @@ fn create_with_console(
         cgroup: None,
         armed: true,
     };
-    let cgroup = super::manager_for(spec, &opts.id, opts.systemd_cgroup)?;
     // What init runs with differs from the stored config only by runtime-supplied passthrough:
     // socket activation and the notify socket.
     let mut init_spec = bundle.spec.clone();
@@ -209,6 +208,13 @@ fn create_with_console(
         rootfs: bundle.rootfs.clone(),
         spec: init_spec,
     };
+    let caller_cgroups = cgroups::caller_cgroups()?;
+    let cgroup = super::manager_for(
+        spec,
+        &opts.id,
+        opts.systemd_cgroup,
+        Some(caller_cgroups.clone()),
+    )?;
     let fifo = state_dir.join(EXEC_FIFO);
     rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o622))
         .map_err(|e| RuntimeError::io("create", &fifo, e.into()))?;
@@ -255,6 +261,7 @@ fn create_with_console(
     let setup = ParentSetup {
         cgroup: cgroup.as_ref(),
         resources: resources.as_ref(),
+        init_pid: None,
         uid_mappings: linux
             .and_then(|l| l.uid_mappings().as_ref())
             .unwrap_or(&empty),
@@ -316,6 +323,7 @@ fn create_with_console(
         systemd_cgroup: opts.systemd_cgroup,
         deleting: false,
         notify_socket: opts.notify_socket.clone(),
+        caller_cgroups: Some(caller_cgroups),
     };
     st.save(root)?;
     if let Some(pf) = &opts.pid_file {

@@ -86,6 +86,7 @@ pub fn exec(root: &Path, id: &str, process: &Process, opts: &ExecOptions) -> Res
     let setup = ParentSetup {
         cgroup: cgroup.as_ref(),
         resources: None,
+        init_pid: Some(st.pid),
         uid_mappings: &[],
         gid_mappings: &[],
     };

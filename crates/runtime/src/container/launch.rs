@@ -36,6 +36,9 @@ pub(crate) struct ParentSetup<'a> {
     pub(crate) cgroup: &'a dyn cgroups::CgroupManager,
     /// Resources to apply (create) or none (exec joins an existing cgroup).
     pub(crate) resources: Option<&'a LinuxResources>,
+    /// For exec: the container's init, whose cgroup the process joins when the container's
+    /// top cgroup admits no tasks (see `CgroupManager::apply_exec`).
+    pub(crate) init_pid: Option<i32>,
     pub(crate) uid_mappings: &'a [LinuxIdMapping],
     pub(crate) gid_mappings: &'a [LinuxIdMapping],
 }
@@ -133,7 +136,10 @@ pub(crate) fn spawn(
             let mut guard = ChildGuard(vec![stage1_pid]);
             // The cgroup is joined while stage 1 creates namespaces: on cgroup v1 the first
             // write to cgroup.procs waits for an RCU grace period, time stage 1 can use.
-            setup.cgroup.apply(stage1_pid)?;
+            match setup.init_pid {
+                Some(init) => setup.cgroup.apply_exec(stage1_pid, init)?,
+                None => setup.cgroup.apply(stage1_pid)?,
+            }
             if let Some(r) = setup.resources {
                 setup.cgroup.set(r)?;
             }

@@ -21,13 +21,21 @@ pub(crate) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Rebuild the cgroup manager of a stored container.
 pub(crate) fn cgroup_manager(state: &ContainerState) -> Result<Box<dyn cgroups::CgroupManager>> {
-    manager_for(&state.config, &state.id, state.systemd_cgroup)
+    manager_for(
+        &state.config,
+        &state.id,
+        state.systemd_cgroup,
+        state.caller_cgroups.clone(),
+    )
 }
 
+/// The manager for a container's cgroup; `caller_cgroups` as recorded at create (see
+/// [`ContainerState::caller_cgroups`]).
 pub(crate) fn manager_for(
     spec: &oci_spec::runtime::Spec,
     id: &str,
     systemd: bool,
+    caller_cgroups: Option<String>,
 ) -> Result<Box<dyn cgroups::CgroupManager>> {
     let cgroups_path = spec
         .linux()
@@ -39,6 +47,7 @@ pub(crate) fn manager_for(
         cgroups_path,
         container_id: id.to_string(),
         systemd,
+        caller_cgroups,
     })?)
 }
 

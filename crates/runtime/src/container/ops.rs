@@ -214,10 +214,25 @@ pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<()> {
             wanted: "created, running or paused",
         });
     }
-    super::cgroup_manager(&st)?.set(resources)?;
-    if let Some(linux) = st.config.linux_mut() {
+    // Device rules the update does not name stay as created.
+    let mut resources = resources.clone();
+    let stored = st
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref());
+    if resources.devices().is_none() {
+        resources.set_devices(stored.and_then(|r| r.devices().clone()));
+    }
+    let mut config = st.config.clone();
+    if let Some(linux) = config.linux_mut() {
         linux.set_resources(Some(resources.clone()));
     }
+    // The device filter is replaced as a whole: apply the rules create applied (the spec's plus
+    // the runtime's defaults and `linux.devices`), not only the spec's, which deny everything.
+    let effective = super::effective_resources(&config).unwrap_or(resources);
+    super::cgroup_manager(&st)?.set(&effective)?;
+    st.config = config;
     st.save(root)
 }
 
