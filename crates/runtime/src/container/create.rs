@@ -138,9 +138,10 @@ fn create_with_console(
     let bundle = spec::load_bundle(&opts.bundle)?;
     let spec = &bundle.spec;
     let linux = spec.linux().as_ref();
+    std::fs::create_dir_all(root).map_err(|e| RuntimeError::io("create state root", root, e))?;
     let seccomp = linux
         .and_then(|l| l.seccomp().as_ref())
-        .map(crate::seccomp::compile)
+        .map(|s| super::seccomp_cache(root).compile(s))
         .transpose()?;
     let joins = join_fds(spec)?;
     let console: Option<OwnedFd> = match own_console {
@@ -170,7 +171,6 @@ fn create_with_console(
         ));
     }
 
-    std::fs::create_dir_all(root).map_err(|e| RuntimeError::io("create state root", root, e))?;
     let state_dir = state::state_dir(root, &opts.id);
     // 0711: a non-root init must be able to reach exec.fifo inside, nobody may list it.
     match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o711)

@@ -59,7 +59,7 @@ pub fn exec(root: &Path, id: &str, process: &Process, opts: &ExecOptions) -> Res
     let linux = st.config.linux().as_ref();
     let seccomp = linux
         .and_then(|l| l.seccomp().as_ref())
-        .map(crate::seccomp::compile)
+        .map(|s| super::seccomp_cache(root).compile(s))
         .transpose()?;
     // Join every namespace the container has, through init's /proc entries.
     let mut join = Vec::new();

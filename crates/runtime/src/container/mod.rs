@@ -19,6 +19,13 @@ use crate::state::ContainerState;
 /// The cgroup root every manager is built on.
 pub(crate) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
+/// The cache of compiled seccomp programs under the state root. Its name is not a valid
+/// container id, so no verb ever takes it for a container. Compiling Docker's default profile
+/// takes ~13 ms in libseccomp; a cached program loads in microseconds.
+pub(crate) fn seccomp_cache(root: &Path) -> crate::seccomp::ProgramCache {
+    crate::seccomp::ProgramCache::new(root.join("@seccomp-cache"))
+}
+
 /// Rebuild the cgroup manager of a stored container.
 pub(crate) fn cgroup_manager(state: &ContainerState) -> Result<Box<dyn cgroups::CgroupManager>> {
     manager_for(
