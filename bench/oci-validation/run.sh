@@ -82,7 +82,9 @@ outdir=${outdir:-$PWD/oci-validation-results-$name}
 mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd)
 
-tag=berth-test-ocival-$name-$$
+# The pid right after the prefix, as testutil names things: its janitor (in tests running in
+# parallel) then sees a live owner and leaves this run alone.
+tag=berth-test-$$-ocival-$name
 state=/run/$tag
 scratch=$(mktemp -d "/tmp/$tag.XXXXXX")
 tmp=$scratch/tmp

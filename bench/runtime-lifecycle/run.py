@@ -28,7 +28,7 @@ in the same environment and no wrapper is timed. `--host-ns` instead runs runc
 and berth-runtime in the host namespace and crun through a per-call `unshare`
 wrapper, measures the wrapper alone, and reports crun with that cost subtracted.
 
-Stdlib only. Needs root. Everything it makes is named berth-test-bench-* and is
+Stdlib only. Needs root. Everything it makes is named berth-test-<pid>-bench-* and is
 removed at exit (containers force-deleted, state dirs and the bundle removed).
 """
 
@@ -49,7 +49,9 @@ PR_SET_CHILD_SUBREAPER = 36
 UNIFIED = "/sys/fs/cgroup/unified"
 IN_NS_ENV = "BERTH_BENCH_IN_PRIVATE_NS"
 TIME = "/usr/bin/time"  # GNU time (Debian `time`): ru_maxrss of one small parent's child
-PREFIX = "berth-test-bench"
+# The pid comes right after the prefix, as testutil names things: its janitor (run by tests
+# in parallel) then sees a live owner and leaves everything of this run alone.
+PREFIX = "berth-test-{}-bench".format(os.getpid())
 HIDE_SH = 'umount {u} || exit 1; exec "$0" "$@"'.format(u=UNIFIED)
 
 
@@ -338,7 +340,7 @@ def main():
         sys.exit("runtime-lifecycle: prctl(PR_SET_CHILD_SUBREAPER): " + os.strerror(ctypes.get_errno()))
 
     wanted = args.only.split(",") if args.only else ["berth-runtime", "runc", "crun"]
-    tag = "{}-{}".format(PREFIX, os.getpid())
+    tag = PREFIX
     runtimes = []
     for name in wanted:
         path = {"berth-runtime": args.berth, "runc": args.runc, "crun": args.crun}.get(name)

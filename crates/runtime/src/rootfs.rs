@@ -88,11 +88,12 @@ pub(crate) fn setup(
     };
     sys::mount(None, c"/", None, root_prop, None)
         .map_err(|e| RuntimeError::sys("set propagation of /", e))?;
-    // pivot_root refuses a shared parent of the new root: make the mount holding the rootfs
-    // private when (and only when) it is shared, as runc does. A slave parent stays a slave, so
+    // pivot_root refuses a shared parent of the new root and an unbindable mount cannot be
+    // bound: make the mount holding the rootfs private when (and only when) it is shared or
+    // unbindable (rootfsPropagation "unbindable" just made it so). A slave parent stays a slave, so
     // that the rootfs bind below is one too and rootfsPropagation "rslave" (the default) keeps
     // receiving the host's mount events under the rootfs.
-    if let Some(parent) = mount_point_of(ctx.rootfs).filter(|p| is_shared_mount(p)) {
+    if let Some(parent) = mount_point_of(ctx.rootfs).filter(|p| is_shared_or_unbindable(p)) {
         let p = cstr(&parent).map_err(|e| RuntimeError::io("mount point", &parent, e))?;
         sys::mount(None, &p, None, libc::MS_PRIVATE, None)
             .map_err(|e| RuntimeError::io("make the rootfs's parent mount private", &parent, e))?;
@@ -434,9 +435,10 @@ fn mount_point_of(path: &Path) -> Option<PathBuf> {
         .max_by_key(|mp| mp.as_os_str().len())
 }
 
-/// Whether the mount at mount point `point` is shared (has a `shared:N` optional field in
-/// /proc/self/mountinfo; the last mount at a point is the visible one, hence the reverse).
-fn is_shared_mount(point: &Path) -> bool {
+/// Whether the mount at mount point `point` is shared or unbindable (a `shared:N` or
+/// `unbindable` optional field in /proc/self/mountinfo; the last mount at a point is the visible
+/// one, hence the reverse).
+fn is_shared_or_unbindable(point: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return true;
     };
@@ -450,7 +452,11 @@ fn is_shared_mount(point: &Path) -> bool {
                 .as_deref()
                 == Some(point)
         })
-        .is_none_or(|f| f.iter().skip(6).any(|o| o.starts_with("shared:")))
+        .is_none_or(|f| {
+            f.iter()
+                .skip(6)
+                .any(|o| o.starts_with("shared:") || *o == "unbindable")
+        })
 }
 
 /// Without a mount namespace nothing may be mounted (it would land on the host): only change
