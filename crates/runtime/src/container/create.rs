@@ -551,6 +551,8 @@ pub(crate) fn finalize_and_exec(
         drop(f);
         after_start()?;
     }
+    // The program starts with default signal dispositions, not the runtime's (SIGPIPE ignored).
+    sys::reset_signals();
     if let Some(p) = seccomp
         && nnp
         && !p.needs_listener()
