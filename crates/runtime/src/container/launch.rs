@@ -66,8 +66,10 @@ pub(crate) struct Spawned {
     /// The intermediate process, to be reaped with [`Spawned::reap_stage1`].
     pub(crate) stage1: i32,
     pub(crate) pid: i32,
-    pub(crate) sock: OwnedFd,
+    /// Declared before `sock` so that on a failed create the children are killed before the
+    /// socket closes: a child that saw the hang-up would print a second, confusing error.
     pub(crate) guard: ChildGuard,
+    pub(crate) sock: OwnedFd,
 }
 
 impl Spawned {
