@@ -407,10 +407,8 @@ pub fn default_spec(rootless: bool) -> serde_json::Value {
             "ptmxmode=0666",
             "mode=0620"
         ]);
+        // runc keeps the read-only cgroup mount (index 6) in its rootless spec.
         v["mounts"][5] = serde_json::json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
-        if let Some(m) = v["mounts"].as_array_mut() {
-            m.truncate(6);
-        }
     }
     v
 }
