@@ -190,6 +190,48 @@ fn invalid_and_duplicate_ids() {
         "../x escaped the root"
     );
 
+    // Ids that climb out of the root never reach another root's containers.
+    let other = Runtime::berth();
+    let victim = cid("victim");
+    let _gv = other.guard(&victim);
+    create(&other, &bundle, &victim, &[]);
+    let other_name = other.root.file_name().expect("root name").to_string_lossy();
+    let parent = other
+        .root
+        .parent()
+        .and_then(|p| p.file_name())
+        .expect("base name");
+    let climb = format!("../../{}/{other_name}/{victim}", parent.to_string_lossy());
+    assert!(
+        rt.root.join(&climb).join("state.json").exists(),
+        "{climb} must name the victim"
+    );
+    for verb in [
+        &["state"][..],
+        &["kill"],
+        &["delete", "--force"],
+        &["exec"],
+        &["pause"],
+    ] {
+        let mut args = verb.to_vec();
+        args.push(&climb);
+        if verb == ["exec"] {
+            args.push("true");
+        }
+        let out = rt.cmd(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", describe(&out));
+        assert!(
+            stderr(&out).contains("invalid container id"),
+            "{}",
+            describe(&out)
+        );
+    }
+    assert_eq!(
+        status(&other, &victim),
+        "created",
+        "the other root's container was touched"
+    );
+
     let id = cid("dup");
     let _g = rt.guard(&id);
     create(&rt, &bundle, &id, &[]);

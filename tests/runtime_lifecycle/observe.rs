@@ -164,6 +164,23 @@ fn pause_freezes_and_resume_thaws() {
         describe(&out)
     );
 
+    // runc's rules for a paused container: no exec, no delete without --force.
+    let out = rt.cmd(&["exec", &id, "true"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exec into a paused container: {}",
+        describe(&out)
+    );
+    let out = rt.cmd(&["delete", &id]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "delete of a paused container: {}",
+        describe(&out)
+    );
+    assert_eq!(status(&rt, &id), "paused");
+
     rt.ok(&["resume", &id]);
     assert_eq!(status(&rt, &id), "running");
     assert!(
