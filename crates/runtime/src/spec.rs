@@ -247,6 +247,14 @@ pub fn validate_process(process: &Process, field: &str) -> Result<()> {
             "must be an absolute path",
         ));
     }
+    if let Some(adj) = process.oom_score_adj()
+        && !(-1000..=1000).contains(&adj)
+    {
+        return Err(RuntimeError::invalid(
+            format!("{field}.oomScoreAdj"),
+            format!("{adj} is outside -1000..=1000"),
+        ));
+    }
     let mut seen = HashSet::new();
     for (i, r) in process.rlimits().iter().flatten().enumerate() {
         let f = format!("{field}.rlimits[{i}]");
