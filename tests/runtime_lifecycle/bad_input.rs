@@ -76,6 +76,18 @@ fn missing_rootfs_and_namespace_paths() {
     refuse(&rt, "nspath", "linux.namespaces[1].path", |s| {
         s["linux"]["namespaces"][1]["path"] = json!("/run/netns/berth-test-does-not-exist");
     });
+    refuse(&rt, "nsnotns", "linux.namespaces[0].path", |s| {
+        s["linux"]["namespaces"][0]["path"] = json!("/etc/passwd");
+    });
+    refuse(&rt, "cgpath", "linux.cgroupsPath", |s| {
+        s["linux"]["cgroupsPath"] = json!("../../berth-test-escape");
+    });
+    refuse(&rt, "oomadj", "process.oomScoreAdj", |s| {
+        s["process"]["oomScoreAdj"] = json!(5000);
+    });
+    refuse(&rt, "noprog", "process.args[0]", |s| {
+        s["process"]["args"] = json!(["no-such-program"]);
+    });
 }
 
 #[test]
