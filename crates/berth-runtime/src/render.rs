@@ -207,24 +207,45 @@ pub(crate) fn list(root: &Path, format: Format, quiet: bool) -> Result<()> {
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string(&all)?)?,
         Format::Table => {
-            writeln!(
-                out,
-                "{:<12} {:<8} {:<10} {:<40} {:<31} OWNER",
-                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
-            )?;
-            for s in &all {
-                writeln!(
-                    out,
-                    "{:<12} {:<8} {:<10} {:<40} {:<31} {}",
-                    s.id,
-                    s.pid,
-                    s.status,
-                    s.bundle.display(),
-                    s.created,
-                    if s.owner.is_empty() { "root" } else { &s.owner }
-                )?;
+            let rows: Vec<[String; 6]> = all
+                .iter()
+                .map(|s| {
+                    [
+                        s.id.clone(),
+                        s.pid.to_string(),
+                        s.status.to_string(),
+                        s.bundle.display().to_string(),
+                        s.created.clone(),
+                        if s.owner.is_empty() { "root" } else { &s.owner }.to_string(),
+                    ]
+                })
+                .collect();
+            let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
+            write_table(&mut out, &header, &rows)?;
+        }
+    }
+    Ok(())
+}
+
+/// Columns the way runc's `tabwriter.NewWriter(out, 12, 1, 3, ' ', 0)` aligns them: each but the
+/// last as wide as its longest cell plus 3, at least 12.
+fn write_table(out: &mut impl Write, header: &[String; 6], rows: &[[String; 6]]) -> Result<()> {
+    let mut widths = [12usize; 6];
+    for row in std::iter::once(header).chain(rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count() + 3);
+        }
+    }
+    for row in std::iter::once(header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}", w = widths[i]));
             }
         }
+        writeln!(out, "{line}")?;
     }
     Ok(())
 }

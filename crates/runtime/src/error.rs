@@ -73,10 +73,12 @@ pub enum RuntimeError {
     #[error("{0}")]
     Child(String),
     /// A hook failed or timed out.
-    #[error("{kind} hook {path}: {reason}")]
+    #[error("{kind} hook {path} (hooks.{kind}[{index}]): {reason}")]
     Hook {
         /// Hook kind (prestart, createRuntime, ...).
         kind: &'static str,
+        /// Position of the hook in its list, so the message names the spec field.
+        index: usize,
         /// Hook binary.
         path: PathBuf,
         /// What happened.

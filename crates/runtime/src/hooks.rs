@@ -12,24 +12,25 @@ use crate::error::{Result, RuntimeError};
 /// Run `hooks` of `kind` in order, each with `state_json` on stdin. The first failure stops the
 /// sequence and is returned.
 pub(crate) fn run(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
-    for h in hooks {
-        run_one(kind, h, state_json)?;
+    for (index, h) in hooks.iter().enumerate() {
+        run_one(kind, index, h, state_json)?;
     }
     Ok(())
 }
 
 /// Run every hook, reporting failures as warnings (poststart, poststop).
 pub(crate) fn run_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8]) {
-    for h in hooks {
-        if let Err(e) = run_one(kind, h, state_json) {
+    for (index, h) in hooks.iter().enumerate() {
+        if let Err(e) = run_one(kind, index, h, state_json) {
             tracing::warn!("{}", crate::error::chain(&e));
         }
     }
 }
 
-fn run_one(kind: &'static str, h: &Hook, state_json: &[u8]) -> Result<()> {
+fn run_one(kind: &'static str, index: usize, h: &Hook, state_json: &[u8]) -> Result<()> {
     let fail = |reason: String| RuntimeError::Hook {
         kind,
+        index,
         path: h.path().clone(),
         reason,
     };
@@ -88,8 +89,14 @@ fn run_one(kind: &'static str, h: &Hook, state_json: &[u8]) -> Result<()> {
         .wait_with_output()
         .map_err(|e| fail(format!("wait: {e}")))?;
     if !out.status.success() {
+        // The error is printed as one line: fold the hook's stderr onto it.
         let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(fail(format!("{}: {}", out.status, stderr.trim())));
+        let stderr = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+        return Err(fail(if stderr.is_empty() {
+            out.status.to_string()
+        } else {
+            format!("{}: {stderr}", out.status)
+        }));
     }
     Ok(())
 }

@@ -118,13 +118,21 @@ pub(crate) fn setup(
 
     // 3. The spec's mounts, in order.
     for (i, m) in ctx.spec.mounts().iter().flatten().enumerate() {
+        let field = || {
+            format!(
+                "mounts[{i}] ({} on {})",
+                m.typ().as_deref().unwrap_or("bind"),
+                m.destination().display()
+            )
+        };
+        // Every failure names the mount it came from (e.g. a bind source that does not exist).
         mount_one(ctx, root.as_fd(), m).map_err(|e| match e {
             RuntimeError::Sys { op, source } => RuntimeError::Sys {
-                op: format!(
-                    "mounts[{i}] ({} on {}): {op}",
-                    m.typ().as_deref().unwrap_or("bind"),
-                    m.destination().display()
-                ),
+                op: format!("{}: {op}", field()),
+                source,
+            },
+            RuntimeError::Io { op, path, source } => RuntimeError::Sys {
+                op: format!("{}: {op} {}", field(), path.display()),
                 source,
             },
             other => other,

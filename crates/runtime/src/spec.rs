@@ -277,6 +277,14 @@ pub fn validate_process(process: &Process, field: &str) -> Result<()> {
             "must be an absolute path",
         ));
     }
+    if let Some(adj) = process.oom_score_adj()
+        && !(-1000..=1000).contains(&adj)
+    {
+        return Err(RuntimeError::invalid(
+            format!("{field}.oomScoreAdj"),
+            format!("{adj} is outside -1000..=1000"),
+        ));
+    }
     let mut seen = HashSet::new();
     for (i, r) in process.rlimits().iter().flatten().enumerate() {
         let f = format!("{field}.rlimits[{i}]");
@@ -437,10 +445,8 @@ pub fn default_spec(rootless: bool) -> serde_json::Value {
             "ptmxmode=0666",
             "mode=0620"
         ]);
+        // runc keeps the read-only cgroup mount (index 6) in its rootless spec.
         v["mounts"][5] = serde_json::json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
-        if let Some(m) = v["mounts"].as_array_mut() {
-            m.truncate(6);
-        }
     }
     v
 }

@@ -167,6 +167,51 @@ pub(crate) fn cloexec_from(from: u32) -> io::Result<()> {
     check(ret).map(drop)
 }
 
+/// The kernel's `struct sigaction` for rt_sigaction(2) (not libc's, which refuses signals 32
+/// and 33).
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: libc::c_ulong,
+    flags: libc::c_ulong,
+    restorer: libc::c_ulong,
+    mask: u64,
+}
+
+/// Give every signal its default disposition and unblock them all. Ignored dispositions and the
+/// blocked mask survive execve: Rust's std ignores SIGPIPE before `main`, and the caller may have
+/// ignored others (32 and 33 included, which libc's sigaction will not touch), so without this
+/// the container's program would not start with the defaults runc's programs get. Uses the raw
+/// syscall for that reason. Errors are ignored: nothing better can be done about a signal that
+/// cannot be reset.
+pub(crate) fn reset_signals() {
+    let dfl = KernelSigaction::default(); // handler 0 is SIG_DFL
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: `dfl` is a valid kernel sigaction (SIG_DFL, no flags, empty mask) that outlives
+        // the call, the old-action pointer may be null, and 8 is the kernel's sigset size. With
+        // SIG_DFL no handler of ours can run, so no restorer is needed.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
+    // SAFETY: `empty` is a valid sigset_t initialised by sigemptyset before use; the old-set
+    // pointer may be null.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
 /// The kernel's `struct mount_attr` (see mount_setattr(2)).
 #[repr(C)]
 #[derive(Default)]

@@ -81,6 +81,14 @@ fn join_fds(spec: &Spec) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
                         format!("{}: {e}", path.display()),
                     )
                 })?;
+            // Otherwise setns fails later, in the child, with a bare EINVAL naming no field.
+            let is_ns = rustix::fs::fstatfs(&fd).is_ok_and(|f| f.f_type == libc::NSFS_MAGIC);
+            if !is_ns {
+                return Err(RuntimeError::invalid(
+                    format!("linux.namespaces[{i}].path"),
+                    format!("{} is not a namespace file", path.display()),
+                ));
+            }
             out.push((ns.typ(), fd));
         }
     }
@@ -214,7 +222,13 @@ fn create_with_console(
         &opts.id,
         opts.systemd_cgroup,
         Some(caller_cgroups.clone()),
-    )?;
+    )
+    .map_err(|e| match e {
+        RuntimeError::Cgroup(e @ cgroups::CgroupError::InvalidPath { .. }) => {
+            RuntimeError::invalid("linux.cgroupsPath", crate::error::chain(&e))
+        }
+        other => other,
+    })?;
     let fifo = state_dir.join(EXEC_FIFO);
     rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o622))
         .map_err(|e| RuntimeError::io("create", &fifo, e.into()))?;
@@ -642,6 +656,8 @@ pub(crate) fn finalize_and_exec(
         drop(f);
         after_start()?;
     }
+    // The program starts with default signal dispositions, not the runtime's (SIGPIPE ignored).
+    sys::reset_signals();
     if let Some(p) = seccomp
         && nnp
         && !p.needs_listener()

@@ -69,9 +69,8 @@ pub(crate) struct Spawned {
     /// The intermediate process, to be reaped with [`Spawned::reap_stage1`].
     pub(crate) stage1: i32,
     pub(crate) pid: i32,
-    // Declared (so dropped) before `sock`: on a failed create the children are killed before
-    // the socket closes; the other order let init see the closed socket first and print its own
-    // "wait for hooks: broken pipe" next to the real error.
+    /// Declared before `sock` so that on a failed create the children are killed before the
+    /// socket closes: a child that saw the hang-up would print a second, confusing error.
     pub(crate) guard: ChildGuard,
     pub(crate) sock: OwnedFd,
 }
