@@ -1,6 +1,15 @@
 //! `berth-runtime`: an OCI runtime with runc's command line. Parses, calls the `runtime`
 //! library, renders.
 
+/// `println!` that returns the write error instead of panicking: a closed pipe (`features |
+/// head -1`) ends the command quietly instead of with a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod cli;
 mod logging;
 mod render;
@@ -15,7 +24,9 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.version {
-        println!(
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout().lock(),
             "berth-runtime version {}\nspec: 1.2.0\nlibseccomp: {}",
             env!("CARGO_PKG_VERSION"),
             runtime::features::libseccomp_version()
@@ -34,6 +45,15 @@ fn main() -> ExitCode {
     }
     match dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            // The reader went away (e.g. `| head`): what a shell reports for SIGPIPE.
+            ExitCode::from(141)
+        }
         Err(e) => {
             let msg = format!("{e:#}");
             if cli.log.is_some() {
@@ -78,7 +98,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::State { id } => {
             let st = runtime::state::ContainerState::load(root, id)
                 .with_context(|| format!("state of container {id}"))?;
-            println!("{}", serde_json::to_string_pretty(&st.oci(root))?);
+            outln!("{}", serde_json::to_string_pretty(&st.oci(root))?);
         }
         Command::Kill { all, id, signal } => {
             let sig = render::parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
@@ -131,7 +151,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             std::fs::write(&path, serde_json::to_string_pretty(&spec)?)
                 .with_context(|| format!("write {}", path.display()))?;
         }
-        Command::Features => println!(
+        Command::Features => outln!(
             "{}",
             serde_json::to_string_pretty(&runtime::features::features())?
         ),

@@ -254,7 +254,7 @@ pub(crate) fn ps(root: &Path, id: &str, format: Format, ps_args: &[String]) -> R
     let pids = runtime::container::pids(root, id)
         .with_context(|| format!("list processes of container {id}"))?;
     if format == Format::Json {
-        println!("{}", serde_json::to_string(&pids)?);
+        outln!("{}", serde_json::to_string(&pids)?);
         return Ok(());
     }
     let args: Vec<String> = if ps_args.is_empty() {
@@ -280,14 +280,14 @@ pub(crate) fn ps(root: &Path, id: &str, format: Format, ps_args: &[String]) -> R
         .split_whitespace()
         .position(|h| h == "PID")
         .context("ps output has no PID column")?;
-    println!("{header}");
+    outln!("{header}");
     for line in lines {
         let pid = line
             .split_whitespace()
             .nth(pid_col)
             .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     Ok(())
@@ -321,28 +321,29 @@ pub(crate) fn events(root: &Path, id: &str, interval: &str, once: bool) -> Resul
         Ok(serde_json::json!({"type": "stats", "id": id, "data": s}).to_string())
     };
     if once {
-        println!("{}", stats_event()?);
+        outln!("{}", stats_event()?);
         return Ok(());
     }
     let mut last_oom = runtime::container::oom_kills(root, id).unwrap_or(0);
-    let mut report_oom = || {
+    let mut report_oom = || -> Result<()> {
         let oom = runtime::container::oom_kills(root, id).unwrap_or(last_oom);
         if oom > last_oom {
-            println!("{}", serde_json::json!({"type": "oom", "id": id}));
+            outln!("{}", serde_json::json!({"type": "oom", "id": id}));
             last_oom = oom;
         }
+        Ok(())
     };
     loop {
         let st = runtime::state::ContainerState::load(root, id)?;
         if st.status(root) == runtime::state::Status::Stopped {
             // The OOM kill that stopped the container happened since the last look.
-            report_oom();
+            report_oom()?;
             return Ok(());
         }
-        println!("{}", stats_event()?);
+        outln!("{}", stats_event()?);
         let deadline = std::time::Instant::now() + every;
         while std::time::Instant::now() < deadline {
-            report_oom();
+            report_oom()?;
             std::thread::sleep(Duration::from_millis(100).min(every));
         }
     }
