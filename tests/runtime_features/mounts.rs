@@ -334,6 +334,25 @@ fn rootfs_propagation_shared_slave_private() {
 }
 
 #[test]
+fn rootfs_propagation_unbindable() {
+    if !testutil::require_root() {
+        return;
+    }
+    // The rootfs lives on the host's "/" here, which "unbindable" makes unbindable before the
+    // rootfs is bound onto itself: the runtime must make its parent mount private first.
+    let b = bundle(&["/bin/contest", "read", "/proc/self/mountinfo"], |s| {
+        s["linux"]["rootfsPropagation"] = json!("unbindable");
+    });
+    let out = run_ok(&b, "unbind");
+    let mounts = parse_raw_mounts(&out);
+    let root = mount_at(&mounts, "/");
+    assert!(
+        root.optional.iter().any(|o| o == "unbindable"),
+        "/ is not unbindable: {root:?}"
+    );
+}
+
+#[test]
 fn rootfs_propagation_rslave_receives_host_mounts_and_private_does_not() {
     if !testutil::require_root() {
         return;
