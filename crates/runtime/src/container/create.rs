@@ -450,21 +450,7 @@ fn container_init(ctx: &InitContext<'_>, sock: BorrowedFd<'_>) -> Result<Infalli
         sync::send(sock, Tag::RunHooks, 0, "", None)
             .map_err(|e| RuntimeError::sys("sync with runtime", e))?;
         sync::wait_go(sock).map_err(|e| RuntimeError::sys("wait for hooks", e))?;
-        if let Some(h) = spec
-            .hooks()
-            .as_ref()
-            .and_then(|h| h.create_container().as_ref())
-        {
-            let st = super::hook_state(
-                spec,
-                &ctx.opts.id,
-                std::process::id() as i32,
-                Status::Created,
-                &ctx.bundle.dir,
-            );
-            hooks::run("createContainer", h, &st)?;
-        }
-        Ok(())
+        in_container_hooks(ctx, "createContainer", |h| h.create_container().as_ref())
     };
     let mountns = has_ns(spec, LinuxNamespaceType::Mount);
     if mountns {
@@ -529,26 +515,29 @@ fn container_init(ctx: &InitContext<'_>, sock: BorrowedFd<'_>) -> Result<Infalli
         ctx.seccomp,
         Some(ctx.fifo_fd),
         ctx.opts.listen_fds + ctx.opts.preserve_fds,
-        || {
-            if let Some(h) = spec
-                .hooks()
-                .as_ref()
-                .and_then(|h| h.start_container().as_ref())
-            {
-                // The user's program has not been executed yet: "created" (runtime spec,
-                // State), as runc reports it.
-                let st = super::hook_state(
-                    spec,
-                    &ctx.opts.id,
-                    std::process::id() as i32,
-                    Status::Created,
-                    &ctx.bundle.dir,
-                );
-                hooks::run("startContainer", h, &st)?;
-            }
-            Ok(())
-        },
+        || in_container_hooks(ctx, "startContainer", |h| h.start_container().as_ref()),
     )
+}
+
+/// Run createContainer or startContainer hooks from inside the container. Both see the state
+/// "created": the user's program has not been executed yet (runtime spec, State), as runc says.
+fn in_container_hooks(
+    ctx: &InitContext<'_>,
+    kind: &'static str,
+    select: impl FnOnce(&oci_spec::runtime::Hooks) -> Option<&Vec<oci_spec::runtime::Hook>>,
+) -> Result<()> {
+    let spec = &ctx.bundle.spec;
+    if let Some(h) = spec.hooks().as_ref().and_then(select) {
+        let st = super::hook_state(
+            spec,
+            &ctx.opts.id,
+            std::process::id() as i32,
+            Status::Created,
+            &ctx.bundle.dir,
+        );
+        hooks::run(kind, h, &st)?;
+    }
+    Ok(())
 }
 
 /// Make the pty the process's terminal and hand its master to the console socket.
