@@ -12,6 +12,8 @@
 
 pub mod content;
 pub mod digest;
+pub mod manifest;
+pub mod media;
 
 pub use content::{ContentError, ContentStore, Info, Writer};
 pub use digest::{ChainId, DiffId, Digest, DigestError};
