@@ -14,6 +14,8 @@ pub mod content;
 pub mod digest;
 pub mod manifest;
 pub mod media;
+pub mod unpack;
 
 pub use content::{ContentError, ContentStore, Info, Writer};
 pub use digest::{ChainId, DiffId, Digest, DigestError};
+pub use unpack::{LayerStore, UnpackError, Unpacked};
