@@ -1,6 +1,7 @@
 //! The database schema as numbered migrations. `PRAGMA user_version` holds the number applied;
-//! `migrate` (run by `Store::open`) applies the missing ones inside the caller's write transaction, so concurrent
-//! first opens apply each migration exactly once. Never edit a released migration: append one.
+//! `migrate` (run by `Store::open`) applies the missing ones inside a write transaction, so
+//! concurrent first opens apply each migration exactly once. Never edit a released migration:
+//! append one.
 
 use rusqlite::Connection;
 
