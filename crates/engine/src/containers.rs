@@ -385,11 +385,7 @@ impl Tx<'_> {
     pub fn transition(&self, id: &ContainerId, transition: Transition) -> Result<Container> {
         let mut c = self.container_by_id(id)?;
         let action = transition.action();
-        let event = match &transition {
-            Transition::StopRequested | Transition::Removing => None,
-            Transition::Health(h) => Some(format!("health_status: {}", h.status.as_str())),
-            _ => Some(action.to_owned()),
-        };
+        let event = transition.event();
         c.state = state::apply(&c.state, transition, c.id.short())?;
         let s = &c.state;
         let health = s
@@ -420,7 +416,7 @@ impl Tx<'_> {
             .map_err(EngineError::sqlite("update container state"))?;
         if let Some(event) = event {
             let mut attrs = BTreeMap::new();
-            if matches!(s.status, Status::Exited | Status::Restarting) && action != "start" {
+            if event == "die" {
                 if let Some(code) = s.exit_code {
                     attrs.insert("exitCode".to_owned(), code.to_string());
                 }

@@ -266,12 +266,31 @@ impl Transition {
         }
     }
 
+    /// The Docker event this transition records, if any (`StopRequested` and `Removing` record
+    /// none: the engine logs `kill`/`stop` and `destroy` itself). Exits, including a failed
+    /// start and an exit the restart policy will follow, are Docker's `die`.
+    #[must_use]
+    pub fn event(&self) -> Option<String> {
+        match self {
+            Self::Started { .. } => Some("start".into()),
+            Self::StartFailed { .. } | Self::Exited { .. } | Self::Restarting { .. } => {
+                Some("die".into())
+            }
+            Self::Paused => Some("pause".into()),
+            Self::Unpaused => Some("unpause".into()),
+            Self::StopRequested | Self::Removing | Self::Dead { .. } => None,
+            Self::Health(h) => Some(format!("health_status: {}", h.status.as_str())),
+        }
+    }
+
     /// The status this transition leads to.
     #[must_use]
     pub fn target(&self, from: Status) -> Status {
         match self {
             Self::Started { .. } => Status::Running,
-            Self::StartFailed { .. } => Status::Created,
+            // A container that never ran stays created; one that ran before stays exited.
+            Self::StartFailed { .. } if from == Status::Created => Status::Created,
+            Self::StartFailed { .. } => Status::Exited,
             Self::Paused => Status::Paused,
             Self::Unpaused => Status::Running,
             Self::StopRequested | Self::Health(_) => from,
@@ -498,6 +517,25 @@ mod tests {
         // A user start clears the stop mark and the OOM flag.
         let s = apply(&s, started(), "c").unwrap();
         assert!(!s.stopped_by_user && !s.oom_killed);
+    }
+
+    #[test]
+    fn failed_starts_keep_created_or_become_exited() {
+        let failed = || Transition::StartFailed {
+            exit_code: 127,
+            error: "no such file".into(),
+            at: Timestamp(9),
+        };
+        let s = apply(&ContainerState::created(), failed(), "c").unwrap();
+        assert_eq!(
+            (s.status, s.exit_code, s.error.as_str()),
+            (Status::Created, Some(127), "no such file")
+        );
+        let ran = apply(&apply(&s, started(), "c").unwrap(), exited(0), "c").unwrap();
+        assert_eq!(apply(&ran, failed(), "c").unwrap().status, Status::Exited);
+        assert_eq!(failed().event().as_deref(), Some("die"));
+        assert_eq!(restarting().event().as_deref(), Some("die"));
+        assert_eq!(Transition::StopRequested.event(), None);
     }
 
     #[test]
