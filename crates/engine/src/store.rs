@@ -148,7 +148,15 @@ impl Store {
             paths: paths.clone(),
             events_kept: DEFAULT_EVENTS_KEPT,
         };
-        store.write(|tx| schema::migrate(&tx.tx))?;
+        // Only take the write lock when the schema is behind: opening to read (`berth ps`)
+        // must not wait for another process's long write.
+        let version: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(EngineError::sqlite("read schema version"))?;
+        if version != schema::VERSION {
+            store.write(|tx| schema::migrate(&tx.tx))?;
+        }
         tracing::debug!(root = %paths.root.display(), "state store open");
         Ok(store)
     }

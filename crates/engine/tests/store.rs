@@ -603,13 +603,15 @@ fn a_busy_writer_times_out_as_unavailable() {
         .write(|tx| tx.create_container(new_container(Some("late"))))
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
-    // Readers are not blocked by the writer.
+    // Readers, and opening the store, are not blocked by the writer.
     assert!(
         waiter
             .read(|tx| tx.list_containers(&ContainerFilter::default()))
             .unwrap()
             .is_empty()
     );
+    let reader = Store::open_with(&root.paths, Duration::from_millis(200)).unwrap();
+    assert!(reader.read(|tx| tx.list_images()).unwrap().is_empty());
     tx_done.send(()).unwrap();
     thread.join().unwrap();
     waiter
