@@ -1,0 +1,194 @@
+//! `berth system check`'s view of the store: what in the records disagrees with SQLite's own
+//! checks, the filesystem, or the process table. Reported as data; repair is the caller's (a
+//! crash leaves only things on this list, and each has one obvious repair).
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::containers::Container;
+use crate::error::{EngineError, Result};
+use crate::filter::ContainerFilter;
+use crate::id::{ContainerId, Digest, is_full_hex_id};
+use crate::state::Status;
+use crate::store::Store;
+use crate::volumes::{LOCAL_DRIVER, VolumeFilter};
+
+/// One inconsistency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", rename_all = "kebab-case")]
+pub enum Problem {
+    /// SQLite's integrity or foreign-key check failed (a line of its report).
+    Database {
+        /// The line.
+        detail: String,
+    },
+    /// A container record whose bundle directory is gone (killed after commit, before mkdir;
+    /// or deleted by hand). Repair: remove the record.
+    BundleMissing {
+        /// Container id.
+        id: ContainerId,
+        /// The missing directory.
+        path: PathBuf,
+    },
+    /// A bundle directory with no record (killed after mkdir, before commit; or mid-`rm`).
+    /// Repair: unmount anything below it and delete it.
+    OrphanBundle {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A container recorded as running, paused or restarting whose process and monitor are
+    /// both gone (the monitor was killed). Repair: record it as exited (or dead) and clean up
+    /// its cgroup and mounts.
+    ProcessGone {
+        /// Container id.
+        id: ContainerId,
+        /// Recorded status.
+        status: Status,
+        /// Recorded container pid.
+        pid: Option<i32>,
+        /// Recorded monitor pid.
+        monitor_pid: Option<i32>,
+    },
+    /// A container created from an image record that is gone (after `rmi -f`). Informational.
+    ImageMissing {
+        /// Container id.
+        id: ContainerId,
+        /// The image's manifest digest.
+        digest: Digest,
+    },
+    /// A local volume whose directory is gone. Repair: recreate it empty or remove the record.
+    VolumeDirMissing {
+        /// Volume name.
+        name: String,
+        /// The missing directory.
+        path: PathBuf,
+    },
+    /// A volume directory with no record. Repair: delete it (or re-register it).
+    OrphanVolumeDir {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+impl Store {
+    /// Everything inconsistent in the store, the root's directories and the process table.
+    pub fn check(&self) -> Result<Vec<Problem>> {
+        let mut problems: Vec<Problem> = self
+            .integrity_problems()?
+            .into_iter()
+            .map(|detail| Problem::Database { detail })
+            .collect();
+        let (containers, images, volumes) = self.read(|tx| {
+            let images: HashSet<Digest> = tx.list_images()?.into_iter().map(|i| i.digest).collect();
+            Ok((
+                tx.list_containers(&ContainerFilter::default())?,
+                images,
+                tx.list_volumes(&VolumeFilter::default())?,
+            ))
+        })?;
+        let paths = self.paths();
+        let mut known = HashSet::new();
+        for c in &containers {
+            known.insert(c.id.as_str().to_owned());
+            problems.extend(container_problems(c, &images));
+        }
+        for path in subdirs(&paths.containers_dir())? {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if is_full_hex_id(&name) && !known.contains(&name) {
+                problems.push(Problem::OrphanBundle { path });
+            }
+        }
+        let mut known = HashSet::new();
+        for v in &volumes {
+            known.insert(v.name.clone());
+            if v.driver == LOCAL_DRIVER && !v.mountpoint.is_dir() {
+                problems.push(Problem::VolumeDirMissing {
+                    name: v.name.clone(),
+                    path: v.mountpoint.clone(),
+                });
+            }
+        }
+        for path in subdirs(&paths.volumes_dir())? {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !known.contains(&name) {
+                problems.push(Problem::OrphanVolumeDir { path });
+            }
+        }
+        Ok(problems)
+    }
+}
+
+fn container_problems(c: &Container, images: &HashSet<Digest>) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if !c.bundle.is_dir() {
+        out.push(Problem::BundleMissing {
+            id: c.id.clone(),
+            path: c.bundle.clone(),
+        });
+    }
+    let s = &c.state;
+    if s.status.is_active() && !s.pid.is_some_and(is_alive) && !s.monitor_pid.is_some_and(is_alive)
+    {
+        out.push(Problem::ProcessGone {
+            id: c.id.clone(),
+            status: s.status,
+            pid: s.pid,
+            monitor_pid: s.monitor_pid,
+        });
+    }
+    if let Some(d) = c.image_digest.as_ref().filter(|d| !images.contains(*d)) {
+        out.push(Problem::ImageMissing {
+            id: c.id.clone(),
+            digest: d.clone(),
+        });
+    }
+    out
+}
+
+/// Whether a process with this pid exists. A reused pid reads as alive: the monitor records
+/// its start time in its run directory to tell the two apart (next step).
+pub fn is_alive(pid: i32) -> bool {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    }
+}
+
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(EngineError::Io {
+                action: "list directory",
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| EngineError::Io {
+            action: "list directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}

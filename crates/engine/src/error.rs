@@ -1,0 +1,211 @@
+//! The engine's error type and the coarse kind every front end maps to a status or exit code.
+
+use std::path::PathBuf;
+
+use crate::state::Status;
+
+/// What class of failure an [`EngineError`] is; the API maps it to an HTTP status (404, 409, 400,
+/// 403, 503, 500) and the CLI to Docker's exit code 125.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The named container, image, volume or event source does not exist.
+    NotFound,
+    /// The request conflicts with the current state (name taken, container running, image in use).
+    Conflict,
+    /// The request itself is malformed (bad name, bad filter, ambiguous prefix).
+    InvalidArgument,
+    /// The caller may not touch the store (file permissions).
+    PermissionDenied,
+    /// The store is busy or locked for longer than the busy timeout; retrying may work.
+    Unavailable,
+    /// A bug or a corrupt store.
+    Internal,
+}
+
+/// An error of the engine's state store.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No object of `what` matched `reference`.
+    #[error("no such {what}: {reference}")]
+    NotFound {
+        /// "container", "image", "volume".
+        what: &'static str,
+        /// The name, id or prefix that was looked up.
+        reference: String,
+    },
+    /// A name is already used by another object.
+    #[error("the {what} name \"{name}\" is already in use by {by}")]
+    NameInUse {
+        /// "container", "volume", "image reference".
+        what: &'static str,
+        /// The requested name.
+        name: String,
+        /// Id of the object that holds the name.
+        by: String,
+    },
+    /// A prefix matched more than one id.
+    #[error("multiple {what}s found with provided prefix: {prefix}")]
+    AmbiguousPrefix {
+        /// "container", "image".
+        what: &'static str,
+        /// The prefix that was looked up.
+        prefix: String,
+    },
+    /// A container or volume name does not match `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+    #[error("invalid {what} name \"{name}\", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidName {
+        /// "container", "volume".
+        what: &'static str,
+        /// The rejected name.
+        name: String,
+    },
+    /// A value (id, digest, filter, reference) is malformed.
+    #[error("invalid {what} \"{value}\"")]
+    InvalidValue {
+        /// What kind of value, e.g. "container id", "digest", "filter".
+        what: &'static str,
+        /// The rejected value.
+        value: String,
+    },
+    /// The state machine forbids this transition.
+    #[error("container {id}: cannot {action} a container that is {from}")]
+    IllegalTransition {
+        /// Short id of the container.
+        id: String,
+        /// The requested action ("start", "pause", ...).
+        action: &'static str,
+        /// The state the container is in.
+        from: Status,
+    },
+    /// The object is used by others and cannot be removed.
+    #[error("cannot remove {what} {name}: in use by {users}")]
+    InUse {
+        /// "image", "volume", "container".
+        what: &'static str,
+        /// Name or id of the object.
+        name: String,
+        /// Comma-separated short ids or names of the users.
+        users: String,
+    },
+    /// An image removal must be forced (several references, or used by a stopped container).
+    #[error("conflict: unable to delete {reference} (must be forced) - {reason}")]
+    MustForce {
+        /// The image reference or id.
+        reference: String,
+        /// Why, in Docker's words.
+        reason: &'static str,
+    },
+    /// Creating or inspecting a directory or file of the store failed.
+    #[error("{action} {path}")]
+    Io {
+        /// What was being done: "create state directory", "open database".
+        action: &'static str,
+        /// The path acted on.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A SQLite call failed.
+    #[error("state database: {action}")]
+    Sqlite {
+        /// What was being done: "begin transaction", "insert container".
+        action: &'static str,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A JSON column could not be encoded or decoded.
+    #[error("state database: {action}")]
+    Json {
+        /// What was being done: "decode config of container 0123abcd".
+        action: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A row holds a value this berth cannot read (a corrupt or newer store).
+    #[error("state database: {table} row {key}: bad {column} value \"{value}\"")]
+    Corrupt {
+        /// Table name.
+        table: &'static str,
+        /// Primary key of the row.
+        key: String,
+        /// Column name.
+        column: &'static str,
+        /// The value found.
+        value: String,
+    },
+    /// The database was written by a newer berth.
+    #[error(
+        "state database schema version {found} is newer than this berth supports ({supported})"
+    )]
+    SchemaTooNew {
+        /// `PRAGMA user_version` found.
+        found: i64,
+        /// Highest version this build knows.
+        supported: i64,
+    },
+    /// The database could not be switched to WAL mode (it stays in another journal mode).
+    #[error("state database: journal mode is {mode}, not wal")]
+    NotWal {
+        /// The journal mode SQLite reported.
+        mode: String,
+    },
+    /// Reading random bytes for an id failed.
+    #[error("read random bytes for an id")]
+    Random {
+        /// The cause.
+        #[source]
+        source: getrandom::Error,
+    },
+}
+
+impl EngineError {
+    /// The class of this error, for HTTP statuses and exit codes.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::NameInUse { .. }
+            | Self::IllegalTransition { .. }
+            | Self::InUse { .. }
+            | Self::MustForce { .. } => ErrorKind::Conflict,
+            Self::AmbiguousPrefix { .. } | Self::InvalidName { .. } | Self::InvalidValue { .. } => {
+                ErrorKind::InvalidArgument
+            }
+            Self::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+                _ => ErrorKind::Internal,
+            },
+            Self::Sqlite { source, .. } => sqlite_kind(source),
+            Self::SchemaTooNew { .. } | Self::NotWal { .. } => ErrorKind::Unavailable,
+            Self::Json { .. } | Self::Corrupt { .. } | Self::Random { .. } => ErrorKind::Internal,
+        }
+    }
+
+    pub(crate) fn sqlite(action: &'static str) -> impl FnOnce(rusqlite::Error) -> Self {
+        move |source| Self::Sqlite { action, source }
+    }
+}
+
+fn sqlite_kind(e: &rusqlite::Error) -> ErrorKind {
+    use rusqlite::ffi::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => ErrorKind::Unavailable,
+        Some(ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => ErrorKind::PermissionDenied,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// Result alias of the engine.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Whether a SQLite error means another connection holds the lock.
+pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ffi::ErrorCode::DatabaseBusy | rusqlite::ffi::ErrorCode::DatabaseLocked)
+    )
+}

@@ -1,0 +1,40 @@
+//! berth's engine. So far: the persistent state store every `berth` command (and later
+//! `berth serve` and the per-container monitors) opens at the same time — containers, images
+//! (references -> manifest digests), volumes and the event log in `<root>/berth.db` (SQLite, WAL).
+//!
+//! It knows nothing of processes, mounts or blobs: it records them. The `image` crate owns
+//! content and snapshots, `runtime` owns processes; the engine composes them (next steps).
+//!
+//! Entry points: [`Store::open`] with [`Paths`]; [`Store::write`] / [`Store::read`] run a
+//! closure in one transaction on a [`Tx`], whose methods create, find, list, change and remove
+//! [`Container`]s, [`Image`]s, [`Volume`]s and [`Event`]s; [`state::apply`] is the pure state
+//! machine; [`Store::check`] lists [`Problem`]s for `berth system check`. Errors are
+//! [`EngineError`] with a [`ErrorKind`].
+#![warn(missing_docs)]
+
+mod check;
+pub mod config;
+mod containers;
+mod error;
+mod events;
+mod filter;
+pub mod id;
+mod images;
+mod names;
+pub mod schema;
+pub mod state;
+mod store;
+mod volumes;
+
+pub use check::{Problem, is_alive};
+pub use config::{Config, HostConfig, RestartPolicy, RestartPolicyName};
+pub use containers::{Container, MountKind, MountPoint, NewContainer};
+pub use error::{EngineError, ErrorKind, Result};
+pub use events::{Event, EventFilter, EventType};
+pub use filter::ContainerFilter;
+pub use id::{ContainerId, Digest, Timestamp};
+pub use images::{Image, ImageRemoval, NewImage, normalize_tag};
+pub use names::random_name;
+pub use state::{ContainerState, Health, HealthStatus, Status, Transition};
+pub use store::{DB_FILE, DEFAULT_BUSY_TIMEOUT, DEFAULT_EVENTS_KEPT, Paths, Store, Tx};
+pub use volumes::{LOCAL_DRIVER, NewVolume, Volume, VolumeFilter};

@@ -1,0 +1,170 @@
+//! Import of a plain rootfs tarball as a single-layer image: the tar becomes a layer blob
+//! (as-is or gzip-compressed), with an image config (rootfs diff id plus the caller's
+//! Entrypoint/Cmd/Env/WorkingDir) and an OCI manifest, all stored in the content store.
+
+use crate::content::{ContentError, ContentStore};
+use crate::digest::{DiffId, Digest, DigestReader};
+use crate::manifest::{ManifestError, Platform, parse_config, parse_manifest};
+use crate::media::{OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST};
+use serde_json::{Value, json};
+use std::io::{self, Read, Write};
+
+/// Errors of import.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Reading the tarball or compressing it failed.
+    #[error("import rootfs tarball")]
+    Stream {
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Storing a blob failed.
+    #[error("import: store {what}")]
+    Store {
+        /// Layer, config or manifest.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: ContentError,
+    },
+    /// The generated config or manifest did not parse back (a bug, or bad caller values).
+    #[error("import: generated document")]
+    Document {
+        /// The cause.
+        #[source]
+        source: ManifestError,
+    },
+    /// Serializing a document failed.
+    #[error("import: serialize {what}")]
+    Serialize {
+        /// Config or manifest.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// How to import.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Store the layer gzip-compressed (as `docker import` does) instead of as-is.
+    pub gzip: bool,
+    /// The platform recorded in the config (default: [`Platform::host`]).
+    pub platform: Option<Platform>,
+    /// `config.Entrypoint`.
+    pub entrypoint: Option<Vec<String>>,
+    /// `config.Cmd`.
+    pub cmd: Option<Vec<String>>,
+    /// `config.Env` (`KEY=value`).
+    pub env: Vec<String>,
+    /// `config.WorkingDir`.
+    pub working_dir: Option<String>,
+}
+
+/// The digests of an imported image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// The manifest: the image's identity, to be named by the engine.
+    pub manifest: Digest,
+    /// The config blob.
+    pub config: Digest,
+    /// The layer blob.
+    pub layer: Digest,
+    /// The layer's uncompressed digest.
+    pub diff_id: DiffId,
+}
+
+/// Imports the rootfs tar read from `tar` into `content`.
+///
+/// # Errors
+/// A read or write error; nothing is named for a stream that fails midway.
+pub fn import_rootfs(
+    content: &ContentStore,
+    tar: impl Read,
+    opts: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    let store_err = |what| move |source| ImportError::Store { what, source };
+    let mut hashed = DigestReader::new(tar);
+    let writer = content.writer(None).map_err(store_err("layer"))?;
+    let (writer, media_type) = if opts.gzip {
+        let mut gz = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
+        io::copy(&mut hashed, &mut gz).map_err(|source| ImportError::Stream { source })?;
+        let w = gz
+            .finish()
+            .map_err(|source| ImportError::Stream { source })?;
+        (w, OCI_LAYER_GZIP)
+    } else {
+        let mut w = writer;
+        io::copy(&mut hashed, &mut w).map_err(|source| ImportError::Stream { source })?;
+        (w, OCI_LAYER)
+    };
+    let (diff, _, _) = hashed
+        .finish()
+        .map_err(|source| ImportError::Stream { source })?;
+    let diff_id = DiffId(diff);
+    let mut writer = writer;
+    writer
+        .flush()
+        .map_err(|source| ImportError::Stream { source })?;
+    let layer_size = writer.written();
+    let layer = writer.commit(None, None).map_err(store_err("layer"))?;
+
+    let platform = opts.platform.clone().unwrap_or_else(Platform::host);
+    let mut exec = serde_json::Map::new();
+    if let Some(e) = &opts.entrypoint {
+        exec.insert("Entrypoint".into(), json!(e));
+    }
+    if let Some(c) = &opts.cmd {
+        exec.insert("Cmd".into(), json!(c));
+    }
+    if !opts.env.is_empty() {
+        exec.insert("Env".into(), json!(opts.env));
+    }
+    if let Some(w) = &opts.working_dir {
+        exec.insert("WorkingDir".into(), json!(w));
+    }
+    let mut config = json!({
+        "architecture": platform.architecture,
+        "os": platform.os,
+        "config": Value::Object(exec),
+        "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
+        "history": [{"created_by": "berth import", "comment": "imported from a rootfs tarball"}],
+    });
+    if let Some(v) = &platform.variant {
+        config["variant"] = json!(v);
+    }
+    let config_bytes = serde_json::to_vec(&config).map_err(|source| ImportError::Serialize {
+        what: "config",
+        source,
+    })?;
+    parse_config(&config_bytes).map_err(|source| ImportError::Document { source })?;
+    let config_digest = content
+        .write_blob(&config_bytes, None)
+        .map_err(store_err("config"))?;
+
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest.to_string(), "size": config_bytes.len()},
+        "layers": [{"mediaType": media_type, "digest": layer.to_string(), "size": layer_size}],
+    });
+    let manifest_bytes =
+        serde_json::to_vec(&manifest).map_err(|source| ImportError::Serialize {
+            what: "manifest",
+            source,
+        })?;
+    parse_manifest(&manifest_bytes, Some(OCI_MANIFEST))
+        .map_err(|source| ImportError::Document { source })?;
+    let manifest_digest = content
+        .write_blob(&manifest_bytes, None)
+        .map_err(store_err("manifest"))?;
+    tracing::info!(manifest = %manifest_digest, layer = %layer, "rootfs imported");
+    Ok(Imported {
+        manifest: manifest_digest,
+        config: config_digest,
+        layer,
+        diff_id,
+    })
+}

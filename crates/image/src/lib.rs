@@ -1,0 +1,28 @@
+//! Images for berth: a content store of blobs named by digest, OCI and Docker manifests, safe
+//! layer unpack into overlay lower directories, overlay snapshots per container, and import of
+//! plain rootfs tarballs.
+//!
+//! This crate knows nothing of processes, containers' lifecycles or image names: the engine keeps
+//! names and tags (SQLite) and calls in here with digests. Entry points: [`ContentStore`]
+//! (blobs), [`manifest`] (parsing and platform selection), [`LayerStore`] (unpack),
+//! [`Snapshots`] (overlay mounts per container), [`import`] (rootfs tarball → image) and the
+//! [`ImageStore`] facade that ties them together. On disk (under one root):
+//! `blobs/sha256/<hex>`, `ingest/`, `layers/<chain-id>/diff`, `containers/<id>/{upper,work}`.
+#![warn(missing_docs)]
+
+pub mod content;
+pub mod digest;
+pub mod import;
+pub mod manifest;
+pub mod media;
+pub mod snapshot;
+mod store;
+pub mod unpack;
+
+pub use content::{ContentError, ContentStore, Info, Writer};
+pub use digest::{ChainId, DiffId, Digest, DigestError};
+pub use import::{ImportError, ImportOptions, Imported};
+pub use manifest::{Manifest, ManifestError, Platform};
+pub use snapshot::{Mount, SnapshotError, Snapshots, mount_overlay, unmount};
+pub use store::{Image, ImageError, ImageStore};
+pub use unpack::{LayerStore, UnpackError, Unpacked};
