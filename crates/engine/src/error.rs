@@ -152,6 +152,43 @@ pub enum EngineError {
         /// The journal mode SQLite reported.
         mode: String,
     },
+    /// An image store operation (import, resolve, unpack, snapshot) failed.
+    #[error("{action}")]
+    Image {
+        /// What was being done: "import image", "prepare rootfs of 0123abcd".
+        action: String,
+        /// The cause.
+        #[source]
+        source: Box<image::ImageError>,
+    },
+    /// Mounting or unmounting a container's rootfs failed.
+    #[error("{action}")]
+    Snapshot {
+        /// What was being done.
+        action: String,
+        /// The cause.
+        #[source]
+        source: Box<image::SnapshotError>,
+    },
+    /// The OCI runtime failed.
+    #[error("{action}")]
+    Runtime {
+        /// What was being done: "create container 0123abcd".
+        action: String,
+        /// The cause.
+        #[source]
+        source: Box<runtime::RuntimeError>,
+    },
+    /// The container's monitor did not report a start.
+    #[error("start container {id}: {message}")]
+    StartFailed {
+        /// Short id.
+        id: String,
+        /// The monitor's one-line error.
+        message: String,
+        /// Docker's exit code: 125, 126 (cannot invoke) or 127 (not found).
+        exit_code: i32,
+    },
     /// Reading random bytes for an id failed.
     #[error("read random bytes for an id")]
     Random {
@@ -181,7 +218,23 @@ impl EngineError {
             },
             Self::Sqlite { source, .. } => sqlite_kind(source),
             Self::SchemaTooNew { .. } | Self::NotWal { .. } => ErrorKind::Unavailable,
-            Self::Json { .. } | Self::Corrupt { .. } | Self::Random { .. } => ErrorKind::Internal,
+            Self::Json { .. }
+            | Self::Corrupt { .. }
+            | Self::Random { .. }
+            | Self::Image { .. }
+            | Self::Snapshot { .. }
+            | Self::Runtime { .. }
+            | Self::StartFailed { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// Docker's exit code for this error as a CLI failure: 126/127 when the container's
+    /// program cannot be invoked or found, else 125.
+    #[must_use]
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::StartFailed { exit_code, .. } => *exit_code,
+            _ => 125,
         }
     }
 

@@ -3,7 +3,9 @@
 //! (references -> manifest digests), volumes and the event log in `<root>/berth.db` (SQLite, WAL).
 //!
 //! It knows nothing of processes, mounts or blobs: it records them. The `image` crate owns
-//! content and snapshots, `runtime` owns processes; the engine composes them (next steps).
+//! content and snapshots, `runtime` owns processes; the engine composes them: [`Engine`] is
+//! the facade the CLI calls (import, run, ps, logs, stop, kill, rm) and [`monitor::monitor`]
+//! the per-container process.
 //!
 //! Entry points: [`Store::open`] with [`Paths`]; [`Store::write`] / [`Store::read`] run a
 //! closure in one transaction on a [`Tx`], whose methods create, find, list, change and remove
@@ -12,14 +14,17 @@
 //! [`EngineError`] with a [`ErrorKind`].
 #![warn(missing_docs)]
 
+pub mod bundle;
 mod check;
 pub mod config;
 mod containers;
+mod engine;
 mod error;
 mod events;
 mod filter;
 pub mod id;
 mod images;
+pub mod monitor;
 mod names;
 pub mod schema;
 pub mod state;
@@ -29,6 +34,7 @@ mod volumes;
 pub use check::{Problem, is_alive};
 pub use config::{Config, HostConfig, RestartPolicy, RestartPolicyName};
 pub use containers::{Container, MountKind, MountPoint, NewContainer};
+pub use engine::{Engine, RunOptions, Started, human_duration, human_size, status_text};
 pub use error::{EngineError, ErrorKind, Result};
 pub use events::{Event, EventFilter, EventType};
 pub use filter::ContainerFilter;

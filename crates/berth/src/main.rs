@@ -1,0 +1,39 @@
+//! `berth`: Docker's command line over the engine. Parses, makes one engine call, renders.
+
+mod cli;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let paths = cli.paths();
+    if let Command::Monitor { id } = &cli.command {
+        // The monitor's children join containers: run from a binary they cannot write.
+        if let Err(e) = runtime::selfexe::reexec_protected() {
+            eprintln!("berth monitor: {}", runtime::error::chain(&e));
+            return ExitCode::from(125);
+        }
+        return code(engine::monitor::monitor(&paths, id));
+    }
+    match cli::dispatch(&cli, &paths) {
+        Ok(c) => code(c),
+        Err(e) => {
+            let exit = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<engine::EngineError>())
+                .map_or(125, engine::EngineError::exit_code);
+            let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
+            eprintln!("berth: {}", msg.join(": "));
+            code(exit)
+        }
+    }
+}
+
+fn code(c: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(c.clamp(0, 255)).unwrap_or(125))
+}

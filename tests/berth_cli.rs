@@ -1,0 +1,273 @@
+//! End-to-end tests of the `berth` CLI: import a busybox rootfs tarball, run containers in the
+//! foreground and detached, and check that `rm -f` leaves no mount, cgroup or monitor behind.
+//! Every test uses its own `berth-test-` roots, removed (containers, mounts, dirs) on drop.
+
+// A test target: helpers outside `#[test]` functions fail the test with `expect` too.
+#![allow(clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use testutil::describe;
+
+/// `target/<profile>/berth`, next to berth-runtime.
+fn berth_binary() -> PathBuf {
+    testutil::runtime_binary().with_file_name("berth")
+}
+
+/// Private `--root` and `--run-root` for one test, torn down on drop.
+struct Berth {
+    root: PathBuf,
+    run_root: PathBuf,
+    scratch: PathBuf,
+}
+
+impl Berth {
+    fn new(tag: &str) -> Berth {
+        let name = testutil::unique_name(tag);
+        let scratch = std::env::temp_dir().join(&name);
+        let b = Berth {
+            root: scratch.join("root"),
+            run_root: Path::new("/run").join(&name),
+            scratch,
+        };
+        std::fs::create_dir_all(&b.scratch).expect("create scratch dir");
+        b
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(berth_binary());
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--run-root")
+            .arg(&self.run_root)
+            .args(args);
+        c
+    }
+
+    fn cmd(&self, args: &[&str]) -> Output {
+        let mut c = self.command(args);
+        c.stdin(std::process::Stdio::null());
+        let child = c.output();
+        child.expect("spawn berth")
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args);
+        assert!(out.status.success(), "berth {args:?}: {}", describe(&out));
+        out
+    }
+
+    /// Imports a busybox rootfs tarball as `name`.
+    fn import_busybox(&self, name: &str) -> String {
+        let rootfs = self.scratch.join("rootfs");
+        testutil::busybox_rootfs(&rootfs);
+        let tarball = self.scratch.join("busybox.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg(".")
+            .status()
+            .expect("run tar");
+        assert!(st.success(), "tar busybox rootfs");
+        let out = self.ok(&["import", tarball.to_str().expect("utf-8 path"), name]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Mounts under either root.
+    fn mounts(&self) -> Vec<PathBuf> {
+        testutil::mounts()
+            .into_iter()
+            .map(|m| m.point)
+            .filter(|p| p.starts_with(&self.scratch) || p.starts_with(&self.run_root))
+            .collect()
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        let ids = self.cmd(&["ps", "-aq", "--no-trunc"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = self.cmd(&["rm", "-f", id]);
+        }
+        let mut mounts = self.mounts();
+        mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for m in mounts {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.scratch);
+        let _ = std::fs::remove_dir_all(&self.run_root);
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Cgroup directories (any hierarchy, any depth up to 4) whose name contains `id`.
+fn cgroups_named(id: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, id: &str, depth: u32, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().contains(id) {
+                out.push(p.clone());
+            }
+            if depth < 4 {
+                walk(&p, id, depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), id, 0, &mut out);
+    out
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if pid != std::process::id() && String::from_utf8_lossy(&cmdline).contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn import_then_images_lists_the_name() {
+    if !testutil::require_root() {
+        return;
+    }
+    let b = Berth::new("cli-images");
+    let id = b.import_busybox("busybox:1");
+    assert!(
+        id.starts_with("sha256:"),
+        "import prints the image id: {id}"
+    );
+    let out = stdout(&b.ok(&["images"]));
+    let mut lines = out.lines();
+    let header = lines.next().expect("header");
+    for col in ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"] {
+        assert!(header.contains(col), "{header}");
+    }
+    let row = lines.next().expect("a row");
+    assert!(row.starts_with("busybox "), "{row}");
+    assert!(row.contains(" 1 ") && row.contains(&id[7..19]), "{row}");
+    assert_eq!(stdout(&b.ok(&["images", "-q"])).trim(), &id[7..19]);
+}
+
+#[test]
+fn foreground_run_prints_output_and_returns_the_exit_code() {
+    if !testutil::require_root() {
+        return;
+    }
+    let b = Berth::new("cli-run");
+    b.import_busybox("bb");
+    let out = b.ok(&["run", "--rm", "bb", "echo", "hi"]);
+    assert_eq!(stdout(&out), "hi\n");
+    assert_eq!(
+        stdout(&b.ok(&["ps", "-aq"])),
+        "",
+        "--rm removed the container"
+    );
+
+    let out = b.cmd(&["run", "bb", "sh", "-c", "echo oops >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+    let ps = stdout(&b.ok(&["ps", "-a"]));
+    assert!(ps.contains("Exited (3)"), "{ps}");
+    assert!(
+        b.mounts().is_empty(),
+        "rootfs unmounted after exit: {:?}",
+        b.mounts()
+    );
+
+    let out = b.cmd(&["run", "--rm", "bb", "/no/such/program"]);
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+
+    let out = b.cmd(&["run", "no-such-image", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+}
+
+#[test]
+fn detached_container_outlives_the_cli_and_rm_force_leaves_nothing() {
+    if !testutil::require_root() {
+        return;
+    }
+    let b = Berth::new("cli-detach");
+    b.import_busybox("bb");
+    let out = b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "bb",
+        "sh",
+        "-c",
+        "echo ready; exec sleep 30",
+    ]);
+    let id = stdout(&out).trim().to_owned();
+    assert_eq!(id.len(), 64, "run -d prints the full id: {id}");
+
+    // The CLI has exited; the monitor keeps the container running.
+    let ps = stdout(&b.ok(&["ps"]));
+    assert!(ps.contains("web") && ps.contains("Up "), "{ps}");
+    assert!(ps.contains(&id[..12]), "{ps}");
+    wait_until("log output", || {
+        stdout(&b.ok(&["logs", "web"])) == "ready\n"
+    });
+    assert!(!processes_with(&id).is_empty(), "a monitor runs for {id}");
+    assert!(!b.mounts().is_empty(), "the rootfs is mounted");
+
+    b.ok(&["rm", "-f", "web"]);
+    assert_eq!(stdout(&b.ok(&["ps", "-aq"])), "");
+    assert!(b.mounts().is_empty(), "mounts left: {:?}", b.mounts());
+    assert!(
+        cgroups_named(&id).is_empty(),
+        "cgroups left: {:?}",
+        cgroups_named(&id)
+    );
+    assert!(
+        processes_with(&id).is_empty(),
+        "processes left: {:?}",
+        processes_with(&id)
+    );
+    assert!(!b.root.join("containers").join(&id).exists(), "bundle left");
+}
+
+#[test]
+fn stop_records_the_signal_exit() {
+    if !testutil::require_root() {
+        return;
+    }
+    let b = Berth::new("cli-stop");
+    b.import_busybox("bb");
+    b.ok(&["run", "-d", "--name", "stopper", "bb", "sleep", "30"]);
+    b.ok(&["stop", "-t", "1", "stopper"]);
+    let ps = stdout(&b.ok(&["ps", "-a"]));
+    // sleep as pid 1 ignores SIGTERM; the SIGKILL after the timeout ends it.
+    assert!(ps.contains("Exited (137)"), "{ps}");
+    assert!(b.mounts().is_empty(), "mounts left: {:?}", b.mounts());
+    b.ok(&["rm", "stopper"]);
+}
