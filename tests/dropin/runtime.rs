@@ -71,16 +71,20 @@ impl TracedRuntime {
         let wrapper = dir.join(name);
         let log = dir.join("calls.log");
         // One printf per call: appends of a single short write do not interleave. The stdio
-        // targets show what the peer hands the runtime (pipes, fifos, /dev/null, a pty).
+        // targets show what the peer hands the runtime (pipes, fifos, /dev/null, a pty). A peer
+        // that passes no --root (podman) gets one inside the sandbox, so the runtime's default
+        // state root on the host is never touched by a test.
         let script = format!(
             "#!/bin/sh\n\
              io=\"$(readlink /proc/$$/fd/0),$(readlink /proc/$$/fd/1),$(readlink /proc/$$/fd/2)\"\n\
              line=\"cwd=$(pwd) stdio=$io $0\"\n\
              for a in \"$@\"; do line=\"$line '$a'\"; done\n\
              printf '%s\\n' \"$line\" >> '{log}'\n\
-             exec '{real}' \"$@\"\n",
+             case \" $* \" in *' --root '*|*' --root='*) exec '{real}' \"$@\";; esac\n\
+             exec '{real}' --root '{root}' \"$@\"\n",
             log = log.display(),
             real = real.display(),
+            root = dir.join("default-root").display(),
         );
         fs::write(&wrapper, script).unwrap_or_else(|e| panic!("write {}: {e}", wrapper.display()));
         fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))
