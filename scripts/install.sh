@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# First run: install what berth needs from Debian, build berth-runtime, install it to
-# /usr/local/bin, make a busybox bundle from Debian's busybox-static and run a container in it.
-# Run as root.
+# First run: install what berth needs from Debian, build `berth` and `berth-runtime`, install
+# them to /usr/local/bin, make a busybox image from Debian's busybox-static (no registry needed)
+# and run a container from it with `berth run`. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -17,7 +17,9 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
 fi
 scripts/build-runtime.sh >/dev/null
+cargo build --release -p berth
 install -m 0755 target/small/berth-runtime /usr/local/bin/berth-runtime
+install -m 0755 target/release/berth /usr/local/bin/berth
 
 bundle=/var/lib/berth/demo-bundle
 if [ ! -x "$bundle/rootfs/bin/busybox" ]; then
@@ -30,17 +32,9 @@ if [ ! -x "$bundle/rootfs/bin/busybox" ]; then
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$bundle/rootfs/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$bundle/rootfs/etc/group"
 fi
-rm -f "$bundle/config.json"
-(cd "$bundle" && berth-runtime spec)
-# Non-interactive demo process (the default spec asks for a terminal).
-python3 - "$bundle/config.json" <<'PY'
-import json, sys
-p = sys.argv[1]
-spec = json.load(open(p))
-spec["process"]["terminal"] = False
-spec["process"]["args"] = ["sh", "-c",
-    "echo \"hello from $(hostname): pid $$, uid $(id -u), $(ls /bin | wc -l) busybox applets\"; cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs|Seccomp)'"]
-json.dump(spec, open(p, "w"), indent=2)
-PY
-berth-runtime run --bundle "$bundle" "demo-$$"
-echo "berth-runtime is installed in /usr/local/bin; the bundle is $bundle"
+if ! berth images | awk '$1 == "busybox" && $2 == "latest" { found = 1 } END { exit !found }'; then
+  tar -C "$bundle/rootfs" -c . | berth import - busybox:latest >/dev/null
+fi
+berth run --rm busybox sh -c \
+  'echo "hello from container $(hostname): pid $$, uid $(id -u), $(ls /bin | wc -l) busybox applets"'
+echo "berth and berth-runtime are installed in /usr/local/bin; try: berth run --rm busybox uname -a"
