@@ -32,6 +32,7 @@ if [ ! -x "$bundle/rootfs/bin/busybox" ]; then
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$bundle/rootfs/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$bundle/rootfs/etc/group"
 fi
+rm -f "$bundle/config.json"   # left by older versions of this script; `berth-runtime spec` writes one
 if ! berth images | awk '$1 == "busybox" && $2 == "latest" { found = 1 } END { exit !found }'; then
   tar -C "$bundle/rootfs" -c . | berth import - busybox:latest >/dev/null
 fi
