@@ -263,3 +263,17 @@ fn invalid_and_duplicate_ids() {
     rt.ok(&["delete", &id]);
     assert_nothing_left(&rt, &id, &bundle.rootfs());
 }
+
+#[test]
+fn systemd_cgroup_driver_is_refused_cleanly() {
+    if !testutil::require_root() {
+        return;
+    }
+    let rt = Runtime::berth();
+    let bundle = Bundle::busybox(&["true"]);
+    let id = cid("systemd");
+    let _g = rt.guard(&id);
+    let b = bundle.path().to_string_lossy().into_owned();
+    let out = rt.cmd(&["--systemd-cgroup", "create", "--bundle", &b, &id]);
+    assert_clean_failure(&rt, &out, &id, &bundle.rootfs(), "systemd");
+}
