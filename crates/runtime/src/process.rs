@@ -14,27 +14,6 @@ use oci_spec::runtime::{
 use crate::error::{Result, RuntimeError};
 use crate::sys;
 
-fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
-    match t {
-        PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
-        PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
-        PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
-        PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
-        PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
-        PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
-        PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
-        PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
-        PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
-        PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
-        PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
-        PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
-        PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
-        PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
-        PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
-        PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
-    }
-}
-
 fn rustix_resource(t: PosixRlimitType) -> rustix::process::Resource {
     use rustix::process::Resource as R;
     match t {
@@ -84,7 +63,6 @@ pub(crate) fn check_rlimit(r: &PosixRlimit) -> std::result::Result<(), String> {
             cur_hard
         ));
     }
-    let _ = rlimit_resource(r.typ());
     Ok(())
 }
 
