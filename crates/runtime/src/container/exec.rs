@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, Process};
+use oci_spec::runtime::Process;
 use rustix::fs::{Mode, OFlags};
 
 use super::create::{finalize_and_exec, setup_terminal};
@@ -162,7 +162,6 @@ fn exec_process(ctx: &ExecContext<'_>, sock: BorrowedFd<'_>) -> Result<Infallibl
             .map(|b| (b.height() as u16, b.width() as u16));
         setup_terminal(console, size, false)?;
     }
-    let _ = LinuxNamespaceType::Mount;
     finalize_and_exec(
         ctx.process,
         sock,
