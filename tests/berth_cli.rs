@@ -271,3 +271,62 @@ fn stop_records_the_signal_exit() {
     assert!(b.mounts().is_empty(), "mounts left: {:?}", b.mounts());
     b.ok(&["rm", "stopper"]);
 }
+
+#[test]
+fn exec_passes_env_and_exit_code_and_joins_the_namespaces() {
+    if !testutil::require_root() {
+        return;
+    }
+    let b = Berth::new("cli-exec");
+    b.import_busybox("bb");
+    let out = b.ok(&["run", "-d", "--name", "box", "bb", "sleep", "30"]);
+    let id = stdout(&out).trim().to_owned();
+
+    let out = b.cmd(&[
+        "exec",
+        "-e",
+        "FOO=bar",
+        "box",
+        "sh",
+        "-c",
+        "echo $FOO; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    assert_eq!(stdout(&out), "bar\n");
+
+    // The container's uts namespace: its hostname is the short id, not the host's.
+    let out = b.ok(&["exec", "box", "hostname"]);
+    assert_eq!(stdout(&out).trim(), &id[..12]);
+    // Its pid namespace: sleep is pid 1.
+    let out = b.ok(&["exec", "box", "cat", "/proc/1/cmdline"]);
+    assert!(stdout(&out).starts_with("sleep"), "{}", describe(&out));
+    // Overrides: cwd and user.
+    let out = b.ok(&[
+        "exec",
+        "-w",
+        "/tmp",
+        "-u",
+        "1000:100",
+        "box",
+        "sh",
+        "-c",
+        "pwd; id -u; id -g",
+    ]);
+    assert_eq!(stdout(&out), "/tmp\n1000\n100\n");
+
+    b.ok(&["stop", "-t", "0", "box"]);
+    let out = b.cmd(&["exec", "box", "true"]);
+    assert!(
+        matches!(out.status.code(), Some(1 | 125)),
+        "{}",
+        describe(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("is not running"), "{err}");
+
+    b.ok(&["rm", "-f", "box"]);
+    assert_eq!(stdout(&b.ok(&["ps", "-aq"])), "");
+    assert!(b.mounts().is_empty(), "mounts left: {:?}", b.mounts());
+    assert!(processes_with(&id).is_empty(), "processes left");
+}

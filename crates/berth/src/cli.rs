@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use engine::{Engine, Paths, RunOptions};
+use engine::{Engine, ExecOptions, Paths, RunOptions};
 
 use crate::render;
 
@@ -104,6 +104,8 @@ pub(crate) enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Run a command in a running container.
+    Exec(ExecArgs),
     /// Per-container monitor (internal; started by `run`).
     #[command(hide = true)]
     Monitor {
@@ -142,6 +144,27 @@ pub(crate) struct RunArgs {
     image: String,
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    cmd: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExecArgs {
+    /// Return once the process runs.
+    #[arg(short, long)]
+    detach: bool,
+    /// Environment variables (`KEY=VALUE`).
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// `UID[:GID]`.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Container name or id.
+    container: String,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     cmd: Vec<String>,
 }
 
@@ -188,6 +211,16 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
                 engine.remove(c, *force)?;
                 writeln!(stdout, "{c}")?;
             }
+        }
+        Command::Exec(args) => {
+            let opts = ExecOptions {
+                cmd: args.cmd.clone(),
+                env: args.env.clone(),
+                workdir: args.workdir.clone(),
+                user: args.user.clone(),
+                detach: args.detach,
+            };
+            return Ok(engine.exec(&args.container, &opts)?);
         }
         Command::Monitor { .. } => {}
     }

@@ -65,7 +65,7 @@ pub struct Started {
 pub struct Engine {
     store: Store,
     images: ImageStore,
-    paths: Paths,
+    pub(crate) paths: Paths,
 }
 
 impl Engine {
