@@ -106,6 +106,12 @@ pub(crate) enum Command {
     },
     /// Run a command in a running container.
     Exec(ExecArgs),
+    /// Docker-shaped JSON of containers or images.
+    Inspect {
+        /// Containers (tried first) or images.
+        #[arg(required = true)]
+        objects: Vec<String>,
+    },
     /// Per-container monitor (internal; started by `run`).
     #[command(hide = true)]
     Monitor {
@@ -222,6 +228,7 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
             };
             return Ok(engine.exec(&args.container, &opts)?);
         }
+        Command::Inspect { objects } => return inspect(&engine, objects, &mut stdout),
         Command::Monitor { .. } => {}
     }
     Ok(0)
@@ -246,4 +253,23 @@ fn run(engine: &Engine, args: &RunArgs) -> Result<i32> {
     }
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     Ok(engine.attach(&mut started, &mut out, &mut err)?)
+}
+
+/// Prints the objects found as one JSON array; like Docker, each missing one is an error line
+/// and makes the exit code 1.
+fn inspect(engine: &Engine, objects: &[String], out: &mut dyn Write) -> Result<i32> {
+    let mut found = Vec::new();
+    let mut code = 0;
+    for o in objects {
+        match engine.inspect(o) {
+            Ok(v) => found.push(v),
+            Err(e @ engine::EngineError::NotFound { .. }) => {
+                eprintln!("berth: {e}");
+                code = 1;
+            }
+            Err(e) => return Err(e).with_context(|| format!("inspect {o}")),
+        }
+    }
+    render::json(out, &found)?;
+    Ok(code)
 }

@@ -153,6 +153,13 @@ pub(crate) fn signal(s: &str) -> Result<i32> {
     })
 }
 
+/// Pretty JSON with a trailing newline, as `docker inspect` prints it.
+pub(crate) fn json(out: &mut dyn Write, value: &[serde_json::Value]) -> Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,7 +64,7 @@ pub struct Started {
 #[derive(Debug)]
 pub struct Engine {
     store: Store,
-    images: ImageStore,
+    pub(crate) images: ImageStore,
     pub(crate) paths: Paths,
 }
 

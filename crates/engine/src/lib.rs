@@ -25,6 +25,7 @@ mod exec;
 mod filter;
 pub mod id;
 mod images;
+mod inspect;
 pub mod monitor;
 mod names;
 pub mod schema;
