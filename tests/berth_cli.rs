@@ -364,6 +364,8 @@ fn inspect_shows_state_pid_exit_code_and_repo_tags() {
         String::from_utf8_lossy(&cmdline).starts_with("sleep"),
         "Pid {pid} is the container's init"
     );
+    let out = b.ok(&["inspect", "-f", "{{.Name}} {{.State.Pid}}", "up"]);
+    assert_eq!(stdout(&out), format!("/up {pid}\n"));
     let host_uts = std::fs::read_link("/proc/self/ns/uts").expect("own uts ns");
     let uts = std::fs::read_link(format!("/proc/{pid}/ns/uts")).expect("init's uts ns");
     assert_ne!(

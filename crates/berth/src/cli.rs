@@ -108,6 +108,9 @@ pub(crate) enum Command {
     Exec(ExecArgs),
     /// Docker-shaped JSON of containers or images.
     Inspect {
+        /// Go-template subset: text with `{{.Field.Sub}}` and `{{json .Field}}`.
+        #[arg(short, long)]
+        format: Option<String>,
         /// Containers (tried first) or images.
         #[arg(required = true)]
         objects: Vec<String>,
@@ -228,7 +231,9 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
             };
             return Ok(engine.exec(&args.container, &opts)?);
         }
-        Command::Inspect { objects } => return inspect(&engine, objects, &mut stdout),
+        Command::Inspect { format, objects } => {
+            return inspect(&engine, objects, format.as_deref(), &mut stdout);
+        }
         Command::Monitor { .. } => {}
     }
     Ok(0)
@@ -257,7 +262,12 @@ fn run(engine: &Engine, args: &RunArgs) -> Result<i32> {
 
 /// Prints the objects found as one JSON array; like Docker, each missing one is an error line
 /// and makes the exit code 1.
-fn inspect(engine: &Engine, objects: &[String], out: &mut dyn Write) -> Result<i32> {
+fn inspect(
+    engine: &Engine,
+    objects: &[String],
+    format: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<i32> {
     let mut found = Vec::new();
     let mut code = 0;
     for o in objects {
@@ -270,6 +280,13 @@ fn inspect(engine: &Engine, objects: &[String], out: &mut dyn Write) -> Result<i
             Err(e) => return Err(e).with_context(|| format!("inspect {o}")),
         }
     }
-    render::json(out, &found)?;
+    match format {
+        Some(f) => {
+            for v in &found {
+                writeln!(out, "{}", render::template(f, v)?)?;
+            }
+        }
+        None => render::json(out, &found)?,
+    }
     Ok(code)
 }
