@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use engine::{Engine, Paths, RunOptions};
+use engine::{Engine, ExecOptions, Paths, RunOptions};
 
 use crate::render;
 
@@ -104,6 +104,17 @@ pub(crate) enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// Docker-shaped JSON of containers or images.
+    Inspect {
+        /// Go-template subset: text with `{{.Field.Sub}}` and `{{json .Field}}`.
+        #[arg(short, long)]
+        format: Option<String>,
+        /// Containers (tried first) or images.
+        #[arg(required = true)]
+        objects: Vec<String>,
+    },
     /// Per-container monitor (internal; started by `run`).
     #[command(hide = true)]
     Monitor {
@@ -142,6 +153,27 @@ pub(crate) struct RunArgs {
     image: String,
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    cmd: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExecArgs {
+    /// Return once the process runs.
+    #[arg(short, long)]
+    detach: bool,
+    /// Environment variables (`KEY=VALUE`).
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// `UID[:GID]`.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Container name or id.
+    container: String,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     cmd: Vec<String>,
 }
 
@@ -189,6 +221,19 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
                 writeln!(stdout, "{c}")?;
             }
         }
+        Command::Exec(args) => {
+            let opts = ExecOptions {
+                cmd: args.cmd.clone(),
+                env: args.env.clone(),
+                workdir: args.workdir.clone(),
+                user: args.user.clone(),
+                detach: args.detach,
+            };
+            return Ok(engine.exec(&args.container, &opts)?);
+        }
+        Command::Inspect { format, objects } => {
+            return inspect(&engine, objects, format.as_deref(), &mut stdout);
+        }
         Command::Monitor { .. } => {}
     }
     Ok(0)
@@ -213,4 +258,35 @@ fn run(engine: &Engine, args: &RunArgs) -> Result<i32> {
     }
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     Ok(engine.attach(&mut started, &mut out, &mut err)?)
+}
+
+/// Prints the objects found as one JSON array; like Docker, each missing one is an error line
+/// and makes the exit code 1.
+fn inspect(
+    engine: &Engine,
+    objects: &[String],
+    format: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    let mut found = Vec::new();
+    let mut code = 0;
+    for o in objects {
+        match engine.inspect(o) {
+            Ok(v) => found.push(v),
+            Err(e @ engine::EngineError::NotFound { .. }) => {
+                eprintln!("berth: {e}");
+                code = 1;
+            }
+            Err(e) => return Err(e).with_context(|| format!("inspect {o}")),
+        }
+    }
+    match format {
+        Some(f) => {
+            for v in &found {
+                writeln!(out, "{}", render::template(f, v)?)?;
+            }
+        }
+        None => render::json(out, &found)?,
+    }
+    Ok(code)
 }

@@ -12,12 +12,15 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let paths = cli.paths();
-    if let Command::Monitor { id } = &cli.command {
-        // The monitor's children join containers: run from a binary they cannot write.
+    if matches!(cli.command, Command::Monitor { .. } | Command::Exec(_)) {
+        // The monitor's children and exec'd processes join containers: run from a binary they
+        // cannot write.
         if let Err(e) = runtime::selfexe::reexec_protected() {
-            eprintln!("berth monitor: {}", runtime::error::chain(&e));
+            eprintln!("berth: {}", runtime::error::chain(&e));
             return ExitCode::from(125);
         }
+    }
+    if let Command::Monitor { id } = &cli.command {
         return code(engine::monitor::monitor(&paths, id));
     }
     match cli::dispatch(&cli, &paths) {

@@ -153,6 +153,48 @@ pub(crate) fn signal(s: &str) -> Result<i32> {
     })
 }
 
+/// Pretty JSON with a trailing newline, as `docker inspect` prints it.
+pub(crate) fn json(out: &mut dyn Write, value: &[serde_json::Value]) -> Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// A subset of Go's text/template as `docker inspect -f` uses it: literal text, `{{.A.B}}`
+/// (strings bare, other values as JSON, a missing field as `<no value>`) and `{{json .A}}`.
+pub(crate) fn template(format: &str, value: &serde_json::Value) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = format;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            bail!("template: unclosed action in {format:?}");
+        };
+        let action = after[..end].trim();
+        rest = &after[end + 2..];
+        let (json, path) = match action.strip_prefix("json ") {
+            Some(p) => (true, p.trim()),
+            None => (false, action),
+        };
+        let Some(path) = path.strip_prefix('.') else {
+            bail!("template: unsupported action {{{{{action}}}}}");
+        };
+        let mut v = Some(value);
+        for key in path.split('.').filter(|k| !k.is_empty()) {
+            v = v.and_then(|v| v.get(key));
+        }
+        match (v, json) {
+            (None, false) => out.push_str("<no value>"),
+            (None, true) => out.push_str("null"),
+            (Some(serde_json::Value::String(s)), false) => out.push_str(s),
+            (Some(v), _) => out.push_str(&v.to_string()),
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +217,21 @@ mod tests {
         assert_eq!(signal("kill").ok(), Some(9));
         assert_eq!(signal("3").ok(), Some(3));
         assert!(signal("BOGUS").is_err());
+    }
+
+    #[test]
+    fn templates_like_docker_inspect_f() {
+        let v = serde_json::json!({"Name": "/web", "State": {"Pid": 42, "Running": true}});
+        assert_eq!(
+            template("{{.Name}} {{.State.Pid}} {{ .State.Running }}", &v).expect("ok"),
+            "/web 42 true"
+        );
+        assert_eq!(
+            template("{{json .State}}", &v).expect("ok"),
+            r#"{"Pid":42,"Running":true}"#
+        );
+        assert_eq!(template("{{.Nope}}", &v).expect("ok"), "<no value>");
+        assert!(template("{{.Name", &v).is_err());
+        assert!(template("{{range .X}}", &v).is_err());
     }
 }

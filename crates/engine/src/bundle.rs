@@ -62,7 +62,7 @@ pub fn args(config: &Config) -> Vec<String> {
 }
 
 /// Parses `-u`: `uid[:gid]` (numeric; names need the image's /etc/passwd, not read yet).
-fn user(spec: &str) -> Result<(u32, u32)> {
+pub(crate) fn user(spec: &str) -> Result<(u32, u32)> {
     if spec.is_empty() {
         return Ok((0, 0));
     }

@@ -64,8 +64,8 @@ pub struct Started {
 #[derive(Debug)]
 pub struct Engine {
     store: Store,
-    images: ImageStore,
-    paths: Paths,
+    pub(crate) images: ImageStore,
+    pub(crate) paths: Paths,
 }
 
 impl Engine {
@@ -395,9 +395,12 @@ impl Engine {
         let deadline = Instant::now() + timeout;
         loop {
             let now = self.store.read(|tx| tx.container_by_id(&c.id))?;
+            // Recording the exit clears `monitor_pid`, but the monitor still cleans up (runtime
+            // delete, unmount) after that: wait for the pid the caller saw as well.
             let monitor_gone = now
                 .state
                 .monitor_pid
+                .or(c.state.monitor_pid)
                 .is_none_or(|p| !crate::check::is_alive(p));
             if !now.state.status.is_active() && monitor_gone {
                 return Ok(true);

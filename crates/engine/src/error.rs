@@ -189,6 +189,12 @@ pub enum EngineError {
         /// Docker's exit code: 125, 126 (cannot invoke) or 127 (not found).
         exit_code: i32,
     },
+    /// The verb needs a running container (Docker's message for `exec`).
+    #[error("container {id} is not running")]
+    NotRunning {
+        /// Full id.
+        id: String,
+    },
     /// Reading random bytes for an id failed.
     #[error("read random bytes for an id")]
     Random {
@@ -207,7 +213,8 @@ impl EngineError {
             Self::NameInUse { .. }
             | Self::IllegalTransition { .. }
             | Self::InUse { .. }
-            | Self::MustForce { .. } => ErrorKind::Conflict,
+            | Self::MustForce { .. }
+            | Self::NotRunning { .. } => ErrorKind::Conflict,
             Self::AmbiguousPrefix { .. } | Self::InvalidName { .. } | Self::InvalidValue { .. } => {
                 ErrorKind::InvalidArgument
             }

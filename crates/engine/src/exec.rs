@@ -1,0 +1,167 @@
+//! `exec`: another process in a running container. The process starts from the one the
+//! container's init runs with (env, user, cwd, capabilities, rlimits, apparmor/selinux labels
+//! as stored in the runtime's state), with the caller's overrides, and is handed to
+//! [`runtime::container::exec`] under the same state root and id the monitor created it with.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use oci_spec::runtime::{Process, User};
+
+use crate::engine::{Engine, io_err, runtime_root};
+use crate::error::{EngineError, Result};
+use crate::state::Status;
+
+/// What `berth exec` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// Program and arguments.
+    pub cmd: Vec<String>,
+    /// `-e K=V`, added to (or replacing in) the container's environment.
+    pub env: Vec<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-u uid[:gid]`.
+    pub user: Option<String>,
+    /// `-d`: return once the process runs; its stdio is /dev/null.
+    pub detach: bool,
+}
+
+impl Engine {
+    /// Runs `opts.cmd` in the running container `reference` with the calling process's stdio;
+    /// returns its exit code (128 + signal when killed), or 0 once it runs when detached.
+    ///
+    /// Errors: no such container, `Conflict` when it is not running, `InvalidArgument` for an
+    /// empty command or a non-numeric user, or the runtime's failure to start the process.
+    pub fn exec(&self, reference: &str, opts: &ExecOptions) -> Result<i32> {
+        let c = self.container(reference)?;
+        if c.state.status != Status::Running {
+            return Err(EngineError::NotRunning {
+                id: c.id.to_string(),
+            });
+        }
+        if opts.cmd.is_empty() {
+            return Err(EngineError::InvalidValue {
+                what: "command (no command specified)",
+                value: String::new(),
+            });
+        }
+        let root = runtime_root(&self.paths);
+        let runtime_err = |source| EngineError::Runtime {
+            action: format!("exec in container {}", c.id.short()),
+            source: Box::new(source),
+        };
+        let state =
+            runtime::state::ContainerState::load(&root, c.id.as_str()).map_err(|e| match e {
+                runtime::RuntimeError::NotFound(_) => EngineError::NotRunning {
+                    id: c.id.to_string(),
+                },
+                e => runtime_err(e),
+            })?;
+        let base = state.config.process().clone().unwrap_or_default();
+        let process = exec_process(base, opts)?;
+        let run = runtime::container::ExecOptions {
+            detach: opts.detach,
+            ..runtime::container::ExecOptions::default()
+        };
+        if opts.detach {
+            // The process inherits fds 0-2: give it /dev/null, not the caller's terminal or pipes.
+            let null = Path::new("/dev/null");
+            let null = File::options()
+                .read(true)
+                .write(true)
+                .open(null)
+                .map_err(io_err("open", null))?;
+            let saved = StdioSaved::redirect(&null.into())?;
+            let r = runtime::container::exec(&root, c.id.as_str(), &process, &run);
+            drop(saved);
+            return r.map_err(runtime_err);
+        }
+        runtime::container::exec(&root, c.id.as_str(), &process, &run).map_err(runtime_err)
+    }
+}
+
+/// The container's process with `opts` applied: args replaced, env merged by key, cwd and
+/// user overridden. Capabilities, rlimits and labels stay the container's.
+fn exec_process(mut p: Process, opts: &ExecOptions) -> Result<Process> {
+    p.set_args(Some(opts.cmd.clone()));
+    p.set_terminal(Some(false));
+    p.set_console_size(None);
+    let mut env = p.env().clone().unwrap_or_default();
+    for e in &opts.env {
+        let key = e.split('=').next().unwrap_or(e);
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    p.set_env(Some(env));
+    if let Some(w) = &opts.workdir {
+        p.set_cwd(w.into());
+    }
+    if let Some(u) = &opts.user {
+        let (uid, gid) = crate::bundle::user(u)?;
+        let mut user = User::default();
+        user.set_uid(uid);
+        user.set_gid(gid);
+        p.set_user(user);
+    }
+    Ok(p)
+}
+
+/// Fds 0-2 pointed elsewhere until dropped.
+struct StdioSaved {
+    saved: [OwnedFd; 3],
+}
+
+impl StdioSaved {
+    fn redirect(to: &OwnedFd) -> Result<StdioSaved> {
+        let dup = |fd| {
+            rustix::io::fcntl_dupfd_cloexec(fd, 3)
+                .map_err(|e| io_err("save stdio", Path::new("/dev/null"))(e.into()))
+        };
+        let saved = [
+            dup(rustix::stdio::stdin())?,
+            dup(rustix::stdio::stdout())?,
+            dup(rustix::stdio::stderr())?,
+        ];
+        let _ = rustix::stdio::dup2_stdin(to);
+        let _ = rustix::stdio::dup2_stdout(to);
+        let _ = rustix::stdio::dup2_stderr(to);
+        Ok(StdioSaved { saved })
+    }
+}
+
+impl Drop for StdioSaved {
+    fn drop(&mut self) {
+        let [i, o, e] = &self.saved;
+        let _ = rustix::stdio::dup2_stdin(i);
+        let _ = rustix::stdio::dup2_stdout(o);
+        let _ = rustix::stdio::dup2_stderr(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_and_env_merges_by_key() {
+        let mut base = Process::default();
+        base.set_env(Some(vec!["PATH=/bin".into(), "FOO=old".into()]));
+        let opts = ExecOptions {
+            cmd: vec!["sh".into()],
+            env: vec!["FOO=bar".into()],
+            workdir: Some("/tmp".into()),
+            user: Some("1000:100".into()),
+            detach: false,
+        };
+        let p = exec_process(base, &opts).expect("process");
+        assert_eq!(p.args().as_deref(), Some(&["sh".to_owned()][..]));
+        assert_eq!(
+            p.env().as_deref(),
+            Some(&["PATH=/bin".to_owned(), "FOO=bar".to_owned()][..])
+        );
+        assert_eq!(p.cwd(), Path::new("/tmp"));
+        assert_eq!((p.user().uid(), p.user().gid()), (1000, 100));
+    }
+}

@@ -1,0 +1,158 @@
+//! `inspect`: Docker-shaped JSON of a container (tried first) or an image, as `docker inspect`
+//! and the Engine API's `GET /containers/{id}/json` and `GET /images/{name}/json` return it.
+
+use serde_json::{Value, json};
+
+use crate::containers::Container;
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::id::Timestamp;
+use crate::images::Image;
+use crate::state::Status;
+
+/// Docker's zero time, printed for times that never happened.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+impl Engine {
+    /// The container named `reference`, else the image, as Docker's inspect object.
+    ///
+    /// Errors: `NotFound` ("no such object") when neither exists, or the store cannot be read.
+    pub fn inspect(&self, reference: &str) -> Result<Value> {
+        match self.inspect_container(reference) {
+            Err(EngineError::NotFound { .. }) => {}
+            other => return other,
+        }
+        match self.inspect_image(reference) {
+            Err(EngineError::NotFound { .. }) => Err(EngineError::NotFound {
+                what: "object",
+                reference: reference.to_owned(),
+            }),
+            other => other,
+        }
+    }
+
+    /// Docker's container inspect object.
+    ///
+    /// Errors: no such container.
+    pub fn inspect_container(&self, reference: &str) -> Result<Value> {
+        let c = self.container(reference)?;
+        let image_id = c
+            .image_digest
+            .as_ref()
+            .and_then(|d| self.store().read(|tx| tx.image_by_digest(d)).ok())
+            .map_or_else(String::new, |i| i.config_digest.to_string());
+        Ok(container_json(&c, &image_id))
+    }
+
+    /// Docker's image inspect object.
+    ///
+    /// Errors: no such image, or its config cannot be read from the image store.
+    pub fn inspect_image(&self, reference: &str) -> Result<Value> {
+        let record = self.store().read(|tx| tx.resolve_image(reference))?;
+        let manifest = image::Digest::parse(record.digest.as_str()).map_err(|_| {
+            EngineError::InvalidValue {
+                what: "image digest",
+                value: record.digest.to_string(),
+            }
+        })?;
+        let img = self
+            .images
+            .resolve(&manifest, &image::Platform::host())
+            .map_err(|source| EngineError::Image {
+                action: format!("resolve image {reference}"),
+                source: Box::new(source),
+            })?;
+        Ok(image_json(&record, &img))
+    }
+}
+
+fn time(t: Option<Timestamp>) -> String {
+    t.map_or_else(|| ZERO_TIME.to_owned(), Timestamp::to_rfc3339)
+}
+
+fn container_json(c: &Container, image_id: &str) -> Value {
+    let args = crate::bundle::args(&c.config);
+    let (path, rest) = args
+        .split_first()
+        .map_or((String::new(), &[][..]), |(p, r)| (p.clone(), r));
+    let st = &c.state;
+    let running = matches!(st.status, Status::Running | Status::Paused);
+    let mut config = c.config.clone();
+    if config.hostname.is_empty() {
+        // The hostname is the short id; it lives only in the bundle's config.json.
+        config.hostname = c.id.short().to_owned();
+    }
+    let mounts: Vec<Value> = c
+        .mounts
+        .iter()
+        .map(|m| {
+            json!({
+                "Type": format!("{:?}", m.kind).to_lowercase(),
+                "Source": m.source,
+                "Destination": m.destination,
+                "Mode": "",
+                "RW": m.read_write,
+                "Propagation": if m.propagation.is_empty() { "rprivate" } else { &m.propagation },
+            })
+        })
+        .collect();
+    json!({
+        "Id": c.id.as_str(),
+        "Created": c.created.to_rfc3339(),
+        "Path": path,
+        "Args": rest,
+        "State": {
+            "Status": st.status.as_str(),
+            "Running": running,
+            "Paused": st.status == Status::Paused,
+            "Restarting": st.status == Status::Restarting,
+            "OOMKilled": st.oom_killed,
+            "Dead": st.status == Status::Dead,
+            "Pid": if running { st.pid.unwrap_or(0) } else { 0 },
+            "ExitCode": st.exit_code.unwrap_or(0),
+            "Error": st.error,
+            "StartedAt": time(st.started_at),
+            "FinishedAt": time(st.finished_at),
+        },
+        "Image": image_id,
+        "LogPath": c.log_path,
+        "Name": format!("/{}", c.name),
+        "RestartCount": st.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "HostConfig": c.host_config,
+        "Mounts": mounts,
+        "Config": config,
+    })
+}
+
+fn image_json(record: &Image, img: &image::Image) -> Value {
+    let (tags, digests): (Vec<&String>, Vec<&String>) =
+        record.names.iter().partition(|n| !n.contains('@'));
+    let cfg = &img.config;
+    let config = cfg.config().as_ref().map(|c| {
+        json!({
+            "User": c.user().clone().unwrap_or_default(),
+            "Env": c.env(),
+            "Cmd": c.cmd(),
+            "Entrypoint": c.entrypoint(),
+            "WorkingDir": c.working_dir().clone().unwrap_or_default(),
+            "Labels": c.labels(),
+            "StopSignal": c.stop_signal(),
+        })
+    });
+    json!({
+        "Id": record.config_digest.as_str(),
+        "RepoTags": tags,
+        "RepoDigests": digests,
+        "Created": time(record.created),
+        "Size": record.size,
+        "Architecture": cfg.architecture().to_string(),
+        "Os": cfg.os().to_string(),
+        "Config": config,
+        "RootFS": {
+            "Type": "layers",
+            "Layers": img.diff_ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        },
+    })
+}
