@@ -212,16 +212,7 @@ impl Timestamp {
     /// `2024-05-01T12:00:00.123456789Z`.
     #[must_use]
     pub fn to_rfc3339(self) -> String {
-        let secs = self.secs();
-        let nanos = self.0.rem_euclid(1_000_000_000);
-        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        let (y, m, d) = civil_from_days(days);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60
-        )
+        runtime::state::rfc3339_from_unix_nanos(self.0)
     }
 }
 
@@ -243,20 +234,6 @@ impl From<Timestamp> for SystemTime {
             UNIX_EPOCH - d
         }
     }
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
