@@ -90,21 +90,15 @@ impl EventFilter {
     pub fn parse<S: AsRef<str>>(mut self, filters: &[S]) -> Result<Self> {
         for raw in filters {
             let raw = raw.as_ref();
-            let bad = || EngineError::InvalidValue {
-                what: "filter",
-                value: raw.to_owned(),
-            };
-            let (key, value) = raw.split_once('=').ok_or_else(bad)?;
+            let bad = || crate::filter::invalid(raw);
+            let (key, value) = crate::filter::split(raw)?;
             match key {
                 "type" => self.types.push(EventType::parse(value).ok_or_else(bad)?),
                 "event" => self.actions.push(value.to_owned()),
                 "container" => self.containers.push(value.to_owned()),
                 "image" => self.images.push(value.to_owned()),
                 "volume" => self.volumes.push(value.to_owned()),
-                "label" => self.labels.push(match value.split_once('=') {
-                    Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
-                    None => (value.to_owned(), None),
-                }),
+                "label" => self.labels.push(crate::filter::parse_label(value)),
                 _ => return Err(bad()),
             }
         }
@@ -132,11 +126,7 @@ impl EventFilter {
             && any(&self.volumes, &|v| {
                 e.kind == EventType::Volume && e.actor == v
             })
-            && self.labels.iter().all(|(k, v)| match (attr(k), v) {
-                (Some(have), Some(want)) => have == want,
-                (Some(_), None) => true,
-                (None, _) => false,
-            })
+            && crate::filter::labels_match(&self.labels, attr)
     }
 }
 

@@ -6,6 +6,39 @@ use crate::error::{EngineError, Result};
 use crate::id::Digest;
 use crate::state::Status;
 
+/// Splits one `key=value` filter; a value without `=` is an invalid filter.
+pub(crate) fn split(raw: &str) -> Result<(&str, &str)> {
+    raw.split_once('=').ok_or_else(|| invalid(raw))
+}
+
+/// The error for a filter that cannot be understood.
+pub(crate) fn invalid(raw: &str) -> EngineError {
+    EngineError::InvalidValue {
+        what: "filter",
+        value: raw.to_owned(),
+    }
+}
+
+/// `label=key` or `label=key=value`.
+pub(crate) fn parse_label(value: &str) -> (String, Option<String>) {
+    match value.split_once('=') {
+        Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+        None => (value.to_owned(), None),
+    }
+}
+
+/// Whether every wanted label is present (with the wanted value, when one is given).
+pub(crate) fn labels_match<'a>(
+    wanted: &[(String, Option<String>)],
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> bool {
+    wanted.iter().all(|(k, want)| match (get(k), want) {
+        (Some(have), Some(want)) => have == want,
+        (Some(_), None) => true,
+        (None, _) => false,
+    })
+}
+
 /// A parsed set of container filters; the default matches every container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerFilter {
@@ -33,17 +66,11 @@ impl ContainerFilter {
         let mut f = Self::default();
         for raw in filters {
             let raw = raw.as_ref();
-            let bad = || EngineError::InvalidValue {
-                what: "filter",
-                value: raw.to_owned(),
-            };
-            let (key, value) = raw.split_once('=').ok_or_else(bad)?;
+            let bad = || crate::filter::invalid(raw);
+            let (key, value) = crate::filter::split(raw)?;
             match key {
                 "status" => f.statuses.push(value.parse().map_err(|_| bad())?),
-                "label" => f.labels.push(match value.split_once('=') {
-                    Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
-                    None => (value.to_owned(), None),
-                }),
+                "label" => f.labels.push(crate::filter::parse_label(value)),
                 "name" => f
                     .names
                     .push(value.strip_prefix('/').unwrap_or(value).to_owned()),
@@ -68,14 +95,7 @@ impl ContainerFilter {
     #[must_use]
     pub fn matches(&self, c: &Container, ancestor_digests: &[Digest]) -> bool {
         any(&self.statuses, |s: &Status| *s == c.state.status)
-            && self
-                .labels
-                .iter()
-                .all(|(k, v)| match (c.config.labels.get(k), v) {
-                    (Some(have), Some(want)) => have == want,
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                })
+            && labels_match(&self.labels, |k| c.config.labels.get(k).map(String::as_str))
             && any(&self.names, |n: &String| c.name.contains(n.as_str()))
             && any(&self.ids, |p: &String| {
                 c.id.as_str().starts_with(p.as_str())

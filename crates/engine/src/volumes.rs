@@ -67,11 +67,8 @@ impl VolumeFilter {
         let mut f = Self::default();
         for raw in filters {
             let raw = raw.as_ref();
-            let bad = || EngineError::InvalidValue {
-                what: "filter",
-                value: raw.to_owned(),
-            };
-            let (key, value) = raw.split_once('=').ok_or_else(bad)?;
+            let bad = || crate::filter::invalid(raw);
+            let (key, value) = crate::filter::split(raw)?;
             match key {
                 "dangling" => {
                     f.dangling = Some(match value {
@@ -81,10 +78,7 @@ impl VolumeFilter {
                     });
                 }
                 "name" => f.names.push(value.to_owned()),
-                "label" => f.labels.push(match value.split_once('=') {
-                    Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
-                    None => (value.to_owned(), None),
-                }),
+                "label" => f.labels.push(crate::filter::parse_label(value)),
                 _ => return Err(bad()),
             }
         }
@@ -96,14 +90,7 @@ impl VolumeFilter {
     pub fn matches(&self, v: &Volume) -> bool {
         self.dangling.is_none_or(|d| d == (v.ref_count == 0))
             && (self.names.is_empty() || self.names.iter().any(|n| v.name.contains(n.as_str())))
-            && self
-                .labels
-                .iter()
-                .all(|(k, want)| match (v.labels.get(k), want) {
-                    (Some(have), Some(want)) => have == want,
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                })
+            && crate::filter::labels_match(&self.labels, |k| v.labels.get(k).map(String::as_str))
     }
 }
 
