@@ -180,8 +180,10 @@ impl Engine {
         }
     }
 
-    fn create(&self, opts: &RunOptions) -> Result<Container> {
-        let record = self.store.read(|tx| tx.resolve_image(&opts.image))?;
+    /// An image reference resolved to its stored record and its manifest and config for this
+    /// host's platform.
+    pub(crate) fn resolve_image(&self, reference: &str) -> Result<(Image, image::Image)> {
+        let record = self.store.read(|tx| tx.resolve_image(reference))?;
         let manifest = image::Digest::parse(record.digest.as_str()).map_err(|_| {
             EngineError::InvalidValue {
                 what: "image digest",
@@ -192,9 +194,14 @@ impl Engine {
             .images
             .resolve(&manifest, &Platform::host())
             .map_err(|source| EngineError::Image {
-                action: format!("resolve image {}", opts.image),
+                action: format!("resolve image {reference}"),
                 source: Box::new(source),
             })?;
+        Ok((record, img))
+    }
+
+    fn create(&self, opts: &RunOptions) -> Result<Container> {
+        let (record, img) = self.resolve_image(&opts.image)?;
         let config = merge_config(opts, img.config.config().as_ref());
         let host_config = HostConfig {
             auto_remove: opts.auto_remove,

@@ -48,20 +48,7 @@ impl Engine {
     ///
     /// Errors: no such image, or its config cannot be read from the image store.
     pub fn inspect_image(&self, reference: &str) -> Result<Value> {
-        let record = self.store().read(|tx| tx.resolve_image(reference))?;
-        let manifest = image::Digest::parse(record.digest.as_str()).map_err(|_| {
-            EngineError::InvalidValue {
-                what: "image digest",
-                value: record.digest.to_string(),
-            }
-        })?;
-        let img = self
-            .images
-            .resolve(&manifest, &image::Platform::host())
-            .map_err(|source| EngineError::Image {
-                action: format!("resolve image {reference}"),
-                source: Box::new(source),
-            })?;
+        let (record, img) = self.resolve_image(reference)?;
         Ok(image_json(&record, &img))
     }
 }
