@@ -181,6 +181,28 @@ impl ContainerState {
         Status::Running
     }
 
+    /// The current status, or [`RuntimeError::WrongState`] naming `action` and the `wanted`
+    /// status(es) when `allowed` refuses it.
+    pub(crate) fn require(
+        &self,
+        root: &Path,
+        action: &'static str,
+        wanted: &'static str,
+        allowed: impl Fn(Status) -> bool,
+    ) -> Result<Status> {
+        let status = self.status(root);
+        if allowed(status) {
+            Ok(status)
+        } else {
+            Err(RuntimeError::WrongState {
+                id: self.id.clone(),
+                status: status.to_string(),
+                action,
+                wanted,
+            })
+        }
+    }
+
     /// The OCI state view.
     #[must_use]
     pub fn oci(&self, root: &Path) -> OciState {

@@ -33,15 +33,9 @@ pub struct ExecOptions {
 pub fn exec(root: &Path, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
     validate_process(process, "process")?;
     let st = ContainerState::load(root, id)?;
-    let status = st.status(root);
-    if status != Status::Running && status != Status::Created {
-        return Err(RuntimeError::WrongState {
-            id: id.to_string(),
-            status: status.to_string(),
-            action: "exec",
-            wanted: "running",
-        });
-    }
+    st.require(root, "exec", "running", |s| {
+        matches!(s, Status::Running | Status::Created)
+    })?;
     let terminal = process.terminal().unwrap_or(false);
     let console = opts
         .console_socket

@@ -169,30 +169,14 @@ pub fn list(root: &Path) -> Result<Vec<OciState>> {
 /// Freeze every process of a running container.
 pub fn pause(root: &Path, id: &str) -> Result<()> {
     let st = ContainerState::load(root, id)?;
-    let status = st.status(root);
-    if status != Status::Running {
-        return Err(RuntimeError::WrongState {
-            id: id.to_string(),
-            status: status.to_string(),
-            action: "pause",
-            wanted: "running",
-        });
-    }
+    st.require(root, "pause", "running", |s| s == Status::Running)?;
     Ok(super::cgroup_manager(&st)?.freeze()?)
 }
 
 /// Thaw a paused container.
 pub fn resume(root: &Path, id: &str) -> Result<()> {
     let st = ContainerState::load(root, id)?;
-    let status = st.status(root);
-    if status != Status::Paused {
-        return Err(RuntimeError::WrongState {
-            id: id.to_string(),
-            status: status.to_string(),
-            action: "resume",
-            wanted: "paused",
-        });
-    }
+    st.require(root, "resume", "paused", |s| s == Status::Paused)?;
     Ok(super::cgroup_manager(&st)?.thaw()?)
 }
 
@@ -205,15 +189,9 @@ pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
 /// Apply new resource limits to a live container and remember them.
 pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<()> {
     let mut st = ContainerState::load(root, id)?;
-    let status = st.status(root);
-    if status == Status::Stopped {
-        return Err(RuntimeError::WrongState {
-            id: id.to_string(),
-            status: status.to_string(),
-            action: "update",
-            wanted: "created, running or paused",
-        });
-    }
+    st.require(root, "update", "created, running or paused", |s| {
+        s != Status::Stopped
+    })?;
     // Device rules the update does not name stay as created.
     let mut resources = resources.clone();
     let stored = st

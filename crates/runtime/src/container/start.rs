@@ -13,15 +13,7 @@ use crate::state::{self, ContainerState, EXEC_FIFO, Status};
 /// Start container `id`: init execs the user's program once it sees us read the fifo.
 pub fn start(root: &Path, id: &str) -> Result<()> {
     let st = ContainerState::load(root, id)?;
-    let status = st.status(root);
-    if status != Status::Created {
-        return Err(RuntimeError::WrongState {
-            id: id.to_string(),
-            status: status.to_string(),
-            action: "start",
-            wanted: "created",
-        });
-    }
+    st.require(root, "start", "created", |s| s == Status::Created)?;
     if st.config.process().is_none() {
         // Created without a process: nothing to start. Remove the waiting init.
         let _ = super::kill(root, id, libc::SIGKILL, false);
