@@ -12,7 +12,10 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let paths = cli.paths();
-    if matches!(cli.command, Command::Monitor { .. } | Command::Exec(_)) {
+    if matches!(
+        cli.command,
+        Command::Monitor { .. } | Command::Container(cli::ContainerCommand::Exec(_))
+    ) {
         // The monitor's children and exec'd processes join containers: run from a binary they
         // cannot write.
         if let Err(e) = runtime::selfexe::reexec_protected() {

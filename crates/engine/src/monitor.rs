@@ -16,9 +16,10 @@ use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, WaitOptions};
 
 use crate::containers::Container;
-use crate::engine::{cleanup, io_err, rootfs_path, runtime_root};
+use crate::engine::{io_err, rootfs_path, runtime_root};
 use crate::error::{EngineError, Result};
 use crate::id::Timestamp;
+use crate::lifecycle::cleanup;
 use crate::state::Transition;
 use crate::store::{Paths, Store};
 

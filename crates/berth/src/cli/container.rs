@@ -1,0 +1,129 @@
+//! Verbs on existing containers.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Subcommand;
+use engine::{Engine, ExecOptions};
+
+use crate::render;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ContainerCommand {
+    /// List containers.
+    Ps {
+        /// All containers (default: running only).
+        #[arg(short, long)]
+        all: bool,
+        /// Only ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Do not truncate output.
+        #[arg(long)]
+        no_trunc: bool,
+    },
+    /// Print a container's logs.
+    Logs {
+        /// Follow the output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Container name or id.
+        container: String,
+    },
+    /// Stop running containers (SIGTERM, then SIGKILL).
+    Stop {
+        /// Seconds to wait before killing.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        /// Containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to running containers.
+    Kill {
+        /// Signal name or number.
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        /// Containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        /// Kill and remove running containers.
+        #[arg(short, long)]
+        force: bool,
+        /// Containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExecArgs {
+    /// Return once the process runs.
+    #[arg(short, long)]
+    detach: bool,
+    /// Environment variables (`KEY=VALUE`).
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// `UID[:GID]`.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Container name or id.
+    container: String,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    cmd: Vec<String>,
+}
+
+pub(crate) fn dispatch(engine: &Engine, command: &ContainerCommand) -> Result<i32> {
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        ContainerCommand::Ps {
+            all,
+            quiet,
+            no_trunc,
+        } => render::ps(&mut stdout, &engine.ps(*all)?, *quiet, *no_trunc)?,
+        ContainerCommand::Logs { follow, container } => {
+            let mut stderr = std::io::stderr();
+            engine.logs(container, *follow, &mut stdout, &mut stderr)?;
+        }
+        ContainerCommand::Stop { time, containers } => {
+            for c in containers {
+                engine.stop(c, Duration::from_secs(*time))?;
+                writeln!(stdout, "{c}")?;
+            }
+        }
+        ContainerCommand::Kill { signal, containers } => {
+            let sig = render::signal(signal)?;
+            for c in containers {
+                engine.kill(c, sig)?;
+                writeln!(stdout, "{c}")?;
+            }
+        }
+        ContainerCommand::Rm { force, containers } => {
+            for c in containers {
+                engine.remove(c, *force)?;
+                writeln!(stdout, "{c}")?;
+            }
+        }
+        ContainerCommand::Exec(args) => {
+            let opts = ExecOptions {
+                cmd: args.cmd.clone(),
+                env: args.env.clone(),
+                workdir: args.workdir.clone(),
+                user: args.user.clone(),
+                detach: args.detach,
+            };
+            return Ok(engine.exec(&args.container, &opts)?);
+        }
+    }
+    Ok(0)
+}

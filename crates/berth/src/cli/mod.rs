@@ -1,0 +1,119 @@
+//! Command-line definition (Docker's verbs and flags) and dispatch to the engine.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use engine::{Engine, Paths};
+
+use crate::render;
+
+pub(crate) mod container;
+mod image;
+mod run;
+
+pub(crate) use container::ContainerCommand;
+use run::RunArgs;
+
+/// berth: a daemonless container engine with Docker's command line.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version)]
+pub(crate) struct Cli {
+    /// Persistent state root.
+    #[arg(
+        long,
+        env = "BERTH_ROOT",
+        default_value = "/var/lib/berth",
+        global = true
+    )]
+    pub(crate) root: PathBuf,
+    /// Runtime state root (a tmpfs).
+    #[arg(
+        long,
+        env = "BERTH_RUN_ROOT",
+        default_value = "/run/berth",
+        global = true
+    )]
+    pub(crate) run_root: PathBuf,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+impl Cli {
+    pub(crate) fn paths(&self) -> Paths {
+        Paths::new(&self.root, &self.run_root)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    #[command(flatten)]
+    Image(image::ImageCommand),
+    #[command(flatten)]
+    Container(container::ContainerCommand),
+    /// Run a command in a new container.
+    Run(RunArgs),
+    /// Docker-shaped JSON of containers or images.
+    Inspect {
+        /// Go-template subset: text with `{{.Field.Sub}}` and `{{json .Field}}`.
+        #[arg(short, long)]
+        format: Option<String>,
+        /// Containers (tried first) or images.
+        #[arg(required = true)]
+        objects: Vec<String>,
+    },
+    /// Per-container monitor (internal; started by `run`).
+    #[command(hide = true)]
+    Monitor {
+        /// Full container id.
+        id: String,
+    },
+}
+
+/// Runs a verb; returns the exit code.
+pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
+    let engine = Engine::open(paths).context("open engine state")?;
+    let mut stdout = std::io::stdout().lock();
+    match &cli.command {
+        Command::Image(c) => return image::dispatch(&engine, c),
+        Command::Container(c) => return container::dispatch(&engine, c),
+        Command::Run(args) => return run::run(&engine, args),
+        Command::Inspect { format, objects } => {
+            return inspect(&engine, objects, format.as_deref(), &mut stdout);
+        }
+        Command::Monitor { .. } => {}
+    }
+    Ok(0)
+}
+
+/// Prints the objects found as one JSON array; like Docker, each missing one is an error line
+/// and makes the exit code 1.
+fn inspect(
+    engine: &Engine,
+    objects: &[String],
+    format: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    let mut found = Vec::new();
+    let mut code = 0;
+    for o in objects {
+        match engine.inspect(o) {
+            Ok(v) => found.push(v),
+            Err(e @ engine::EngineError::NotFound { .. }) => {
+                eprintln!("berth: {e}");
+                code = 1;
+            }
+            Err(e) => return Err(e).with_context(|| format!("inspect {o}")),
+        }
+    }
+    match format {
+        Some(f) => {
+            for v in &found {
+                writeln!(out, "{}", render::template(f, v)?)?;
+            }
+        }
+        None => render::json(out, &found)?,
+    }
+    Ok(code)
+}

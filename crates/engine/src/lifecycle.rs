@@ -1,0 +1,413 @@
+//! Container lifecycle: create (record, snapshot, bundle), start (spawn the monitor), kill,
+//! stop, remove, and the idempotent cleanup the monitor shares.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, HostConfig};
+use crate::containers::{Container, NewContainer};
+use crate::engine::{Engine, POLL, io_err, is_mountpoint, rootfs_path, runtime_root, write_file};
+use crate::error::{EngineError, Result};
+use crate::id::Timestamp;
+use crate::state::Transition;
+use crate::store::Paths;
+
+/// What `berth create`/`run` (and the Engine API's `POST /containers/create`) ask for: Docker's
+/// `Config` and `HostConfig` as the user gave them; the image's config fills what they leave
+/// empty when the container is created.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// `--name`; `None` picks a random one.
+    pub name: Option<String>,
+    /// Portable configuration; `config.image` names the image.
+    pub config: Config,
+    /// Host configuration (limits, mounts, restart policy, ...).
+    pub host_config: HostConfig,
+}
+
+/// A started container and its monitor (a child of this process until it exits).
+#[derive(Debug)]
+pub struct Started {
+    /// The record as created.
+    pub container: Container,
+    /// The monitor process; its exit status is the container's exit code.
+    pub monitor: Child,
+    /// The log file, opened before the monitor started (it survives `--rm`).
+    pub log: File,
+}
+
+impl Engine {
+    /// Creates the container (record, snapshot, bundle) and starts its monitor, which runs it.
+    /// Returns once the monitor reported the start.
+    ///
+    /// Errors: a missing image, a taken name, or a start failure (with Docker's exit code).
+    pub fn run(&self, req: &CreateRequest) -> Result<Started> {
+        let c = self.create(req)?;
+        match self.start_monitor(&c) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                if let Err(clean) = self.remove(&c.id.to_string(), true) {
+                    tracing::warn!(
+                        "remove container {} after failed start: {clean}",
+                        c.id.short()
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the container: the record (status `created`), its overlay snapshot and bundle.
+    ///
+    /// Errors: a missing image, a taken name, a bad value in the request.
+    pub fn create(&self, req: &CreateRequest) -> Result<Container> {
+        let (record, img) = self.resolve_image(&req.config.image)?;
+        let config = merge_config(&req.config, img.config.config().as_ref());
+        let mut host_config = req.host_config.clone();
+        if host_config.network_mode.is_empty() {
+            host_config.network_mode = "none".into();
+        }
+        let mut c = self.store.write(|tx| {
+            tx.create_container(NewContainer {
+                name: req.name.clone(),
+                image: req.config.image.clone(),
+                image_digest: Some(record.digest.clone()),
+                config,
+                host_config,
+                mounts: Vec::new(),
+            })
+        })?;
+        // The hostname is the short id, known only now; it lives in the bundle's config.
+        c.config.hostname = c.id.short().to_owned();
+        if let Err(e) = self.prepare(&c, &img) {
+            if let Err(clean) = self.remove(&c.id.to_string(), true) {
+                tracing::warn!(
+                    "remove container {} after failed create: {clean}",
+                    c.id.short()
+                );
+            }
+            return Err(e);
+        }
+        Ok(c)
+    }
+
+    /// Snapshot dirs, bundle config and an empty log file.
+    fn prepare(&self, c: &Container, img: &image::Image) -> Result<()> {
+        let id = c.id.as_str();
+        let mount = self
+            .images
+            .prepare(id, img)
+            .map_err(|source| EngineError::Image {
+                action: format!("prepare rootfs of {}", c.id.short()),
+                source: Box::new(source),
+            })?;
+        let spec = serde_json::to_vec_pretty(&crate::bundle::oci_config(c, &rootfs_path(c))?)
+            .map_err(|source| EngineError::Json {
+                action: format!("encode config of container {}", c.id.short()),
+                source,
+            })?;
+        let mount_json = serde_json::json!({
+            "lowerdirs": mount.lowerdirs, "upperdir": mount.upperdir, "workdir": mount.workdir,
+        });
+        write_file(&c.bundle.join("config.json"), &spec)?;
+        write_file(
+            &c.bundle.join("rootfs.json"),
+            mount_json.to_string().as_bytes(),
+        )?;
+        write_file(&c.log_path, b"")?;
+        Ok(())
+    }
+
+    fn start_monitor(&self, c: &Container) -> Result<Started> {
+        let log = File::open(&c.log_path).map_err(io_err("open log", &c.log_path))?;
+        let exe =
+            std::env::current_exe().map_err(io_err("find berth", Path::new("/proc/self/exe")))?;
+        let monitor_log = c.bundle.join("monitor.log");
+        let stderr = File::create(&monitor_log).map_err(io_err("create", &monitor_log))?;
+        let mut child = Command::new(exe)
+            .arg("--root")
+            .arg(&self.paths.root)
+            .arg("--run-root")
+            .arg(&self.paths.run_root)
+            .arg("monitor")
+            .arg(c.id.as_str())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(io_err("spawn monitor", &monitor_log))?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        let line = line.trim_end();
+        if line == "ok" {
+            return Ok(Started {
+                container: c.clone(),
+                monitor: child,
+                log,
+            });
+        }
+        let _ = child.wait();
+        let (code, message) = match line.strip_prefix("err ") {
+            Some(rest) => {
+                let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+                (code.parse().unwrap_or(125), msg.to_owned())
+            }
+            None => (
+                125,
+                fs::read_to_string(&monitor_log)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+            ),
+        };
+        Err(EngineError::StartFailed {
+            id: c.id.short().to_owned(),
+            message,
+            exit_code: code,
+        })
+    }
+
+    /// Sends `signal` to the container's init, recording that the user asked.
+    ///
+    /// Errors: no such container, or it is not running.
+    pub fn kill(&self, reference: &str, signal: i32) -> Result<Container> {
+        let c = self.container(reference)?;
+        let c = self
+            .store
+            .write(|tx| tx.transition(&c.id, Transition::StopRequested))?;
+        runtime::container::kill(&self.runtime_root(), c.id.as_str(), signal, false).map_err(
+            |source| EngineError::Runtime {
+                action: format!("kill container {}", c.id.short()),
+                source: Box::new(source),
+            },
+        )?;
+        Ok(c)
+    }
+
+    /// Stops the container: SIGTERM, then SIGKILL after `timeout`; waits for its exit record.
+    ///
+    /// Errors: no such container.
+    pub fn stop(&self, reference: &str, timeout: Duration) -> Result<Container> {
+        let c = self.container(reference)?;
+        if !c.state.status.is_active() {
+            return Ok(c);
+        }
+        let root = self.runtime_root();
+        if self.kill(reference, 15).is_ok() && self.wait_exit(&c, timeout)? {
+            return self.container(c.id.as_str());
+        }
+        let _ = runtime::container::kill(&root, c.id.as_str(), 9, true);
+        self.wait_exit(&c, Duration::from_secs(30))?;
+        self.container(c.id.as_str())
+    }
+
+    /// Waits until the monitor recorded the exit and is gone; `false` on timeout.
+    fn wait_exit(&self, c: &Container, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.store.read(|tx| tx.container_by_id(&c.id))?;
+            // Recording the exit clears `monitor_pid`, but the monitor still cleans up (runtime
+            // delete, unmount) after that: wait for the pid the caller saw as well.
+            let monitor_gone = now
+                .state
+                .monitor_pid
+                .or(c.state.monitor_pid)
+                .is_none_or(|p| !crate::check::is_alive(p));
+            if !now.state.status.is_active() && monitor_gone {
+                return Ok(true);
+            }
+            if now.state.status.is_active() && monitor_gone {
+                // The monitor died with the container: record what the next command must.
+                self.cleanup(&now);
+                let _ = self.store.write(|tx| {
+                    tx.transition(
+                        &now.id,
+                        Transition::Exited {
+                            exit_code: 137,
+                            oom_killed: false,
+                            at: Timestamp::now(),
+                        },
+                    )
+                });
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Removes the container: with `force` a running one is killed first. Idempotent cleanup of
+    /// runtime state, rootfs mount and directories, then the record.
+    ///
+    /// Errors: no such container, or it runs and `force` is not set.
+    pub fn remove(&self, reference: &str, force: bool) -> Result<Container> {
+        let c = self.container(reference)?;
+        if c.state.status.is_active() {
+            if !force {
+                return Err(EngineError::IllegalTransition {
+                    id: c.id.short().to_owned(),
+                    action: "remove",
+                    from: c.state.status,
+                });
+            }
+            let _ = self
+                .store
+                .write(|tx| tx.transition(&c.id, Transition::StopRequested));
+            let _ = runtime::container::kill(&self.runtime_root(), c.id.as_str(), 9, true);
+            self.wait_exit(&c, Duration::from_secs(30))?;
+        } else if let Some(p) = c.state.monitor_pid
+            && crate::check::is_alive(p)
+        {
+            // The monitor recorded the exit and is cleaning up: let it finish.
+            self.wait_exit(&c, Duration::from_secs(30))?;
+        }
+        self.cleanup(&c);
+        let removed = match self.store.write(|tx| tx.remove_container(&c.id)) {
+            Ok(r) => r,
+            Err(EngineError::NotFound { .. }) => c.clone(),
+            Err(e) => return Err(e),
+        };
+        self.images
+            .snapshots()
+            .remove(c.id.as_str())
+            .map_err(|source| EngineError::Snapshot {
+                action: format!("remove directory of container {}", c.id.short()),
+                source: Box::new(source),
+            })?;
+        Ok(removed)
+    }
+
+    /// Runtime delete, rootfs unmount and run dir removal; each step tolerates "already done".
+    fn cleanup(&self, c: &Container) {
+        cleanup(&self.paths, c);
+    }
+}
+/// Runtime delete, rootfs unmount, run dir removal (shared with the monitor).
+pub(crate) fn cleanup(paths: &Paths, c: &Container) {
+    let root = runtime_root(paths);
+    if runtime::state::state_dir(&root, c.id.as_str()).exists()
+        && let Err(e) = runtime::container::delete(&root, c.id.as_str(), true)
+    {
+        tracing::warn!(
+            "delete container {}: {}",
+            c.id.short(),
+            runtime::error::chain(&e)
+        );
+    }
+    let rootfs = rootfs_path(c);
+    if is_mountpoint(&rootfs)
+        && let Err(e) = image::unmount(&rootfs, true)
+    {
+        tracing::warn!("unmount {}: {e}", rootfs.display());
+    }
+    let _ = fs::remove_dir(&rootfs);
+    let _ = fs::remove_dir_all(&c.run_dir);
+}
+/// Docker's merge of the user's config over the image's: the user's Entrypoint (even an empty
+/// one, from `--entrypoint ""`) drops the image's Cmd; Env, Labels, ExposedPorts and Volumes
+/// are unions with the user winning per key; User, WorkingDir, StopSignal and Healthcheck come
+/// from the image only when the user left them unset.
+fn merge_config(user: &Config, image: Option<&oci_spec::image::Config>) -> Config {
+    let mut c = user.clone();
+    if let Some(ep) = &c.entrypoint
+        && ep.iter().all(String::is_empty)
+    {
+        c.entrypoint = Some(Vec::new());
+    }
+    let Some(ic) = image else {
+        return c;
+    };
+    if c.entrypoint.is_none() {
+        if c.cmd.as_ref().is_none_or(Vec::is_empty) {
+            c.cmd = ic.cmd().clone();
+        }
+        c.entrypoint = ic.entrypoint().clone();
+    }
+    let key = |e: &str| e.split('=').next().unwrap_or_default().to_owned();
+    let mut env = ic.env().clone().unwrap_or_default();
+    env.retain(|e| !c.env.iter().any(|u| key(u) == key(e)));
+    env.append(&mut c.env);
+    c.env = env;
+    for (k, v) in ic.labels().clone().unwrap_or_default() {
+        c.labels.entry(k).or_insert(v);
+    }
+    for p in ic.exposed_ports().clone().unwrap_or_default() {
+        c.exposed_ports.entry(p).or_default();
+    }
+    for v in ic.volumes().clone().unwrap_or_default() {
+        c.volumes.entry(v).or_default();
+    }
+    if c.user.is_empty() {
+        c.user = ic.user().clone().unwrap_or_default();
+    }
+    if c.working_dir.is_empty() {
+        c.working_dir = ic.working_dir().clone().unwrap_or_default();
+    }
+    if c.stop_signal.is_none() {
+        c.stop_signal = ic.stop_signal().clone();
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image_config() -> oci_spec::image::Config {
+        serde_json::from_value(serde_json::json!({
+            "Entrypoint": ["/ep"], "Cmd": ["img-cmd"], "Env": ["PATH=/img", "A=img"],
+            "WorkingDir": "/w", "User": "1", "Labels": {"l": "img", "m": "img"},
+            "ExposedPorts": {"80/tcp": {}}, "StopSignal": "SIGQUIT"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn cmd_replaces_and_entrypoint_clears_image_cmd() {
+        let ic = image_config();
+        let user = Config {
+            cmd: Some(vec!["echo".into(), "hi".into()]),
+            ..Config::default()
+        };
+        let c = merge_config(&user, Some(&ic));
+        assert_eq!(c.entrypoint, Some(vec!["/ep".into()]));
+        assert_eq!(c.cmd, Some(vec!["echo".into(), "hi".into()]));
+        let user = Config {
+            entrypoint: Some(vec!["/bin/true".into()]),
+            ..Config::default()
+        };
+        let c = merge_config(&user, Some(&ic));
+        assert_eq!(c.entrypoint, Some(vec!["/bin/true".into()]));
+        assert_eq!(c.cmd, None);
+        let user = Config {
+            entrypoint: Some(vec![String::new()]),
+            ..Config::default()
+        };
+        assert_eq!(merge_config(&user, Some(&ic)).entrypoint, Some(vec![]));
+    }
+
+    #[test]
+    fn image_fills_what_the_user_left_unset() {
+        let ic = image_config();
+        let mut user = Config {
+            env: vec!["A=user".into()],
+            user: "2".into(),
+            ..Config::default()
+        };
+        user.labels.insert("l".into(), "user".into());
+        let c = merge_config(&user, Some(&ic));
+        assert_eq!(c.env, ["PATH=/img", "A=user"]);
+        assert_eq!((c.user.as_str(), c.working_dir.as_str()), ("2", "/w"));
+        assert_eq!(c.labels["l"], "user");
+        assert_eq!(c.labels["m"], "img");
+        assert!(c.exposed_ports.contains_key("80/tcp"));
+        assert_eq!(c.stop_signal.as_deref(), Some("SIGQUIT"));
+    }
+}
