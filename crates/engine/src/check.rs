@@ -136,7 +136,9 @@ fn container_problems(c: &Container, images: &HashSet<Digest>) -> Vec<Problem> {
         });
     }
     let s = &c.state;
-    if s.status.is_active() && !s.pid.is_some_and(is_alive) && !s.monitor_pid.is_some_and(is_alive)
+    if s.status.is_active()
+        && !s.pid.is_some_and(is_alive)
+        && !s.monitor_pid.is_some_and(|p| monitor_alive(p, &c.run_dir))
     {
         out.push(Problem::ProcessGone {
             id: c.id.clone(),
@@ -154,8 +156,8 @@ fn container_problems(c: &Container, images: &HashSet<Digest>) -> Vec<Problem> {
     out
 }
 
-/// Whether a process with this pid exists. A reused pid reads as alive: the monitor records
-/// its start time in its run directory to tell the two apart (next step).
+/// Whether a process with this pid exists (a reused pid reads as alive: see
+/// [`monitor_alive`] for the guarded check).
 pub fn is_alive(pid: i32) -> bool {
     let Some(pid) = rustix::process::Pid::from_raw(pid) else {
         return false;
@@ -163,6 +165,71 @@ pub fn is_alive(pid: i32) -> bool {
     match rustix::process::test_kill_process(pid) {
         Ok(()) => true,
         Err(e) => e == rustix::io::Errno::PERM,
+    }
+}
+
+/// The file in a container's run directory naming its monitor: `<pid> <start time>`.
+const MONITOR_FILE: &str = "monitor";
+
+/// Field 22 of `/proc/<pid>/stat`: the process's start time in clock ticks since boot. With
+/// the pid it names one process for the life of the system.
+#[must_use]
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Records the calling process as the monitor of the container whose run directory is
+/// `run_dir` (written before the store names its pid, replaced atomically).
+pub(crate) fn record_monitor(run_dir: &Path) -> Result<()> {
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    let start = start_time(pid).unwrap_or(0);
+    let tmp = run_dir.join(format!(".{MONITOR_FILE}.tmp"));
+    let path = run_dir.join(MONITOR_FILE);
+    fs::create_dir_all(run_dir).map_err(|source| EngineError::Io {
+        action: "create directory",
+        path: run_dir.to_owned(),
+        source,
+    })?;
+    fs::write(&tmp, format!("{pid} {start}\n"))
+        .and_then(|()| fs::rename(&tmp, &path))
+        .map_err(|source| EngineError::Io {
+            action: "record monitor in",
+            path,
+            source,
+        })
+}
+
+/// Whether the monitor recorded with pid `pid` for the container whose run directory is
+/// `run_dir` still runs: the pid lives and its start time is the one the monitor recorded, so
+/// a pid the kernel gave to another process is not taken for the monitor. Without a record
+/// (the monitor already cleaned up its run directory, or wrote none) the process must be a
+/// `berth` monitor by its command line.
+#[must_use]
+pub fn monitor_alive(pid: i32, run_dir: &Path) -> bool {
+    if !is_alive(pid) {
+        return false;
+    }
+    let recorded = fs::read_to_string(run_dir.join(MONITOR_FILE)).ok();
+    let parsed = recorded.as_deref().and_then(|t| {
+        let mut it = t.split_whitespace();
+        Some((
+            it.next()?.parse::<i32>().ok()?,
+            it.next()?.parse::<u64>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((p, start)) if p == pid => start_time(pid) == Some(start),
+        _ => fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
+            let id = run_dir
+                .file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            args.contains(&&b"monitor"[..]) && !id.is_empty() && args.contains(&id)
+        }),
     }
 }
 

@@ -179,6 +179,25 @@ pub enum EngineError {
         #[source]
         source: Box<runtime::RuntimeError>,
     },
+    /// An external OCI runtime binary (`--runtime`) failed; `message` is what it logged.
+    #[error("{action}: {runtime}: {message}")]
+    OciRuntime {
+        /// What was being done.
+        action: String,
+        /// The runtime binary.
+        runtime: PathBuf,
+        /// Its error.
+        message: String,
+    },
+    /// Reading a container's cgroup (stats, top) failed.
+    #[error("{action}")]
+    Cgroup {
+        /// What was being done.
+        action: String,
+        /// The cgroup error.
+        #[source]
+        source: Box<cgroups::CgroupError>,
+    },
     /// The container's monitor did not report a start.
     #[error("start container {id}: {message}")]
     StartFailed {
@@ -231,6 +250,8 @@ impl EngineError {
             | Self::Image { .. }
             | Self::Snapshot { .. }
             | Self::Runtime { .. }
+            | Self::OciRuntime { .. }
+            | Self::Cgroup { .. }
             | Self::StartFailed { .. } => ErrorKind::Internal,
         }
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, HostConfig};
 use crate::containers::{Container, NewContainer};
-use crate::engine::{Engine, POLL, io_err, is_mountpoint, rootfs_path, runtime_root, write_file};
+use crate::engine::{Engine, POLL, io_err, is_mountpoint, rootfs_path, write_file};
 use crate::error::{EngineError, Result};
 use crate::id::Timestamp;
 use crate::state::Transition;
@@ -69,6 +69,9 @@ impl Engine {
         let mut host_config = req.host_config.clone();
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "none".into();
+        }
+        if !host_config.runtime.is_empty() {
+            host_config.runtime = crate::oci::resolve_binary(&host_config.runtime)?;
         }
         let mut c = self.store.write(|tx| {
             tx.create_container(NewContainer {
@@ -180,12 +183,12 @@ impl Engine {
         let c = self
             .store
             .write(|tx| tx.transition(&c.id, Transition::StopRequested))?;
-        runtime::container::kill(&self.runtime_root(), c.id.as_str(), signal, false).map_err(
-            |source| EngineError::Runtime {
-                action: format!("kill container {}", c.id.short()),
-                source: Box::new(source),
-            },
-        )?;
+        let oci = crate::oci::for_container(&self.paths, &c);
+        oci.kill(c.id.as_str(), signal, false)?;
+        if signal == 9 && c.state.status == crate::state::Status::Paused {
+            // A frozen task dies only once thawed (Docker unpauses after SIGKILL too).
+            let _ = oci.resume(c.id.as_str());
+        }
         Ok(c)
     }
 
@@ -197,11 +200,12 @@ impl Engine {
         if !c.state.status.is_active() {
             return Ok(c);
         }
-        let root = self.runtime_root();
         if self.kill(reference, 15).is_ok() && self.wait_exit(&c, timeout)? {
             return self.container(c.id.as_str());
         }
-        let _ = runtime::container::kill(&root, c.id.as_str(), 9, true);
+        let oci = crate::oci::for_container(&self.paths, &c);
+        let _ = oci.kill(c.id.as_str(), 9, true);
+        let _ = oci.resume(c.id.as_str());
         self.wait_exit(&c, Duration::from_secs(30))?;
         self.container(c.id.as_str())
     }
@@ -217,7 +221,7 @@ impl Engine {
                 .state
                 .monitor_pid
                 .or(c.state.monitor_pid)
-                .is_none_or(|p| !crate::check::is_alive(p));
+                .is_none_or(|p| !crate::check::monitor_alive(p, &c.run_dir));
             if !now.state.status.is_active() && monitor_gone {
                 return Ok(true);
             }
@@ -260,10 +264,14 @@ impl Engine {
             let _ = self
                 .store
                 .write(|tx| tx.transition(&c.id, Transition::StopRequested));
-            let _ = runtime::container::kill(&self.runtime_root(), c.id.as_str(), 9, true);
+            let oci = crate::oci::for_container(&self.paths, &c);
+            let _ = oci.kill(c.id.as_str(), 9, true);
+            if c.state.status == crate::state::Status::Paused {
+                let _ = oci.resume(c.id.as_str());
+            }
             self.wait_exit(&c, Duration::from_secs(30))?;
         } else if let Some(p) = c.state.monitor_pid
-            && crate::check::is_alive(p)
+            && crate::check::monitor_alive(p, &c.run_dir)
         {
             // The monitor recorded the exit and is cleaning up: let it finish.
             self.wait_exit(&c, Duration::from_secs(30))?;
@@ -291,9 +299,9 @@ impl Engine {
 }
 /// Runtime delete, rootfs unmount, run dir removal (shared with the monitor).
 pub(crate) fn cleanup(paths: &Paths, c: &Container) {
-    let root = runtime_root(paths);
-    if runtime::state::state_dir(&root, c.id.as_str()).exists()
-        && let Err(e) = runtime::container::delete(&root, c.id.as_str(), true)
+    let oci = crate::oci::for_container(paths, c);
+    if oci.exists(c.id.as_str())
+        && let Err(e) = oci.delete(c.id.as_str(), true)
     {
         tracing::warn!(
             "delete container {}: {}",

@@ -16,7 +16,7 @@ use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, WaitOptions};
 
 use crate::containers::Container;
-use crate::engine::{io_err, rootfs_path, runtime_root};
+use crate::engine::{io_err, rootfs_path};
 use crate::error::{EngineError, Result};
 use crate::id::Timestamp;
 use crate::lifecycle::cleanup;
@@ -126,21 +126,17 @@ fn start(
     let _ = rustix::stdio::dup2_stdout(&out_w);
     let _ = rustix::stdio::dup2_stderr(&err_w);
     drop((out_w, err_w));
-    let root = runtime_root(paths);
-    let opts = runtime::container::CreateOptions {
-        id: c.id.as_str().to_owned(),
-        bundle: c.bundle.clone(),
-        ..Default::default()
-    };
-    let created = runtime::container::create(&root, &opts)
-        .and_then(|pid| runtime::container::start(&root, c.id.as_str()).map(|()| pid));
+    let oci = crate::oci::for_container(paths, c);
+    let created = oci
+        .create(c.id.as_str(), &c.bundle)
+        .and_then(|pid| oci.start(c.id.as_str()).map(|()| pid));
     // Only the container may hold the write ends now, so its exit reads as EOF.
     if let Ok(null) = File::open("/dev/null") {
         let _ = rustix::stdio::dup2_stdout(&null);
     }
     let _ = rustix::stdio::dup2_stderr(&saved_err);
-    let pid = created.map_err(|source| {
-        let msg = runtime::error::chain(&source);
+    let pid = created.map_err(|e| {
+        let msg = runtime::error::chain(&e);
         let code = if msg.contains("No such file") || msg.contains("not found") {
             127
         } else if msg.contains("ermission denied") {
@@ -148,14 +144,9 @@ fn start(
         } else {
             125
         };
-        (
-            code,
-            EngineError::Runtime {
-                action: format!("create container {}", c.id.short()),
-                source: Box::new(source),
-            },
-        )
+        (code, e)
     })?;
+    crate::check::record_monitor(&c.run_dir).map_err(internal)?;
     store
         .write(|tx| {
             tx.transition(

@@ -11,7 +11,10 @@ use crate::render;
 
 pub(crate) mod container;
 mod image;
+mod process;
+mod ps;
 mod run;
+mod stats;
 
 pub(crate) use container::ContainerCommand;
 use run::RunArgs;
@@ -52,6 +55,10 @@ pub(crate) enum Command {
     Image(image::ImageCommand),
     #[command(flatten)]
     Container(container::ContainerCommand),
+    #[command(flatten)]
+    Ps(ps::PsCommand),
+    #[command(flatten)]
+    Process(process::ProcessCommand),
     /// Run a command in a new container.
     Run(RunArgs),
     /// Docker-shaped JSON of containers or images.
@@ -78,6 +85,8 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
     match &cli.command {
         Command::Image(c) => return image::dispatch(&engine, c),
         Command::Container(c) => return container::dispatch(&engine, c),
+        Command::Ps(c) => return ps::dispatch(&engine, c),
+        Command::Process(c) => return process::dispatch(&engine, c),
         Command::Run(args) => return run::run(&engine, args),
         Command::Inspect { format, objects } => {
             return inspect(&engine, objects, format.as_deref(), &mut stdout);

@@ -29,6 +29,10 @@ pub(crate) struct CreateArgs {
     /// `none` (default) or `host`.
     #[arg(long)]
     network: Option<String>,
+    /// OCI runtime binary (path or name in PATH: runc, crun, berth-runtime) instead of the
+    /// in-process runtime.
+    #[arg(long)]
+    runtime: Option<String>,
     /// Image.
     image: String,
     /// Command and arguments.
@@ -52,6 +56,7 @@ impl CreateArgs {
         let host_config = HostConfig {
             auto_remove: self.rm,
             network_mode: self.network.clone().unwrap_or_default(),
+            runtime: self.runtime.clone().unwrap_or_default(),
             ..HostConfig::default()
         };
         Ok(CreateRequest {

@@ -34,7 +34,10 @@ impl V2Manager {
         let own = own.get("").map_or("/", String::as_str);
         Self {
             mount: mount.to_owned(),
-            dir: path.place(mount, "/", relative_base(own)),
+            dir: match path {
+                CgroupPath::Own => path.place(mount, "/", own),
+                _ => path.place(mount, "/", relative_base(own)),
+            },
             created: Mutex::new(Vec::new()),
         }
     }
