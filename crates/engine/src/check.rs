@@ -52,6 +52,28 @@ pub enum Problem {
         /// Recorded monitor pid.
         monitor_pid: Option<i32>,
     },
+    /// A container recorded as running or paused whose monitor is gone while its process
+    /// still runs (the monitor was killed): nobody drains its output or records its exit.
+    /// Repair: kill it, clean up, record it as exited.
+    MonitorGone {
+        /// Container id.
+        id: ContainerId,
+        /// The container's live pid.
+        pid: i32,
+    },
+    /// Runtime state (an OCI runtime's state directory) for a container with no record or one
+    /// that is not running (killed mid-`rm` or mid-start). Repair: the runtime's forced
+    /// delete (kills leftovers, removes the cgroup).
+    OrphanRuntimeState {
+        /// The state directory.
+        path: PathBuf,
+    },
+    /// A container's rootfs still mounted although the container is not running or has no
+    /// record. Repair: unmount it and remove its run directory.
+    OrphanMount {
+        /// The mount point.
+        path: PathBuf,
+    },
     /// A container created from an image record that is gone (after `rmi -f`). Informational.
     ImageMissing {
         /// Container id.
@@ -136,16 +158,19 @@ fn container_problems(c: &Container, images: &HashSet<Digest>) -> Vec<Problem> {
         });
     }
     let s = &c.state;
-    if s.status.is_active()
-        && !s.pid.is_some_and(is_alive)
-        && !s.monitor_pid.is_some_and(|p| monitor_alive(p, &c.run_dir))
-    {
-        out.push(Problem::ProcessGone {
+    let monitor = s.monitor_pid.is_some_and(|p| monitor_alive(p, &c.run_dir));
+    match s.pid.filter(|p| is_alive(*p)) {
+        _ if !s.status.is_active() || monitor => {}
+        None => out.push(Problem::ProcessGone {
             id: c.id.clone(),
             status: s.status,
             pid: s.pid,
             monitor_pid: s.monitor_pid,
-        });
+        }),
+        Some(pid) => out.push(Problem::MonitorGone {
+            id: c.id.clone(),
+            pid,
+        }),
     }
     if let Some(d) = c.image_digest.as_ref().filter(|d| !images.contains(*d)) {
         out.push(Problem::ImageMissing {
@@ -156,16 +181,26 @@ fn container_problems(c: &Container, images: &HashSet<Digest>) -> Vec<Problem> {
     out
 }
 
-/// Whether a process with this pid exists (a reused pid reads as alive: see
-/// [`monitor_alive`] for the guarded check).
+/// Whether a process with this pid exists and has not exited (a zombie, dead but not yet
+/// reaped by its parent, is not alive; a reused pid reads as alive: see [`monitor_alive`] for
+/// the guarded check).
 pub fn is_alive(pid: i32) -> bool {
-    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
         return false;
     };
-    match rustix::process::test_kill_process(pid) {
+    let exists = match rustix::process::test_kill_process(p) {
         Ok(()) => true,
         Err(e) => e == rustix::io::Errno::PERM,
-    }
+    };
+    exists && !matches!(stat_field(pid, 3).as_deref(), Some("Z" | "X"))
+}
+
+/// Field `n` (1-based, as proc(5) numbers them; n >= 3) of `/proc/<pid>/stat`.
+fn stat_field(pid: i32, n: usize) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or `)`.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split_whitespace().nth(n - 3).map(str::to_owned)
 }
 
 /// The file in a container's run directory naming its monitor: `<pid> <start time>`.
@@ -175,10 +210,7 @@ const MONITOR_FILE: &str = "monitor";
 /// the pid it names one process for the life of the system.
 #[must_use]
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces or `)`.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat_field(pid, 22)?.parse().ok()
 }
 
 /// Records the calling process as the monitor of the container whose run directory is
@@ -212,15 +244,7 @@ pub fn monitor_alive(pid: i32, run_dir: &Path) -> bool {
     if !is_alive(pid) {
         return false;
     }
-    let recorded = fs::read_to_string(run_dir.join(MONITOR_FILE)).ok();
-    let parsed = recorded.as_deref().and_then(|t| {
-        let mut it = t.split_whitespace();
-        Some((
-            it.next()?.parse::<i32>().ok()?,
-            it.next()?.parse::<u64>().ok()?,
-        ))
-    });
-    match parsed {
+    match recorded_monitor(run_dir) {
         Some((p, start)) if p == pid => start_time(pid) == Some(start),
         _ => fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
             let id = run_dir
@@ -231,6 +255,19 @@ pub fn monitor_alive(pid: i32, run_dir: &Path) -> bool {
             args.contains(&&b"monitor"[..]) && !id.is_empty() && args.contains(&id)
         }),
     }
+}
+
+/// Whether the monitor recorded in `run_dir` (whatever the store says) still runs.
+pub(crate) fn monitor_recorded_alive(run_dir: &Path) -> bool {
+    recorded_monitor(run_dir)
+        .is_some_and(|(pid, start)| is_alive(pid) && start_time(pid) == Some(start))
+}
+
+/// The `(pid, start time)` a monitor recorded in `run_dir`.
+fn recorded_monitor(run_dir: &Path) -> Option<(i32, u64)> {
+    let text = fs::read_to_string(run_dir.join(MONITOR_FILE)).ok()?;
+    let mut it = text.split_whitespace();
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
 fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -258,4 +295,38 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zombies_and_reused_pids_are_not_alive() {
+        let me = std::process::id() as i32;
+        assert!(is_alive(me));
+        assert!(start_time(me).is_some());
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Exited but not reaped: a zombie.
+        while stat_field(pid, 3).as_deref() != Some("Z") {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!is_alive(pid));
+        child.wait().unwrap();
+        assert!(!is_alive(pid));
+
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("0".repeat(64));
+        record_monitor(&run_dir).unwrap();
+        assert!(monitor_alive(me, &run_dir));
+        assert!(monitor_recorded_alive(&run_dir));
+        // The same pid with another start time is another process.
+        fs::write(run_dir.join(MONITOR_FILE), format!("{me} 1\n")).unwrap();
+        assert!(!monitor_alive(me, &run_dir));
+        assert!(!monitor_recorded_alive(&run_dir));
+        // No record: only a `berth monitor <id>` command line counts.
+        fs::remove_file(run_dir.join(MONITOR_FILE)).unwrap();
+        assert!(!monitor_alive(me, &run_dir));
+    }
 }

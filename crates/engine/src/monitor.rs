@@ -114,6 +114,8 @@ fn start(
 ) -> std::result::Result<Running, (i32, EngineError)> {
     let internal = |e| (125, e);
     mount_rootfs(c).map_err(internal)?;
+    // Before the runtime makes state: `system check` leaves a live monitor's state alone.
+    crate::check::record_monitor(&c.run_dir).map_err(internal)?;
     let pipe = || {
         rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
             .map_err(|e| io_err("create pipe", &c.log_path)(e.into()))
@@ -146,7 +148,6 @@ fn start(
         };
         (code, e)
     })?;
-    crate::check::record_monitor(&c.run_dir).map_err(internal)?;
     store
         .write(|tx| {
             tx.transition(

@@ -46,6 +46,7 @@ impl Engine {
         // Docker lists stopped containers too when asked for the last N or for a status.
         let all = opts.all || opts.last.is_some() || !filter.statuses.is_empty();
         let mut list = self.store.read(|tx| tx.list_containers(&filter))?;
+        self.repair_gone(&mut list);
         list.retain(|c| {
             (all || c.state.status.is_active())
                 && before
@@ -60,6 +61,36 @@ impl Engine {
             list.truncate(n);
         }
         Ok(list)
+    }
+
+    /// Lazy repair: a container recorded as active whose process and monitor are both gone
+    /// (its monitor was killed, then it died) is cleaned up and recorded as exited, so `ps`
+    /// never shows a dead container as up.
+    fn repair_gone(&self, list: &mut Vec<Container>) {
+        let mut reaped = false;
+        for c in list.iter() {
+            let s = &c.state;
+            if s.status.is_active()
+                && !s.pid.is_some_and(crate::check::is_alive)
+                && !s
+                    .monitor_pid
+                    .is_some_and(|p| crate::check::monitor_alive(p, &c.run_dir))
+            {
+                if let Err(e) = self.reap(c) {
+                    tracing::warn!("repair container {}: {e}", c.id.short());
+                }
+                reaped = true;
+            }
+        }
+        if reaped {
+            let ids: Vec<_> = list.iter().map(|c| c.id.clone()).collect();
+            list.clear();
+            for id in ids {
+                if let Ok(c) = self.store.read(|tx| tx.container_by_id(&id)) {
+                    list.push(c);
+                }
+            }
+        }
     }
 
     /// The size of `c`'s writable layer and, with its image, its virtual size.

@@ -15,6 +15,7 @@ mod process;
 mod ps;
 mod run;
 mod stats;
+mod system;
 
 pub(crate) use container::ContainerCommand;
 use run::RunArgs;
@@ -59,6 +60,8 @@ pub(crate) enum Command {
     Ps(ps::PsCommand),
     #[command(flatten)]
     Process(process::ProcessCommand),
+    #[command(flatten)]
+    System(system::SystemCommand),
     /// Run a command in a new container.
     Run(RunArgs),
     /// Docker-shaped JSON of containers or images.
@@ -87,6 +90,7 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
         Command::Container(c) => return container::dispatch(&engine, c),
         Command::Ps(c) => return ps::dispatch(&engine, c),
         Command::Process(c) => return process::dispatch(&engine, c),
+        Command::System(c) => return system::dispatch(&engine, c),
         Command::Run(args) => return run::run(&engine, args),
         Command::Inspect { format, objects } => {
             return inspect(&engine, objects, format.as_deref(), &mut stdout);
