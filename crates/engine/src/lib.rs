@@ -55,7 +55,7 @@ pub use images::{Image, ImageRemoval, NewImage, normalize_tag};
 pub use lifecycle::{CreateRequest, Started};
 pub use names::random_name;
 pub use ps::{ContainerSize, PsOptions};
-pub use repair::Finding;
+pub use repair::{CRASH_AT_ENV, Finding};
 pub use state::{ContainerState, Health, HealthStatus, Status, Transition};
 pub use store::{DB_FILE, DEFAULT_BUSY_TIMEOUT, DEFAULT_EVENTS_KEPT, Paths, Store, Tx};
 pub use system::{DiskUsage, Pruned, parse_time, version};

@@ -83,9 +83,12 @@ impl Engine {
                 mounts: Vec::new(),
             })
         })?;
+        crate::repair::crash_point("create-after-record");
         // The hostname is the short id, known only now; it lives in the bundle's config.
         c.config.hostname = c.id.short().to_owned();
-        if let Err(e) = self.prepare(&c, &img) {
+        let prepared = self.prepare(&c, &img);
+        crate::repair::crash_point("create-after-prepare");
+        if let Err(e) = prepared {
             if let Err(clean) = self.remove(&c.id.to_string(), true) {
                 tracing::warn!(
                     "remove container {} after failed create: {clean}",
@@ -269,6 +272,7 @@ impl Engine {
             if c.state.status == crate::state::Status::Paused {
                 let _ = oci.resume(c.id.as_str());
             }
+            crate::repair::crash_point("rm-after-kill");
             self.wait_exit(&c, Duration::from_secs(30))?;
         } else if let Some(p) = c.state.monitor_pid
             && crate::check::monitor_alive(p, &c.run_dir)
@@ -277,11 +281,13 @@ impl Engine {
             self.wait_exit(&c, Duration::from_secs(30))?;
         }
         self.cleanup(&c);
+        crate::repair::crash_point("rm-after-cleanup");
         let removed = match self.store.write(|tx| tx.remove_container(&c.id)) {
             Ok(r) => r,
             Err(EngineError::NotFound { .. }) => c.clone(),
             Err(e) => return Err(e),
         };
+        crate::repair::crash_point("rm-after-record");
         self.images
             .snapshots()
             .remove(c.id.as_str())
