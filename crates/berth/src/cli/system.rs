@@ -119,8 +119,9 @@ fn events(
     let since = since.map(|s| engine::parse_time(s, now)).transpose()?;
     let until = until.map(|s| engine::parse_time(s, now)).transpose()?;
     let mut filter = EventFilter {
-        // Without --since Docker shows only what happens from now on.
-        since: since.or(Some(now)),
+        // Without --since or --until Docker shows only what happens from now on; with only
+        // --until, the log up to then.
+        since: since.or(until.is_none().then_some(now)),
         until,
         ..EventFilter::default()
     }
