@@ -205,6 +205,27 @@ fn stats_no_stream_reports_usage() {
     let mut got = lines(&out);
     got.sort_unstable();
     assert_eq!(got, ["s1 1 0B / 0B", "s2 0 0B / 0B"]);
+
+    // Without --no-stream the table is redrawn (screen cleared) until interrupted.
+    let mut live = b
+        .command(&["stats", "s1", "--format", "{{.Name}} {{.PIDs}}"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn stats");
+    let mut reader = BufReader::new(live.stdout.take().expect("stdout"));
+    let mut redraws = 0;
+    let mut line = String::new();
+    while redraws < 2 && reader.read_line(&mut line).expect("read stats") > 0 {
+        if line.starts_with("\x1b[2J\x1b[H") {
+            assert_eq!(line.trim_start_matches("\x1b[2J\x1b[H"), "s1 1\n");
+            redraws += 1;
+        }
+        line.clear();
+    }
+    let _ = live.kill();
+    let _ = live.wait();
+    assert_eq!(redraws, 2);
 }
 
 #[test]

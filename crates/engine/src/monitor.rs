@@ -138,10 +138,11 @@ fn start(
     }
     let _ = rustix::stdio::dup2_stderr(&saved_err);
     let pid = created.map_err(|e| {
-        let msg = runtime::error::chain(&e);
-        let code = if msg.contains("No such file") || msg.contains("not found") {
+        // runc and crun say "no such file", the in-process runtime "No such file".
+        let msg = runtime::error::chain(&e).to_lowercase();
+        let code = if msg.contains("no such file") || msg.contains("not found") {
             127
-        } else if msg.contains("ermission denied") {
+        } else if msg.contains("permission denied") {
             126
         } else {
             125
