@@ -258,5 +258,8 @@ mod tests {
         assert_eq!(m.dir, Path::new("/cg/a/x"));
         let m = V2Manager::new(Path::new("/cg"), &CgroupPath::Absolute("y/x".into()), &own);
         assert_eq!(m.dir, Path::new("/cg/y/x"));
+        // A process's own cgroup, exactly (process_manager).
+        let m = V2Manager::new(Path::new("/cg"), &CgroupPath::Own, &own);
+        assert_eq!(m.dir, Path::new("/cg/a/b"));
     }
 }
