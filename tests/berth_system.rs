@@ -137,10 +137,12 @@ fn pause_top_port_rename() {
     assert!(ps.contains("(Paused) paused"), "{ps}");
     let again = b.cmd(&["pause", "p1"]);
     assert_eq!(again.status.code(), Some(1), "{}", describe(&again));
+    assert!(String::from_utf8_lossy(&again.stderr).ends_with("is already paused\n"));
     assert_eq!(stdout(&b.ok(&["unpause", "p1"])), "p1\n");
     assert!(!frozen(&pid), "thawed");
     let again = b.cmd(&["unpause", "p1"]);
     assert_eq!(again.status.code(), Some(1), "{}", describe(&again));
+    assert!(String::from_utf8_lossy(&again.stderr).ends_with("is not paused\n"));
 
     // top: the host's ps, only the container's processes, Docker's column titles.
     let top = stdout(&b.ok(&["top", "p1"]));

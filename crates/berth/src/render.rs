@@ -186,7 +186,7 @@ pub(crate) fn template(format: &str, value: &serde_json::Value) -> Result<String
         }
         let mut v = Some(value);
         for key in path.split('.').filter(|k| !k.is_empty()) {
-            v = v.and_then(|v| v.get(key));
+            v = v.and_then(|v| field(v, key));
         }
         match (v, json) {
             (None, false) => out.push_str("<no value>"),
@@ -197,6 +197,17 @@ pub(crate) fn template(format: &str, value: &serde_json::Value) -> Result<String
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// A field by its JSON name, else by its Go name (`{{.ID}}` for `"id"`, `{{.TimeNano}}` for
+/// `"timeNano"`: Docker's templates see Go struct fields whose JSON names differ in case).
+fn field<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    v.get(key).or_else(|| {
+        v.as_object()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, x)| x)
+    })
 }
 
 /// One label's value from a `Labels` field: a JSON map, or Docker's `k=v,k=v` text.
@@ -255,6 +266,8 @@ mod tests {
         assert_eq!(template("{{.Nope}}", &v).expect("ok"), "<no value>");
         assert!(template("{{.Name", &v).is_err());
         assert!(template("{{range .X}}", &v).is_err());
+        let ev = serde_json::json!({"id": "abc", "timeNano": 5});
+        assert_eq!(template("{{.ID}} {{.TimeNano}}", &ev).expect("ok"), "abc 5");
         let row = serde_json::json!({"Labels": "a=1,b=2"});
         assert_eq!(template(r#"{{.Label "b"}}"#, &row).expect("ok"), "2");
         assert_eq!(

@@ -57,10 +57,9 @@ impl Engine {
         match c.state.status {
             Status::Running => {}
             Status::Paused => {
-                return Err(EngineError::IllegalTransition {
+                return Err(EngineError::PauseState {
                     id: c.id.short().to_owned(),
-                    action: "pause",
-                    from: Status::Paused,
+                    paused: true,
                 });
             }
             _ => {
@@ -80,10 +79,9 @@ impl Engine {
     pub fn unpause(&self, reference: &str) -> Result<Container> {
         let c = self.container(reference)?;
         if c.state.status != Status::Paused {
-            return Err(EngineError::IllegalTransition {
+            return Err(EngineError::PauseState {
                 id: c.id.short().to_owned(),
-                action: "unpause",
-                from: c.state.status,
+                paused: false,
             });
         }
         crate::oci::for_container(&self.paths, &c).resume(c.id.as_str())?;

@@ -179,6 +179,14 @@ pub enum EngineError {
         #[source]
         source: Box<runtime::RuntimeError>,
     },
+    /// `pause` of a paused container (`paused`), or `unpause` of one that is not paused.
+    #[error("container {id} is {}", if *paused { "already paused" } else { "not paused" })]
+    PauseState {
+        /// Short id.
+        id: String,
+        /// Whether it is paused.
+        paused: bool,
+    },
     /// An external OCI runtime binary (`--runtime`) failed; `message` is what it logged.
     #[error("{action}: {runtime}: {message}")]
     OciRuntime {
@@ -233,7 +241,8 @@ impl EngineError {
             | Self::IllegalTransition { .. }
             | Self::InUse { .. }
             | Self::MustForce { .. }
-            | Self::NotRunning { .. } => ErrorKind::Conflict,
+            | Self::NotRunning { .. }
+            | Self::PauseState { .. } => ErrorKind::Conflict,
             Self::AmbiguousPrefix { .. } | Self::InvalidName { .. } | Self::InvalidValue { .. } => {
                 ErrorKind::InvalidArgument
             }
