@@ -190,7 +190,13 @@ impl Engine {
                 .map(|e| e.value)
                 .sum()
         };
-        let (net_rx, net_tx) = net_dev(pid);
+        // On the host's network the counters are the host's, not the container's: Docker
+        // shows none.
+        let (net_rx, net_tx) = if c.host_config.network_mode == "host" {
+            (0, 0)
+        } else {
+            net_dev(pid)
+        };
         Ok(StatsSample {
             cpu_ns: stats.cpu.usage.total,
             system_ns,

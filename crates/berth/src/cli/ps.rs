@@ -35,7 +35,8 @@ pub(crate) struct PsArgs {
     /// Do not truncate output.
     #[arg(long)]
     no_trunc: bool,
-    /// `key=value`: id, name, label, status, exited, ancestor, before, since, volume, health.
+    /// `key=value`: id, name, label, status, exited, ancestor, before, since, volume, health,
+    /// network, expose, publish.
     #[arg(short, long = "filter")]
     filter: Vec<String>,
     /// `table`, `json`, or a Go template (`table {{.ID}}\t{{.Names}}`).
