@@ -45,6 +45,7 @@ impl Engine {
     ///
     /// Errors: a missing image, a taken name, or a start failure (with Docker's exit code).
     pub fn run(&self, req: &CreateRequest) -> Result<Started> {
+        let _op = self.operation()?;
         let c = self.create(req)?;
         match self.start_monitor(&c) {
             Ok(s) => Ok(s),
@@ -64,6 +65,7 @@ impl Engine {
     ///
     /// Errors: a missing image, a taken name, a bad value in the request.
     pub fn create(&self, req: &CreateRequest) -> Result<Container> {
+        let _op = self.operation()?;
         let (record, img) = self.resolve_image(&req.config.image)?;
         let config = merge_config(&req.config, img.config.config().as_ref());
         let mut host_config = req.host_config.clone();
@@ -255,6 +257,12 @@ impl Engine {
     ///
     /// Errors: no such container, or it runs and `force` is not set.
     pub fn remove(&self, reference: &str, force: bool) -> Result<Container> {
+        let _op = self.operation()?;
+        self.remove_held(reference, force)
+    }
+
+    /// [`Engine::remove`] for a caller that already holds the operations lock (either way).
+    pub(crate) fn remove_held(&self, reference: &str, force: bool) -> Result<Container> {
         let c = self.container(reference)?;
         if c.state.status.is_active() {
             if !force {

@@ -43,11 +43,44 @@ pub struct Finding {
     pub repair: Option<std::result::Result<String, String>>,
 }
 
+/// `<run root>/operations.lock`: `create`, `run` and `rm` hold it shared while they build or
+/// tear down a container; `system check` holds it exclusively, so it never mistakes a half-made
+/// container for a crash's leftovers. A killed process's lock goes with it.
+const OPERATIONS_LOCK: &str = "operations.lock";
+
 impl Engine {
-    /// Everything inconsistent, repaired when `repair` is set.
+    /// Holds the operations lock shared (an operation in progress) until dropped.
+    pub(crate) fn operation(&self) -> Result<fs::File> {
+        self.operations_lock(rustix::fs::FlockOperation::LockShared)
+    }
+
+    fn operations_lock(&self, how: rustix::fs::FlockOperation) -> Result<fs::File> {
+        let path = self.paths.run_root.join(OPERATIONS_LOCK);
+        fs::create_dir_all(&self.paths.run_root).map_err(crate::engine::io_err(
+            "create directory",
+            &self.paths.run_root,
+        ))?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(crate::engine::io_err("open", &path))?;
+        loop {
+            match rustix::fs::flock(&file, how) {
+                Ok(()) => return Ok(file),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(crate::engine::io_err("lock", &path)(e.into())),
+            }
+        }
+    }
+
+    /// Everything inconsistent, repaired when `repair` is set. Waits for `create`, `run` and
+    /// `rm` in progress to finish, and holds new ones off until it is done.
     ///
     /// Errors: the store cannot be read.
     pub fn check(&self, repair: bool) -> Result<Vec<Finding>> {
+        let _exclusive = self.operations_lock(rustix::fs::FlockOperation::LockExclusive)?;
         let mut problems = self.store.check()?;
         let containers: HashMap<String, Container> = self
             .store
@@ -184,7 +217,8 @@ impl Engine {
             )
         })?;
         if now.host_config.auto_remove {
-            self.remove(now.id.as_str(), true)?;
+            // Called by `check` under the exclusive operations lock and by `ps` under none.
+            self.remove_held(now.id.as_str(), true)?;
         }
         Ok(())
     }
