@@ -252,3 +252,53 @@ fn monitor_killed_while_the_container_runs_is_repaired() {
     b.assert_consistent();
     assert_all_clean(&b, &[id]);
 }
+
+#[test]
+fn damage_done_by_hand_is_found_and_repaired() {
+    let Some(b) = Berth::with_busybox("crash-hand") else {
+        return;
+    };
+    // A bundle deleted under a stopped container's record: the record goes.
+    let id = stdout(&b.ok(&["run", "-d", "--name", "h1", "bb", "true"]))
+        .trim()
+        .to_owned();
+    wait_until("h1 exits", || {
+        stdout(&b.ok(&["ps", "-a", "--format", "{{.State}}"])) == "exited\n"
+    });
+    std::fs::remove_dir_all(b.root.join("containers").join(&id)).expect("remove bundle");
+    // A volume directory without a record: adopted, its data kept.
+    let data = b.root.join("volumes/berth-test-vol/_data");
+    std::fs::create_dir_all(&data).expect("make volume dir");
+    std::fs::write(data.join("keep"), "precious").expect("write volume data");
+
+    let dry = b.cmd(&["system", "check", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(1), "{}", describe(&dry));
+    let report = stdout(&dry);
+    assert!(
+        report.contains("bundle directory") && report.contains("is missing"),
+        "{report}"
+    );
+    assert!(
+        report.contains("volume directory") && report.contains("has no record"),
+        "{report}"
+    );
+    let fix = b.ok(&["system", "check"]);
+    assert_eq!(
+        stdout(&fix).matches("repaired").count(),
+        2,
+        "{}",
+        describe(&fix)
+    );
+    b.assert_consistent();
+    assert_eq!(ids(&b), Vec::<String>::new());
+    assert_eq!(
+        std::fs::read_to_string(data.join("keep")).expect("data"),
+        "precious"
+    );
+    let df = stdout(&b.ok(&["system", "df"]));
+    assert!(
+        df.lines()
+            .any(|l| l.split_whitespace().take(3).eq(["Local", "Volumes", "1"])),
+        "{df}"
+    );
+}
