@@ -343,6 +343,61 @@ mod tests {
         assert_eq!(last_error(""), None);
     }
 
+    /// A fake runtime: records its arguments, writes a pid file on `create`, and fails `kill`
+    /// with a logged error.
+    fn fake_runtime(dir: &Path) -> External {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = dir.join("fake-runtime");
+        let calls = dir.join("calls");
+        let script = format!(
+            r#"#!/bin/sh
+echo "$@" >> {calls}
+log=$4
+case "$5" in
+  create) echo 4242 > "$9" ;;
+  kill) echo '{{"level":"error","msg":"container not running"}}' > "$log"; exit 1 ;;
+esac
+exit 0
+"#,
+            calls = calls.display()
+        );
+        fs::write(&bin, script).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        External {
+            binary: bin,
+            root: dir.join("state"),
+        }
+    }
+
+    #[test]
+    fn external_runtimes_get_runc_command_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = fake_runtime(dir.path());
+        let id = "c0ffee";
+        assert_eq!(rt.create(id, Path::new("/b")).unwrap(), 4242);
+        rt.start(id).unwrap();
+        rt.pause(id).unwrap();
+        rt.resume(id).unwrap();
+        rt.delete(id, true).unwrap();
+        let e = rt.kill(id, 9, true).unwrap_err();
+        assert!(e.to_string().ends_with(": container not running"), "{e}");
+        let calls = fs::read_to_string(dir.path().join("calls")).unwrap();
+        let root = rt.root.display();
+        let log = |verb: &str| format!("--root {root} --log {root}/{id}.{verb}.log");
+        let want = [
+            format!(
+                "{} create --bundle /b --pid-file {root}/{id}.pid {id}",
+                log("create")
+            ),
+            format!("{} start {id}", log("start")),
+            format!("{} pause {id}", log("pause")),
+            format!("{} resume {id}", log("unpause")),
+            format!("{} delete --force {id}", log("delete")),
+            format!("{} kill --all {id} 9", log("kill")),
+        ];
+        assert_eq!(calls.lines().collect::<Vec<_>>(), want);
+    }
+
     #[test]
     fn runtime_binaries_resolve_by_path_or_name() {
         assert!(resolve_binary("sh").is_ok_and(|p| p.starts_with('/')));
