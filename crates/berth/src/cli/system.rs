@@ -55,8 +55,9 @@ pub(crate) enum SystemSub {
         #[arg(short, long)]
         verbose: bool,
     },
-    /// Remove stopped containers (and with --volumes unused anonymous volumes). Images are not
-    /// pruned yet.
+    /// Remove stopped containers and, with --volumes, unused anonymous volumes.
+    ///
+    /// Images are not pruned yet.
     Prune {
         /// Prune anonymous volumes no container uses.
         #[arg(long)]
@@ -68,8 +69,10 @@ pub(crate) enum SystemSub {
         #[arg(long = "filter")]
         filter: Vec<String>,
     },
-    /// Find inconsistencies between the store, the filesystem, mounts, cgroups and processes
-    /// left by killed commands or monitors, and repair them.
+    /// Find and repair what killed commands or monitors left.
+    ///
+    /// Compares the records with the filesystem, mounts, runtime state, cgroups and processes;
+    /// waits for create, run and rm in progress. Exits 1 when a problem remains.
     Check {
         /// Only report.
         #[arg(long)]
