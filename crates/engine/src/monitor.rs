@@ -130,7 +130,7 @@ fn start(
     drop((out_w, err_w));
     let oci = crate::oci::for_container(paths, c);
     let created = oci
-        .create(c.id.as_str(), &c.bundle)
+        .create(c.id.as_str(), &c.bundle, None)
         .and_then(|pid| oci.start(c.id.as_str()).map(|()| pid));
     // Only the container may hold the write ends now, so its exit reads as EOF.
     if let Ok(null) = File::open("/dev/null") {

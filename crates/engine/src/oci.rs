@@ -23,8 +23,9 @@ use crate::store::Paths;
 /// One container runtime; every call names the container by its full id.
 pub(crate) trait OciRuntime: std::fmt::Debug {
     /// Creates the container from `bundle` (its init waits for `start`); returns init's pid.
-    /// Init inherits the caller's fds 0-2.
-    fn create(&self, id: &str, bundle: &Path) -> Result<i32>;
+    /// Init inherits the caller's fds 0-2, or with `process.terminal` gets a pty whose master
+    /// the runtime sends to `console_socket`.
+    fn create(&self, id: &str, bundle: &Path, console_socket: Option<&Path>) -> Result<i32>;
     /// Lets init exec the user's program.
     fn start(&self, id: &str) -> Result<()>;
     /// Signals init (every process of the container with `all`).
@@ -111,10 +112,11 @@ impl InProcess {
 }
 
 impl OciRuntime for InProcess {
-    fn create(&self, id: &str, bundle: &Path) -> Result<i32> {
+    fn create(&self, id: &str, bundle: &Path, console_socket: Option<&Path>) -> Result<i32> {
         let opts = runtime::container::CreateOptions {
             id: id.to_owned(),
             bundle: bundle.to_path_buf(),
+            console_socket: console_socket.map(Path::to_path_buf),
             ..Default::default()
         };
         runtime::container::create(&self.root, &opts).map_err(self.err("create", id))
@@ -198,21 +200,21 @@ impl External {
 }
 
 impl OciRuntime for External {
-    fn create(&self, id: &str, bundle: &Path) -> Result<i32> {
+    fn create(&self, id: &str, bundle: &Path, console_socket: Option<&Path>) -> Result<i32> {
         let pid_file = self.root.join(format!("{id}.pid"));
         let _ = fs::remove_file(&pid_file);
-        self.run(
-            "create",
-            id,
-            &[
-                "create".as_ref(),
-                "--bundle".as_ref(),
-                bundle.as_os_str(),
-                "--pid-file".as_ref(),
-                pid_file.as_os_str(),
-                id.as_ref(),
-            ],
-        )?;
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "create".as_ref(),
+            "--bundle".as_ref(),
+            bundle.as_os_str(),
+            "--pid-file".as_ref(),
+            pid_file.as_os_str(),
+        ];
+        if let Some(socket) = console_socket {
+            args.extend(["--console-socket".as_ref(), socket.as_os_str()]);
+        }
+        args.push(id.as_ref());
+        self.run("create", id, &args)?;
         let text = fs::read_to_string(&pid_file).map_err(io_err("read pid file", &pid_file))?;
         let _ = fs::remove_file(&pid_file);
         text.trim().parse().map_err(|_| EngineError::OciRuntime {
@@ -374,7 +376,7 @@ exit 0
         let dir = tempfile::tempdir().unwrap();
         let rt = fake_runtime(dir.path());
         let id = "c0ffee";
-        assert_eq!(rt.create(id, Path::new("/b")).unwrap(), 4242);
+        assert_eq!(rt.create(id, Path::new("/b"), None).unwrap(), 4242);
         rt.start(id).unwrap();
         rt.pause(id).unwrap();
         rt.resume(id).unwrap();
