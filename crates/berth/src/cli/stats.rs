@@ -61,7 +61,16 @@ pub(crate) fn stats(engine: &Engine, args: &StatsArgs) -> Result<i32> {
                     .iter()
                     .find(|(id, _)| *id == c.id.as_str())
                     .and_then(|(_, s)| s.as_ref());
-                row(c, before, now.as_ref(), args.no_trunc)
+                // Docker's `.Container` is the name or id as the user gave it.
+                let given = args
+                    .containers
+                    .iter()
+                    .find(|g| engine.container(g).is_ok_and(|x| x.id == c.id));
+                let mut r = row(c, before, now.as_ref(), args.no_trunc);
+                if let Some(g) = given {
+                    r["Container"] = json!(g);
+                }
+                r
             })
             .collect();
         let mut buf = Vec::new();
