@@ -61,6 +61,13 @@ pub struct ImportOptions {
     pub env: Vec<String>,
     /// `config.WorkingDir`.
     pub working_dir: Option<String>,
+    /// A whole `config` object (Docker's Config, e.g. from `docker import -c`) to start from;
+    /// the fields above are set on top of it.
+    pub config: Option<serde_json::Map<String, Value>>,
+    /// The history entry's comment (`docker import -m`); a default one when `None`.
+    pub comment: Option<String>,
+    /// RFC 3339 creation time recorded as the config's `created`.
+    pub created: Option<String>,
 }
 
 /// The digests of an imported image.
@@ -112,7 +119,7 @@ pub fn import_rootfs(
     let layer = writer.commit(None, None).map_err(store_err("layer"))?;
 
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
-    let mut exec = serde_json::Map::new();
+    let mut exec = opts.config.clone().unwrap_or_default();
     if let Some(e) = &opts.entrypoint {
         exec.insert("Entrypoint".into(), json!(e));
     }
@@ -130,8 +137,15 @@ pub fn import_rootfs(
         "os": platform.os,
         "config": Value::Object(exec),
         "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
-        "history": [{"created_by": "berth import", "comment": "imported from a rootfs tarball"}],
+        "history": [{
+            "created_by": "berth import",
+            "comment": opts.comment.as_deref().unwrap_or("imported from a rootfs tarball"),
+        }],
     });
+    if let Some(t) = &opts.created {
+        config["created"] = json!(t);
+        config["history"][0]["created"] = json!(t);
+    }
     if let Some(v) = &platform.variant {
         config["variant"] = json!(v);
     }
