@@ -197,7 +197,9 @@ impl ImageStore {
             Some(Value::Array(l)) => l,
             _ => Vec::new(),
         };
-        layers.push(json!({"mediaType": layer_type, "digest": layer.to_string(), "size": layer_size}));
+        layers.push(
+            json!({"mediaType": layer_type, "digest": layer.to_string(), "size": layer_size}),
+        );
         manifest.insert("layers".into(), Value::Array(layers));
         let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| CommitError::Layer {
             path: upper.clone(),

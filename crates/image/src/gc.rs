@@ -138,13 +138,11 @@ impl ImageStore {
             if chains.contains(&chain) {
                 continue;
             }
-            self.layers()
-                .remove(&chain)
-                .map_err(|e| GcError::Layer {
-                    op: "remove",
-                    path: entry.path(),
-                    source: io::Error::other(e),
-                })?;
+            self.layers().remove(&chain).map_err(|e| GcError::Layer {
+                op: "remove",
+                path: entry.path(),
+                source: io::Error::other(e),
+            })?;
             collected.layers.push(chain);
         }
         let _ = self.content().clean_ingest();

@@ -3,7 +3,9 @@
 use super::{ArchiveError, familiar_name};
 use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_SIZE, Manifest, Platform, descriptor_digest, parse_manifest};
-use crate::media::{Compression, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST};
+use crate::media::{
+    Compression, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST,
+};
 use crate::store::ImageStore;
 use serde::Deserialize;
 use serde_json::json;
@@ -112,18 +114,21 @@ impl ImageStore {
     pub fn load(&self, input: impl Read) -> Result<Vec<LoadedImage>, ArchiveError> {
         let members = self.read_members(input)?;
         let found = if let Some(index) = &members.index {
-            self.from_index(index)?
+            self.images_of_index(index)?
         } else if let Some(manifest) = &members.manifest {
-            self.from_docker_manifest(&members, manifest)?
+            self.images_of_docker_manifest(&members, manifest)?
         } else {
             return Err(ArchiveError::NotAnImageArchive);
         };
         let mut loaded = Vec::new();
         for (manifest, names) in found {
-            let shown = names.first().cloned().unwrap_or_else(|| manifest.to_string());
+            let shown = names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| manifest.to_string());
             let image_err = |source| ArchiveError::Image {
                 name: shown.clone(),
-                source,
+                source: Box::new(source),
             };
             let image = self
                 .resolve(&manifest, &Platform::host())
@@ -146,9 +151,7 @@ impl ImageStore {
             .map_err(|source| ArchiveError::Read { source })?;
         for entry in entries {
             let mut entry = entry.map_err(|source| ArchiveError::Read { source })?;
-            let raw = entry
-                .path_bytes()
-                .into_owned();
+            let raw = entry.path_bytes().into_owned();
             let path = clean(&String::from_utf8_lossy(&raw));
             let kind = entry.header().entry_type();
             if kind.is_symlink() {
@@ -166,7 +169,10 @@ impl ImageStore {
                 "index.json" => members.index = Some(read_doc(&path, &mut entry)?),
                 "manifest.json" => members.manifest = Some(read_doc(&path, &mut entry)?),
                 "oci-layout" | "repositories" => {}
-                _ if path.starts_with("blobs/") || path.ends_with(".tar") || path.ends_with(".json") => {
+                _ if path.starts_with("blobs/")
+                    || path.ends_with(".tar")
+                    || path.ends_with(".json") =>
+                {
                     let digest = self.store_member(&path, &mut entry)?;
                     members.blobs.insert(path, digest);
                 }
@@ -199,15 +205,13 @@ impl ImageStore {
     /// An OCI layout's `index.json`: each entry is an image (or an index), named by its
     /// `io.containerd.image.name` annotation, else a full reference in
     /// `org.opencontainers.image.ref.name`.
-    fn from_index(
-        &self,
-        index: &[u8],
-    ) -> Result<Vec<(Digest, Vec<String>)>, ArchiveError> {
+    fn images_of_index(&self, index: &[u8]) -> Result<Vec<(Digest, Vec<String>)>, ArchiveError> {
         let doc_err = |source| ArchiveError::Document {
             path: "index.json".into(),
             source,
         };
-        let Manifest::Index(index) = parse_manifest(index, Some(OCI_INDEX)).map_err(doc_err)? else {
+        let Manifest::Index(index) = parse_manifest(index, Some(OCI_INDEX)).map_err(doc_err)?
+        else {
             return Err(ArchiveError::NotAnImageArchive);
         };
         let mut out: Vec<(Digest, Vec<String>)> = Vec::new();
@@ -241,7 +245,7 @@ impl ImageStore {
 
     /// A docker-archive `manifest.json`: a new manifest is made for each entry from its config
     /// and layer files (compression sniffed from the bytes).
-    fn from_docker_manifest(
+    fn images_of_docker_manifest(
         &self,
         members: &Members,
         manifest: &[u8],
@@ -276,7 +280,9 @@ impl ImageStore {
                     Compression::Gzip => OCI_LAYER_GZIP,
                     Compression::Zstd => OCI_LAYER_ZSTD,
                 };
-                layers.push(json!({"mediaType": media_type, "digest": digest.to_string(), "size": size}));
+                layers.push(
+                    json!({"mediaType": media_type, "digest": digest.to_string(), "size": size}),
+                );
             }
             let doc = json!({
                 "schemaVersion": 2,
@@ -288,13 +294,13 @@ impl ImageStore {
                 path: "manifest.json".into(),
                 source,
             })?;
-            let digest = self
-                .content()
-                .write_blob(&bytes, None)
-                .map_err(|source| ArchiveError::Member {
-                    path: "manifest.json".into(),
-                    source,
-                })?;
+            let digest =
+                self.content()
+                    .write_blob(&bytes, None)
+                    .map_err(|source| ArchiveError::Member {
+                        path: "manifest.json".into(),
+                        source,
+                    })?;
             let names = e
                 .repo_tags
                 .unwrap_or_default()

@@ -89,7 +89,7 @@ pub enum ArchiveError {
         name: String,
         /// The cause.
         #[source]
-        source: ImageError,
+        source: Box<ImageError>,
     },
     /// Writing the archive failed.
     #[error("write archive")]
@@ -119,9 +119,7 @@ pub fn familiar_name(name: &str) -> String {
 #[must_use]
 pub fn qualified_name(name: &str) -> String {
     match name.split_once('/') {
-        Some((domain, _))
-            if domain.contains(['.', ':']) || domain == "localhost" =>
-        {
+        Some((domain, _)) if domain.contains(['.', ':']) || domain == "localhost" => {
             name.to_owned()
         }
         Some(_) => format!("docker.io/{name}"),

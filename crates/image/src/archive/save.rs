@@ -70,7 +70,7 @@ impl ImageStore {
                 .resolve(&want.manifest, &Platform::host())
                 .map_err(|source| ArchiveError::Image {
                     name: want.manifest.to_string(),
-                    source,
+                    source: Box::new(source),
                 })?;
             let layers: Vec<Digest> = image
                 .manifest
@@ -80,10 +80,10 @@ impl ImageStore {
                 .collect::<Result<_, _>>()
                 .map_err(|source| ArchiveError::Image {
                     name: want.manifest.to_string(),
-                    source: crate::ImageError::Manifest {
+                    source: Box::new(crate::ImageError::Manifest {
                         digest: image.manifest_digest.clone(),
                         source,
-                    },
+                    }),
                 })?;
             let blobs = [image.manifest_digest.clone(), image.config_digest.clone()]
                 .into_iter()
