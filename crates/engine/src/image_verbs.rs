@@ -60,6 +60,13 @@ impl ImageFilter {
         Ok(f)
     }
 
+    /// Whether `name` (`repo:tag`) matches the `reference=` filters (true without any): Docker
+    /// lists only the matching names of a matching image.
+    #[must_use]
+    pub fn matches_name(&self, name: &str) -> bool {
+        self.references.is_empty() || self.references.iter().any(|p| reference_matches(p, name))
+    }
+
     fn matches(&self, img: &Image, before: Option<Timestamp>, since: Option<Timestamp>) -> bool {
         let created = img.created.unwrap_or(img.added);
         self.dangling.is_none_or(|d| d == img.names.is_empty())

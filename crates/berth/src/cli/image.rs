@@ -296,7 +296,7 @@ fn list(engine: &Engine, a: &ListArgs, out: &mut dyn Write) -> Result<i32> {
         let tags: Vec<(String, String)> = img
             .names
             .iter()
-            .filter(|n| !n.contains('@'))
+            .filter(|n| !n.contains('@') && filter.matches_name(n))
             .map(|n| render::split_reference(n))
             .collect();
         let tags = if tags.is_empty() {

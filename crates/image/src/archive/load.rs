@@ -1,6 +1,6 @@
 //! `docker load`: OCI layout and docker-archive (new and old style) tarballs into the store.
 
-use super::{ArchiveError, familiar_name};
+use super::{ArchiveError, familiar_name, read_error};
 use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_SIZE, Manifest, Platform, descriptor_digest, parse_manifest};
 use crate::media::{
@@ -93,7 +93,7 @@ fn read_doc(path: &str, entry: &mut impl Read) -> Result<Vec<u8>, ArchiveError> 
     entry
         .take(MAX_MANIFEST_SIZE + 1)
         .read_to_end(&mut bytes)
-        .map_err(|source| ArchiveError::Read { source })?;
+        .map_err(read_error)?;
     if bytes.len() as u64 > MAX_MANIFEST_SIZE {
         return Err(ArchiveError::TooLarge {
             path: path.to_owned(),
@@ -146,11 +146,9 @@ impl ImageStore {
     fn read_members(&self, input: impl Read) -> Result<Members, ArchiveError> {
         let mut archive = tar::Archive::new(input);
         let mut members = Members::default();
-        let entries = archive
-            .entries()
-            .map_err(|source| ArchiveError::Read { source })?;
+        let entries = archive.entries().map_err(read_error)?;
         for entry in entries {
-            let mut entry = entry.map_err(|source| ArchiveError::Read { source })?;
+            let mut entry = entry.map_err(read_error)?;
             let raw = entry.path_bytes().into_owned();
             let path = clean(&String::from_utf8_lossy(&raw));
             let kind = entry.header().entry_type();
@@ -194,11 +192,11 @@ impl ImageStore {
             && self.content().contains(d)
         {
             // Already stored (and verified when it was): skip the bytes.
-            io::copy(entry, &mut io::sink()).map_err(|source| ArchiveError::Read { source })?;
+            io::copy(entry, &mut io::sink()).map_err(read_error)?;
             return Ok(d.clone());
         }
         let mut writer = self.content().writer(None).map_err(member_err)?;
-        io::copy(entry, &mut writer).map_err(|source| ArchiveError::Read { source })?;
+        io::copy(entry, &mut writer).map_err(read_error)?;
         writer.commit(expected.as_ref(), None).map_err(member_err)
     }
 

@@ -107,6 +107,24 @@ pub enum ArchiveError {
     },
 }
 
+/// A read error of the archive stream. The tar reader quotes raw header bytes in some of its
+/// messages; only the text before the first control character is kept (at most 160
+/// characters), so the error stays one printable line.
+fn read_error(source: io::Error) -> ArchiveError {
+    let msg = source.to_string();
+    let clean: String = msg
+        .chars()
+        .take_while(|c| !c.is_control())
+        .take(160)
+        .collect();
+    if clean.len() == msg.len() {
+        return ArchiveError::Read { source };
+    }
+    ArchiveError::Read {
+        source: io::Error::new(source.kind(), clean.trim_end().to_owned()),
+    }
+}
+
 /// `docker.io/library/busybox:latest` → `busybox:latest`, `docker.io/x/y:1` → `x/y:1`; other
 /// references unchanged.
 #[must_use]
