@@ -103,7 +103,7 @@ fn garbage_collection_keeps_what_roots_reach_and_removes_the_rest() {
     let collected = store
         .collect_garbage(std::slice::from_ref(&loaded[0].manifest))
         .unwrap();
-    assert_eq!(collected.blobs, [stray.clone()]);
+    assert_eq!(collected.blobs, [stray]);
     assert_eq!(collected.bytes, 5);
     assert!(collected.layers.is_empty());
     assert_eq!(blobs(&store).len(), kept.len() - 1);
