@@ -365,6 +365,17 @@ fn save_rmi_load_run_round_trip_and_skopeo_reads_the_archive() {
     assert!(res.status.success(), "{}", describe(&res));
     assert_eq!(stdout(&res), "Loaded image: bb:1\n");
     assert_eq!(other.stdout(&["run", "--rm", "bb:1", "echo", "ok"]), "ok\n");
+    // Loading over a name another image holds moves the name, as Docker says.
+    let moved = import_busybox(&other, "bb:1", &["-c", "ENV MOVED=1"]);
+    let res = other.cmd_with_input(&["load"], &out.stdout);
+    assert_eq!(
+        stdout(&res),
+        format!(
+            "The image bb:1 already exists, renaming the old one with ID {moved} to empty string\nLoaded image: bb:1\n"
+        ),
+        "{}",
+        describe(&res)
+    );
     // Saved by id: no names; load prints the id.
     let by_id = other.ok(&["save", &id[7..19]]);
     let third = BerthCli::new("img-save-3");
@@ -564,6 +575,22 @@ fn image_prune_removes_dangling_then_unused_images() {
         b.stdout(&["images", "-f", "dangling=true", "-q", "--no-trunc"])
             .trim(),
         first
+    );
+    assert_eq!(
+        b.stdout(&["images", "-f", "before=bb:1", "-q", "--no-trunc"])
+            .trim(),
+        first
+    );
+    assert_eq!(
+        b.stdout(&[
+            "images",
+            "-f",
+            &format!("since={first}"),
+            "-q",
+            "--no-trunc"
+        ])
+        .trim(),
+        second
     );
     let declined = b.cmd_with_input(&["image", "prune"], b"n\n");
     assert!(

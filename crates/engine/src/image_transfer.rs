@@ -52,6 +52,9 @@ pub struct Loaded {
     /// The names the archive gave it (Docker prints `Loaded image: NAME` for each, else
     /// `Loaded image ID: ID`).
     pub names: Vec<String>,
+    /// Names that pointed at another image before, with that image's id (Docker prints
+    /// "The image NAME already exists, renaming the old one with ID ID to empty string").
+    pub renamed: Vec<(String, Digest)>,
 }
 
 /// The image config keys `commit` takes from a container's Config.
@@ -96,7 +99,9 @@ impl Engine {
                 .resolve(&imported.manifest, &Platform::host())
                 .map_err(image_err(action))?;
             self.images.unpack(&img).map_err(image_err(action))?;
-            self.record_image(&imported.manifest, req.reference.as_slice())
+            Ok(self
+                .record_image(&imported.manifest, req.reference.as_slice())?
+                .0)
         })
     }
 
@@ -147,10 +152,11 @@ impl Engine {
             found
                 .into_iter()
                 .map(|l| {
-                    let image = self.record_image(&l.manifest, &l.names)?;
+                    let (image, renamed) = self.record_image(&l.manifest, &l.names)?;
                     Ok(Loaded {
                         image,
                         names: l.names,
+                        renamed,
                     })
                 })
                 .collect()
@@ -209,7 +215,9 @@ impl Engine {
                     action: format!("commit container {}", c.id.short()),
                     source: Box::new(source),
                 })?;
-            self.record_image(&committed.manifest, req.reference.as_slice())
+            Ok(self
+                .record_image(&committed.manifest, req.reference.as_slice())?
+                .0)
         });
         if freeze && let Err(e) = runtime::container::resume(&root, c.id.as_str()) {
             tracing::warn!(
@@ -241,8 +249,13 @@ impl Engine {
     }
 
     /// Records the stored image `manifest` (size, created time and labels from its config) and
-    /// points `names` at it.
-    fn record_image(&self, manifest: &image::Digest, names: &[String]) -> Result<Image> {
+    /// points `names` at it. Returns the record and the names taken from another image, with
+    /// that image's id.
+    fn record_image(
+        &self,
+        manifest: &image::Digest,
+        names: &[String],
+    ) -> Result<(Image, Vec<(String, Digest)>)> {
         let img = self
             .images
             .resolve(manifest, &Platform::host())
@@ -269,10 +282,16 @@ impl Engine {
         };
         self.store.write(|tx| {
             tx.add_image(&new)?;
+            let mut renamed = Vec::new();
             for n in names {
-                tx.tag_image(&new.digest, n)?;
+                if let Some(old) = tx.tag_image(&new.digest, n)?
+                    && old != new.digest
+                {
+                    let old = tx.image_by_digest(&old)?;
+                    renamed.push((n.clone(), old.config_digest));
+                }
             }
-            tx.image_by_digest(&new.digest)
+            Ok((tx.image_by_digest(&new.digest)?, renamed))
         })
     }
 }

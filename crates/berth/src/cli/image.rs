@@ -543,6 +543,12 @@ fn load(engine: &Engine, a: &LoadArgs, out: &mut dyn Write) -> Result<i32> {
     let loaded = engine.load(std::io::BufReader::new(input))?;
     if !a.quiet {
         for l in &loaded {
+            for (name, old) in &l.renamed {
+                writeln!(
+                    out,
+                    "The image {name} already exists, renaming the old one with ID {old} to empty string"
+                )?;
+            }
             if l.names.is_empty() {
                 writeln!(out, "Loaded image ID: {}", l.image.config_digest)?;
             }
