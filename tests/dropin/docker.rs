@@ -122,6 +122,37 @@ impl Docker {
         outcome
     }
 
+    /// `docker ARGS...` against this dockerd (image verbs: `load`, `save`, `image inspect`).
+    pub(crate) fn cli_call(&self, args: &[&str]) -> Outcome {
+        let mut cmd = self.cli();
+        cmd.args(args);
+        process::run(&mut cmd, &self.sandbox.subdir("logs"), CLI_TIMEOUT)
+    }
+
+    /// `docker run --rm --network none --runtime berth IMAGE ARGV...`.
+    pub(crate) fn run_image(&self, image: &str, argv: &[&str]) -> Outcome {
+        let mut cmd = self.cli();
+        cmd.args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--runtime",
+            RUNTIME_NAME,
+            image,
+        ])
+        .args(argv);
+        process::run(&mut cmd, &self.sandbox.subdir("logs"), CLI_TIMEOUT)
+    }
+
+    /// A directory of this peer's sandbox (removed with it).
+    pub(crate) fn scratch(&self, rel: &str) -> PathBuf {
+        self.sandbox.subdir(rel)
+    }
+
+    /// The busybox image dockerd imported at start.
+    pub(crate) const IMAGE: &'static str = IMAGE;
+
     /// The tracing wrapper's view of the runtime calls.
     pub(crate) fn runtime(&self) -> &TracedRuntime {
         &self.runtime
