@@ -270,8 +270,33 @@ fn import_change_and_message_configure_the_image() {
     assert_eq!(cfg["Volumes"]["/data"], serde_json::json!({}));
     assert_eq!(img["Comment"], "configured");
 
-    let before = store_state(&b);
+    // A compressed rootfs tarball imports too (kept compressed; DiffID of the plain tar).
     let tarball = busybox_tarball(&b);
+    let plain = fs::read(&tarball).expect("read tarball");
+    let gz = testutil::images::gzip(&plain);
+    let out = b.cmd_with_input(&["import", "-", "gz:1"], &gz);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(b.stdout(&["run", "--rm", "gz:1", "echo", "gz"]), "gz\n");
+    assert_eq!(
+        b.stdout(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", "gz:1"]),
+        format!("[\"sha256:{}\"]\n", hex(&plain))
+    );
+
+    let zst = b.scratch.join("busybox.tar.zst");
+    let zstd = Command::new("zstd")
+        .arg("-q")
+        .arg(&tarball)
+        .arg("-o")
+        .arg(&zst)
+        .status();
+    if zstd.is_ok_and(|s| s.success()) {
+        b.ok(&["import", zst.to_str().expect("utf-8"), "zst:1"]);
+        assert_eq!(b.stdout(&["run", "--rm", "zst:1", "echo", "zst"]), "zst\n");
+    } else {
+        eprintln!("zstd not installed: zstd import not checked");
+    }
+
+    let before = store_state(&b);
     let bad = b.cmd(&[
         "import",
         "-c",
