@@ -660,7 +660,7 @@ fn image_prune_removes_dangling_then_unused_images() {
     let [blobs, layers, ingest] = store_state(&b);
     assert!(
         blobs.is_empty() && layers.is_empty() && ingest.is_empty(),
-        "{blobs:?} {layers:?} {ingest:?}"
+        "no blob, layer, staging dir or ingest file left: {blobs:?} {layers:?} {ingest:?}"
     );
 }
 
@@ -900,5 +900,63 @@ fn debian_minbase_image_runs() {
             "dpkg-query -W -f '${Package}\\n' dpkg"
         ]),
         "dpkg\n"
+    );
+}
+
+#[test]
+fn concurrent_loads_removals_and_prunes_keep_the_store_consistent() {
+    if !testutil::require_root() {
+        return;
+    }
+    let b = BerthCli::new("img-concurrent");
+    let busybox = fs::read(testutil::HOST_BUSYBOX).expect("read busybox");
+    let img = ArchiveImage::new("multi:1", multilayer_layers(&busybox), &["/bin/sh"]);
+    let archive = ArchiveMembers::of(&[img], ArchiveStyle::Docker25).tar();
+    std::thread::scope(|s| {
+        let loaders: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..3 {
+                        let out = b.cmd_with_input(&["load", "-q"], &archive);
+                        assert!(out.status.success(), "{}", describe(&out));
+                    }
+                })
+            })
+            .collect();
+        s.spawn(|| {
+            for _ in 0..6 {
+                // Either may find nothing to do; neither may break a load.
+                let _ = b.cmd(&["rmi", "-f", "multi:1"]);
+                b.ok(&["image", "prune", "-a", "-f"]);
+            }
+        });
+        for l in loaders {
+            l.join().expect("loader thread");
+        }
+    });
+    let out = b.cmd_with_input(&["load", "-q"], &archive);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        b.stdout(&[
+            "run",
+            "--rm",
+            "multi:1",
+            "/bin/sh",
+            "-c",
+            "busybox cat /etc/b"
+        ]),
+        "b\n"
+    );
+    b.ok(&["rmi", "multi:1"]);
+    let [blobs, layers, ingest] = store_state(&b);
+    assert!(
+        blobs.is_empty() && layers.is_empty() && ingest.is_empty(),
+        "{blobs:?} {layers:?} {ingest:?}"
+    );
+    assert!(
+        names(&b.root.join("layers"))
+            .iter()
+            .all(|n| !n.starts_with(".staging")),
+        "no staging dirs left"
     );
 }
