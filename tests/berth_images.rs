@@ -960,3 +960,39 @@ fn concurrent_loads_removals_and_prunes_keep_the_store_consistent() {
         "no staging dirs left"
     );
 }
+
+#[test]
+fn a_load_killed_midway_leaves_only_what_the_next_collection_removes() {
+    if !testutil::require_root() {
+        return;
+    }
+    let b = BerthCli::new("img-killed");
+    let busybox = fs::read(testutil::HOST_BUSYBOX).expect("read busybox");
+    let mut img = ArchiveImage::new("multi:1", multilayer_layers(&busybox), &["/bin/sh"]);
+    img.gzip = false;
+    let archive = ArchiveMembers::of(&[img], ArchiveStyle::Docker25).tar();
+    let mut child = b
+        .command(&["load"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn berth load");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // The config (first member) and part of the busybox layer: one blob committed, one in ingest.
+    std::io::Write::write_all(&mut stdin, &archive[..archive.len() / 2]).expect("write half");
+    let root = b.root.clone();
+    wait_until("a blob committed and another being ingested", || {
+        !names(&root.join("blobs/sha256")).is_empty() && !names(&root.join("ingest")).is_empty()
+    });
+    child.kill().expect("SIGKILL berth load");
+    child.wait().expect("reap berth load");
+    drop(stdin);
+    assert_eq!(b.stdout(&["images", "-q"]), "", "nothing recorded");
+    b.ok(&["image", "prune", "-f"]);
+    let [blobs, layers, ingest] = store_state(&b);
+    assert!(
+        blobs.is_empty() && layers.is_empty() && ingest.is_empty(),
+        "collected: {blobs:?} {layers:?} {ingest:?}"
+    );
+}
