@@ -17,24 +17,13 @@ use serde_json::Value;
 use testutil::images::{ArchiveImage, ArchiveMembers, ArchiveStyle, Layer, hex, multilayer_layers};
 use testutil::{BerthCli, describe};
 
-/// Builds a busybox rootfs tarball in the test's scratch dir and returns its path.
+/// The busybox rootfs tarball in the test's scratch dir, built once per test.
 fn busybox_tarball(b: &BerthCli) -> PathBuf {
     let tarball = b.scratch.join("busybox.tar");
     if tarball.exists() {
         return tarball;
     }
-    let rootfs = b.scratch.join("rootfs");
-    testutil::busybox_rootfs(&rootfs);
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tarball)
-        .arg(".")
-        .status()
-        .expect("run tar");
-    assert!(st.success(), "tar busybox rootfs");
-    tarball
+    testutil::images::busybox_tarball(&b.scratch)
 }
 
 /// `berth import [extra...] busybox.tar name`; returns the image id.

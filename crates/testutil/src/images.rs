@@ -35,6 +35,28 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("gzip to memory: {e}"))
 }
 
+/// A busybox rootfs ([`crate::busybox_rootfs`] under `dir/rootfs`) as a tarball `dir/busybox.tar`,
+/// written with the `tar` crate: GNU tar fails with "file changed as we read it" when another
+/// test hard-links the shared busybox binary meanwhile (its ctime moves).
+///
+/// # Panics
+/// The tree or the tarball cannot be written.
+#[must_use]
+pub fn busybox_tarball(dir: &std::path::Path) -> std::path::PathBuf {
+    let rootfs = dir.join("rootfs");
+    crate::busybox_rootfs(&rootfs);
+    let path = dir.join("busybox.tar");
+    let file =
+        std::fs::File::create(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", &rootfs)
+        .and_then(|()| tar.into_inner())
+        .and_then(|mut w| w.flush())
+        .unwrap_or_else(|e| panic!("tar {}: {e}", rootfs.display()));
+    path
+}
+
 /// A layer tar built entry by entry. Names are written into the header verbatim (so `../x`
 /// and `/abs` are possible), which limits them to 100 bytes.
 #[derive(Debug, Default, Clone)]
