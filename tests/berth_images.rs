@@ -501,6 +501,13 @@ fn commit_captures_changes_of_stopped_and_running_containers() {
             .is_some_and(|l| l.contains("my change")),
         "{history}"
     );
+    let sizes = b.stdout(&["history", "-H=false", "--format", "{{.Size}}", "snap:1"]);
+    let top: i64 = sizes
+        .lines()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .expect("size");
+    assert!(top >= 12, "the committed layer's files count: {sizes}");
 
     // The new layer is in the image-spec form: AUFS whiteouts, an opaque marker.
     let archive = b.scratch.join("snap.tar");

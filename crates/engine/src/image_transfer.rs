@@ -215,6 +215,14 @@ impl Engine {
                     action: format!("commit container {}", c.id.short()),
                     source: Box::new(source),
                 })?;
+            // Unpacked now (as docker commit does): `run` and `history` sizes need the layer.
+            let img = self
+                .images
+                .resolve(&committed.manifest, &Platform::host())
+                .map_err(image_err("commit: resolve the new image"))?;
+            self.images
+                .unpack(&img)
+                .map_err(image_err("commit: unpack the new layer"))?;
             Ok(self
                 .record_image(&committed.manifest, req.reference.as_slice())?
                 .0)
