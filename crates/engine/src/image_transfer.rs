@@ -12,7 +12,7 @@ use crate::changes::apply_changes;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::id::{Digest, Timestamp};
-use crate::image_verbs::{image_digest, parse_rfc3339};
+use crate::image_verbs::{image_digest, parse_rfc3339, tree_size};
 use crate::images::{Image, NewImage};
 use crate::state::Status;
 
@@ -268,7 +268,22 @@ impl Engine {
             .images
             .resolve(manifest, &Platform::host())
             .map_err(image_err("record image"))?;
-        let layers: u64 = img.manifest.layers().iter().map(|l| l.size()).sum();
+        // Docker's image size: the layers' unpacked bytes (every writer unpacks before this);
+        // a layer not unpacked counts its blob's size.
+        let size: i64 = img
+            .manifest
+            .layers()
+            .iter()
+            .zip(&img.chain_ids)
+            .map(|(l, chain)| {
+                let dir = self.images.layers().diff_path(chain);
+                if dir.is_dir() {
+                    tree_size(&dir)
+                } else {
+                    i64::try_from(l.size()).unwrap_or(i64::MAX)
+                }
+            })
+            .sum();
         let labels: BTreeMap<String, String> = img
             .config
             .config()
@@ -279,7 +294,7 @@ impl Engine {
         let new = NewImage {
             digest: Digest::parse(&manifest.to_string())?,
             config_digest: Digest::parse(&img.config_digest.to_string())?,
-            size: i64::try_from(layers).unwrap_or(i64::MAX),
+            size,
             created: img
                 .config
                 .created()
