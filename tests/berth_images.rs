@@ -116,6 +116,7 @@ fn list_tag_inspect_history_and_rmi_follow_docker() {
     let short = &id[7..19];
     b.ok(&["tag", "bb:1", "bb:2"]);
     b.ok(&["image", "tag", short, "other/x:y"]);
+    assert_fails(&b.cmd(&["tag", "bb:1", "Upper:1"]), "Upper:1");
 
     let table = b.stdout(&["images"]);
     let mut lines = table.lines();

@@ -12,7 +12,7 @@ use crate::changes::apply_changes;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::id::{Digest, Timestamp};
-use crate::image_verbs::{image_digest, parse_rfc3339, tree_size};
+use crate::image_verbs::{check_new_reference, image_digest, parse_rfc3339, tree_size};
 use crate::images::{Image, NewImage};
 use crate::state::Status;
 
@@ -79,6 +79,9 @@ impl Engine {
     ///
     /// Errors: a bad change, an unreadable or hostile tarball, a bad reference.
     pub fn import_image(&self, tar: impl Read, req: &ImportRequest) -> Result<Image> {
+        if let Some(r) = &req.reference {
+            check_new_reference(r)?;
+        }
         let mut config = Map::new();
         apply_changes(&mut config, &req.changes)?;
         let opts = ImportOptions {
@@ -169,6 +172,9 @@ impl Engine {
     /// Errors: no such container, a container without an image, a bad change, or the changes
     /// cannot be read or stored.
     pub fn commit(&self, req: &CommitRequest) -> Result<Image> {
+        if let Some(r) = &req.reference {
+            check_new_reference(r)?;
+        }
         let c = self.container(&req.container)?;
         let base_digest = c
             .image_digest

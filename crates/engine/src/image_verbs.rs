@@ -179,6 +179,28 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
     }
 }
 
+/// Docker's rule for a new name: the repository part (before the tag) is lowercase.
+///
+/// Errors: `InvalidArgument` naming the reference.
+pub(crate) fn check_new_reference(reference: &str) -> Result<()> {
+    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
+    let repo_end = reference[last_slash..]
+        .find([':', '@'])
+        .map_or(reference.len(), |i| last_slash + i);
+    // The registry host (first component with a `.` or `:`) may have capitals; the path not.
+    let path = match reference[..repo_end].split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => rest,
+        _ => &reference[..repo_end],
+    };
+    if path.is_empty() || path.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(EngineError::InvalidValue {
+            what: "reference format (repository name must be lowercase)",
+            value: reference.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// One row of `docker history`, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
@@ -252,6 +274,7 @@ impl Engine {
     ///
     /// Errors: no such source image, or an invalid target reference.
     pub fn tag(&self, source: &str, target: &str) -> Result<()> {
+        check_new_reference(target)?;
         self.store.write(|tx| {
             let img = tx.resolve_image(source)?;
             tx.tag_image(&img.digest, target)?;
@@ -395,6 +418,16 @@ mod tests {
         assert!(reference_matches("me/*", "me/app:1"));
         assert!(!reference_matches("alpine", "busybox:latest"));
         assert!(reference_matches("localhost:5000/x", "localhost:5000/x:1"));
+    }
+
+    #[test]
+    fn new_references_need_a_lowercase_repository() {
+        for ok in ["bb", "bb:Tag", "me/app:1", "Registry.example:5000/x/y:Z"] {
+            assert!(check_new_reference(ok).is_ok(), "{ok}");
+        }
+        for bad in ["BB", "me/App:1", "registry.example/X"] {
+            assert!(check_new_reference(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
