@@ -63,6 +63,15 @@ pub enum CommitError {
         /// Which document.
         what: &'static str,
     },
+    /// Serializing a new document failed.
+    #[error("commit: serialize the new {what}")]
+    Serialize {
+        /// Config or manifest.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The container has no snapshot directory.
     #[error("commit: container {id} has no snapshot")]
     NoSnapshot {
@@ -167,10 +176,11 @@ impl ImageStore {
         };
         history.push(Value::Object(entry));
         config.insert("history".into(), Value::Array(history));
-        let config_bytes = serde_json::to_vec(&config).map_err(|e| CommitError::Layer {
-            path: upper.clone(),
-            source: io::Error::other(e),
-        })?;
+        let config_bytes =
+            serde_json::to_vec(&config).map_err(|source| CommitError::Serialize {
+                what: "config",
+                source,
+            })?;
         parse_config(&config_bytes).map_err(|source| CommitError::Document {
             what: "new config",
             source,
@@ -201,10 +211,11 @@ impl ImageStore {
             json!({"mediaType": layer_type, "digest": layer.to_string(), "size": layer_size}),
         );
         manifest.insert("layers".into(), Value::Array(layers));
-        let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| CommitError::Layer {
-            path: upper.clone(),
-            source: io::Error::other(e),
-        })?;
+        let manifest_bytes =
+            serde_json::to_vec(&manifest).map_err(|source| CommitError::Serialize {
+                what: "manifest",
+                source,
+            })?;
         let manifest_digest = self
             .content()
             .write_blob(&manifest_bytes, None)

@@ -15,6 +15,7 @@ use crate::manifest::{
     parse_manifest,
 };
 use crate::store::ImageStore;
+use crate::unpack::UnpackError;
 use rustix::fs::{FlockOperation, flock};
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -40,16 +41,23 @@ pub enum GcError {
         #[source]
         source: ContentError,
     },
-    /// Listing or removing layer directories failed.
-    #[error("{op} layer directory {path}")]
-    Layer {
-        /// What was being done.
-        op: &'static str,
+    /// The layers directory could not be listed.
+    #[error("list layer directory {path}")]
+    ListLayers {
         /// The path.
         path: PathBuf,
         /// The cause.
         #[source]
         source: io::Error,
+    },
+    /// An unpacked layer could not be removed.
+    #[error("remove layer {chain}")]
+    RemoveLayer {
+        /// Its chain id.
+        chain: ChainId,
+        /// The cause.
+        #[source]
+        source: UnpackError,
     },
 }
 
@@ -123,8 +131,7 @@ impl ImageStore {
             collected.blobs.push(info.digest);
         }
         let layers_dir = self.layers().root().to_path_buf();
-        let entries = fs::read_dir(&layers_dir).map_err(|source| GcError::Layer {
-            op: "list",
+        let entries = fs::read_dir(&layers_dir).map_err(|source| GcError::ListLayers {
             path: layers_dir.clone(),
             source,
         })?;
@@ -138,11 +145,12 @@ impl ImageStore {
             if chains.contains(&chain) {
                 continue;
             }
-            self.layers().remove(&chain).map_err(|e| GcError::Layer {
-                op: "remove",
-                path: entry.path(),
-                source: io::Error::other(e),
-            })?;
+            self.layers()
+                .remove(&chain)
+                .map_err(|source| GcError::RemoveLayer {
+                    chain: chain.clone(),
+                    source,
+                })?;
             collected.layers.push(chain);
         }
         let _ = self.content().clean_ingest();

@@ -98,6 +98,15 @@ pub enum ArchiveError {
         #[source]
         source: io::Error,
     },
+    /// Serializing an archive document failed.
+    #[error("serialize {path}")]
+    Serialize {
+        /// The document.
+        path: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A stored blob could not be read while saving.
     #[error("save blob")]
     Blob {

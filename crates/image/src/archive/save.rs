@@ -149,7 +149,8 @@ impl ImageStore {
             ("repositories", json!(repositories)),
         ];
         for (path, doc) in docs {
-            let bytes = serde_json::to_vec(&doc).map_err(|e| write_err(io::Error::other(e)))?;
+            let bytes = serde_json::to_vec(&doc)
+                .map_err(|source| ArchiveError::Serialize { path, source })?;
             add_file(&mut tar, path, &bytes)?;
         }
         tar.into_inner()
@@ -168,7 +169,13 @@ impl ImageStore {
             .map_err(|source| ArchiveError::Blob { source })?;
         let size = file
             .metadata()
-            .map_err(|e| ArchiveError::Read { source: e })?
+            .map_err(|source| ArchiveError::Blob {
+                source: crate::ContentError::Io {
+                    op: "stat",
+                    path: self.content().blob_path(digest),
+                    source,
+                },
+            })?
             .len();
         let path = format!("blobs/sha256/{}", digest.hex());
         let mut h = header(&path, size, false);
