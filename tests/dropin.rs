@@ -248,3 +248,84 @@ fn containerd_reports_output_and_exit_code() {
 fn containerd_runs_as_user_reading_image_file() {
     check::<Ctr>(user_case());
 }
+
+/// Image archives both ways with a real Docker (20.10): `docker load` reads what `berth save`
+/// wrote (a committed image whose top layer deletes a file) and runs it; `berth load` reads
+/// what `docker save` wrote (the legacy docker-archive layout) and berth runs it.
+#[test]
+fn docker_and_berth_load_each_others_saved_images() {
+    if !testutil::require_root() {
+        return;
+    }
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let docker = Docker::start();
+    let berth = testutil::BerthCli::new("dropin-save");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let rootfs = dropin::image::rootfs_tar(&berth.scratch.join("image"));
+        let rootfs = rootfs.to_string_lossy();
+        let rootfs = &*rootfs;
+        berth.ok(&[
+            "import",
+            "-c",
+            "LABEL made-by=berth",
+            rootfs,
+            "berth-made:1",
+        ]);
+        let script = format!("echo committed > /committed; rm {GREETING_PATH}");
+        berth.ok(&[
+            "run",
+            "--name",
+            "cm",
+            "berth-made:1",
+            "/bin/sh",
+            "-c",
+            &script,
+        ]);
+        berth.ok(&[
+            "commit",
+            "-c",
+            "CMD [\"cat\", \"/committed\"]",
+            "cm",
+            "berth-made:2",
+        ]);
+        let archive = docker.scratch("archives").join("from-berth.tar");
+        let archive_s = archive.to_string_lossy();
+        let archive_s = &*archive_s;
+        berth.ok(&["save", "-o", archive_s, "berth-made:2"]);
+
+        let loaded = docker.cli_call(&["load", "-i", archive_s]).ok();
+        assert!(loaded.stdout.contains("berth-made:2"), "{loaded}");
+        let ran = docker.run_image("berth-made:2", &[]).ok();
+        assert_eq!(ran.stdout, "committed\n", "{ran}");
+        let probe = format!("test -e {GREETING_PATH} && echo present || echo deleted");
+        let ran = docker
+            .run_image("berth-made:2", &["/bin/sh", "-c", &probe])
+            .ok();
+        assert_eq!(
+            ran.stdout, "deleted\n",
+            "docker applied the whiteout: {ran}"
+        );
+
+        let from_docker = docker.scratch("archives").join("from-docker.tar");
+        let from_docker_s = from_docker.to_string_lossy();
+        let from_docker_s = &*from_docker_s;
+        docker
+            .cli_call(&["save", "-o", from_docker_s, Docker::IMAGE])
+            .ok();
+        let out = berth.ok(&["load", "-i", from_docker_s]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("Loaded image: {}\n", Docker::IMAGE)
+        );
+        let out = berth.ok(&["run", "--rm", Docker::IMAGE, "cat", GREETING_PATH]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), GREETING);
+    }));
+    drop(berth);
+    let leftovers = docker.close();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(leftovers.is_empty(), "docker teardown left {leftovers:#?}");
+}

@@ -101,6 +101,16 @@ impl Docker {
 
     /// `docker run --rm --network none --runtime berth [--user U] IMAGE CMD...`.
     pub(crate) fn run(&self, case: &Case) -> Outcome {
+        let argv: Vec<&str> = case.argv.iter().map(String::as_str).collect();
+        let outcome = self.docker_run(case.user.as_deref(), IMAGE, &argv);
+        if !outcome.status.success() && outcome.status.code() != Some(case.exit_code) {
+            eprintln!("dockerd log:\n{}", self.dockerd.log_tail());
+            eprintln!("containerd log:\n{}", self.containerd.log_tail());
+        }
+        outcome
+    }
+
+    fn docker_run(&self, user: Option<&str>, image: &str, argv: &[&str]) -> Outcome {
         let mut cmd = self.cli();
         cmd.args([
             "run",
@@ -110,17 +120,32 @@ impl Docker {
             "--runtime",
             RUNTIME_NAME,
         ]);
-        if let Some(user) = &case.user {
+        if let Some(user) = user {
             cmd.args(["--user", user]);
         }
-        cmd.arg(IMAGE).args(&case.argv);
-        let outcome = process::run(&mut cmd, &self.sandbox.subdir("logs"), CLI_TIMEOUT);
-        if !outcome.status.success() && outcome.status.code() != Some(case.exit_code) {
-            eprintln!("dockerd log:\n{}", self.dockerd.log_tail());
-            eprintln!("containerd log:\n{}", self.containerd.log_tail());
-        }
-        outcome
+        cmd.arg(image).args(argv);
+        process::run(&mut cmd, &self.sandbox.subdir("logs"), CLI_TIMEOUT)
     }
+
+    /// `docker ARGS...` against this dockerd (image verbs: `load`, `save`, `image inspect`).
+    pub(crate) fn cli_call(&self, args: &[&str]) -> Outcome {
+        let mut cmd = self.cli();
+        cmd.args(args);
+        process::run(&mut cmd, &self.sandbox.subdir("logs"), CLI_TIMEOUT)
+    }
+
+    /// `docker run --rm --network none --runtime berth IMAGE ARGV...`.
+    pub(crate) fn run_image(&self, image: &str, argv: &[&str]) -> Outcome {
+        self.docker_run(None, image, argv)
+    }
+
+    /// A directory of this peer's sandbox (removed with it).
+    pub(crate) fn scratch(&self, rel: &str) -> PathBuf {
+        self.sandbox.subdir(rel)
+    }
+
+    /// The busybox image dockerd imported at start.
+    pub(crate) const IMAGE: &'static str = IMAGE;
 
     /// The tracing wrapper's view of the runtime calls.
     pub(crate) fn runtime(&self) -> &TracedRuntime {

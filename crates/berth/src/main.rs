@@ -34,7 +34,13 @@ fn main() -> ExitCode {
                 .find_map(|c| c.downcast_ref::<engine::EngineError>())
                 .map_or(125, engine::EngineError::exit_code);
             let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
-            eprintln!("berth: {}", msg.join(": "));
+            // One line, whatever a cause quotes (a tar reader echoes raw header bytes).
+            let line: String = msg
+                .join(": ")
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            eprintln!("berth: {line}");
             code(exit)
         }
     }

@@ -3,63 +3,14 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use engine::{Image, Timestamp, human_duration, human_size};
 
-/// `docker images`: one row per name, `<none>` for an unnamed image.
-pub(crate) fn images(w: &mut dyn Write, list: &[Image], quiet: bool) -> Result<()> {
-    let now = Timestamp::now();
-    let mut rows = Vec::new();
-    for img in list {
-        let id = img
-            .config_digest
-            .hex()
-            .get(..12)
-            .unwrap_or_default()
-            .to_owned();
-        if quiet {
-            writeln!(w, "{id}")?;
-            continue;
-        }
-        let created = img.created.map_or("N/A".to_owned(), |t| {
-            format!("{} ago", human_duration(now.secs() - t.secs()))
-        });
-        let size = human_size(img.size);
-        let names: Vec<(String, String)> = if img.names.is_empty() {
-            vec![("<none>".into(), "<none>".into())]
-        } else {
-            img.names.iter().map(|n| split_reference(n)).collect()
-        };
-        for (repo, tag) in names {
-            rows.push([repo, tag, id.clone(), created.clone(), size.clone()]);
-        }
-    }
-    if !quiet {
-        table(
-            w,
-            &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
-            &rows,
-        )?;
-    }
-    Ok(())
-}
-
-fn split_reference(name: &str) -> (String, String) {
+/// `repo:tag` split at the tag (`localhost:5000/x:1` → `localhost:5000/x`, `1`).
+pub(crate) fn split_reference(name: &str) -> (String, String) {
     let last = name.rfind('/').map_or(0, |i| i + 1);
     match name[last..].rfind(':') {
         Some(i) => (name[..last + i].to_owned(), name[last + i + 1..].to_owned()),
         None => (name.to_owned(), "<none>".to_owned()),
     }
-}
-
-/// Columns padded to the widest cell plus three spaces, as Docker's tabwriter does.
-fn table<const N: usize>(
-    w: &mut dyn Write,
-    header: &[&str; N],
-    rows: &[[String; N]],
-) -> Result<()> {
-    let mut all = vec![header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>()];
-    all.extend(rows.iter().map(|r| r.to_vec()));
-    tabwrite(w, &all)
 }
 
 /// Docker's tabwriter (minimum cell width 10, padding 3, the last cell unpadded): rows of
@@ -100,7 +51,7 @@ pub(crate) fn formatted(
     headers: &serde_json::Value,
     rows: &[serde_json::Value],
 ) -> Result<()> {
-    let format = format.replace("\\t", "\t");
+    let format = format.replace("\\t", "\t").replace("\\n", "\n");
     if format.trim() == "json" {
         for r in rows {
             writeln!(w, "{r}")?;

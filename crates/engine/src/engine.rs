@@ -2,19 +2,17 @@
 //! [`Store`], the [`ImageStore`] and the in-process runtime. The verbs live in one module per
 //! family (`lifecycle`, `logs`, ...) as further `impl Engine` blocks.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use image::{ImageStore, ImportOptions, Platform};
+use image::{ImageStore, Platform};
 
 use crate::containers::Container;
 use crate::error::{EngineError, Result};
 use crate::filter::ContainerFilter;
-use crate::id::{Digest, Timestamp};
-use crate::images::{Image, NewImage};
+use crate::images::Image;
 use crate::store::{Paths, Store};
 
 /// How often waits on the store (stop, rm, attach) look again.
@@ -57,39 +55,16 @@ impl Engine {
         runtime_root(&self.paths)
     }
 
-    /// Imports a rootfs tarball as an image, named `reference` when given.
+    /// Imports a rootfs tarball as an image, named `reference` when given (see
+    /// [`import_image`](Self::import_image) for `-c` and `-m`).
     ///
     /// Errors: a bad tarball or reference.
     pub fn import(&self, tar: impl Read, reference: Option<&str>) -> Result<Image> {
-        let imported = self
-            .images
-            .import_rootfs(tar, &ImportOptions::default())
-            .map_err(|source| EngineError::Image {
-                action: "import image".into(),
-                source: Box::new(source),
-            })?;
-        let resolved = self
-            .images
-            .resolve(&imported.manifest, &Platform::host())
-            .map_err(|source| EngineError::Image {
-                action: "import image".into(),
-                source: Box::new(source),
-            })?;
-        let size: u64 = resolved.manifest.layers().iter().map(|l| l.size()).sum();
-        let new = NewImage {
-            digest: Digest::parse(&imported.manifest.to_string())?,
-            config_digest: Digest::parse(&imported.config.to_string())?,
-            size: i64::try_from(size).unwrap_or(i64::MAX),
-            created: Some(Timestamp::now()),
-            labels: BTreeMap::new(),
+        let req = crate::ImportRequest {
+            reference: reference.map(str::to_owned),
+            ..crate::ImportRequest::default()
         };
-        self.store.write(|tx| {
-            tx.add_image(&new)?;
-            if let Some(r) = reference {
-                tx.tag_image(&new.digest, r)?;
-            }
-            tx.image_by_digest(&new.digest)
-        })
+        self.import_image(tar, &req)
     }
 
     /// All images.

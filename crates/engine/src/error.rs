@@ -161,6 +161,31 @@ pub enum EngineError {
         #[source]
         source: Box<image::ImageError>,
     },
+    /// Saving or loading an image archive failed (a hostile or corrupt archive lands here).
+    #[error("{action}")]
+    Archive {
+        /// What was being done: "load images".
+        action: String,
+        /// The cause.
+        #[source]
+        source: Box<image::ArchiveError>,
+    },
+    /// Committing a container's changes as an image failed.
+    #[error("{action}")]
+    Commit {
+        /// What was being done.
+        action: String,
+        /// The cause.
+        #[source]
+        source: Box<image::CommitError>,
+    },
+    /// Collecting unused blobs and layers failed.
+    #[error("collect unused image data")]
+    Gc {
+        /// The cause.
+        #[source]
+        source: Box<image::GcError>,
+    },
     /// Mounting or unmounting a container's rootfs failed.
     #[error("{action}")]
     Snapshot {
@@ -257,6 +282,9 @@ impl EngineError {
             | Self::Corrupt { .. }
             | Self::Random { .. }
             | Self::Image { .. }
+            | Self::Archive { .. }
+            | Self::Commit { .. }
+            | Self::Gc { .. }
             | Self::Snapshot { .. }
             | Self::Runtime { .. }
             | Self::OciRuntime { .. }

@@ -21,7 +21,7 @@ pub struct NewImage {
     pub digest: Digest,
     /// Config digest: Docker's image id.
     pub config_digest: Digest,
-    /// Bytes of config and layers.
+    /// Bytes of the unpacked layers (Docker's image size).
     pub size: i64,
     /// The config's `created`.
     pub created: Option<Timestamp>,
@@ -36,7 +36,7 @@ pub struct Image {
     pub digest: Digest,
     /// Config digest: Docker's image id.
     pub config_digest: Digest,
-    /// Bytes of config and layers.
+    /// Bytes of the unpacked layers (Docker's image size).
     pub size: i64,
     /// The config's `created`.
     pub created: Option<Timestamp>,

@@ -117,29 +117,50 @@ fn image_json(record: &Image, img: &image::Image) -> Value {
     let (tags, digests): (Vec<&String>, Vec<&String>) =
         record.names.iter().partition(|n| !n.contains('@'));
     let cfg = &img.config;
-    let config = cfg.config().as_ref().map(|c| {
-        json!({
-            "User": c.user().clone().unwrap_or_default(),
-            "Env": c.env(),
-            "Cmd": c.cmd(),
-            "Entrypoint": c.entrypoint(),
-            "WorkingDir": c.working_dir().clone().unwrap_or_default(),
-            "Labels": c.labels(),
-            "StopSignal": c.stop_signal(),
-        })
-    });
+    // The config object as stored (all of Docker's keys), with Docker's nulls for absent ones.
+    let mut config = serde_json::to_value(cfg.config()).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut config {
+        for key in [
+            "Env",
+            "Cmd",
+            "Entrypoint",
+            "Labels",
+            "Volumes",
+            "ExposedPorts",
+        ] {
+            m.entry(key).or_insert(Value::Null);
+        }
+        for key in ["User", "WorkingDir"] {
+            m.entry(key).or_insert_with(|| json!(""));
+        }
+    }
+    let last_history = cfg.history().as_ref().and_then(|h| h.last());
     json!({
         "Id": record.config_digest.as_str(),
         "RepoTags": tags,
         "RepoDigests": digests,
+        "Parent": "",
+        "Comment": last_history.and_then(|h| h.comment().clone()).unwrap_or_default(),
         "Created": time(record.created),
-        "Size": record.size,
-        "Architecture": cfg.architecture().to_string(),
-        "Os": cfg.os().to_string(),
+        "DockerVersion": "",
+        "Author": cfg.author().clone().unwrap_or_default(),
         "Config": config,
+        "Architecture": cfg.architecture().to_string(),
+        "Variant": cfg.variant(),
+        "Os": cfg.os().to_string(),
+        "Size": record.size,
+        "GraphDriver": {"Name": "overlay2", "Data": null},
         "RootFS": {
             "Type": "layers",
             "Layers": img.diff_ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        },
+        "Metadata": {"LastTagTime": ZERO_TIME},
+        "Descriptor": {
+            "mediaType": img.manifest.media_type().as_ref().map_or_else(
+                || image::media::OCI_MANIFEST.to_owned(),
+                ToString::to_string,
+            ),
+            "digest": img.manifest_digest.to_string(),
         },
     })
 }

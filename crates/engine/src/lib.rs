@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+mod changes;
 mod check;
 pub mod config;
 mod containers;
@@ -25,6 +26,8 @@ mod events;
 mod exec;
 mod filter;
 pub mod id;
+mod image_transfer;
+mod image_verbs;
 mod images;
 mod inspect;
 mod lifecycle;
@@ -41,6 +44,7 @@ mod system;
 mod units;
 mod volumes;
 
+pub use changes::apply_changes;
 pub use check::{Problem, is_alive, monitor_alive, start_time};
 pub use config::{Config, HostConfig, PortBinding, RestartPolicy, RestartPolicyName};
 pub use containers::{Container, MountKind, MountPoint, NewContainer};
@@ -51,6 +55,8 @@ pub use events::{Event, EventFilter, EventType};
 pub use exec::ExecOptions;
 pub use filter::ContainerFilter;
 pub use id::{ContainerId, Digest, Timestamp};
+pub use image_transfer::{CommitRequest, ImportRequest, Loaded};
+pub use image_verbs::{HistoryEntry, ImageFilter};
 pub use images::{Image, ImageRemoval, NewImage, normalize_tag};
 pub use lifecycle::{CreateRequest, Started};
 pub use names::random_name;

@@ -1,13 +1,15 @@
-//! Import of a plain rootfs tarball as a single-layer image: the tar becomes a layer blob
-//! (as-is or gzip-compressed), with an image config (rootfs diff id plus the caller's
-//! Entrypoint/Cmd/Env/WorkingDir) and an OCI manifest, all stored in the content store.
+//! Import of a rootfs tarball as a single-layer image: the tar becomes a layer blob (as-is or
+//! gzip-compressed; a gzip or zstd tarball is kept as it came), with an image config (rootfs
+//! diff id plus the caller's config) and an OCI manifest, all stored in the content store.
 
 use crate::content::{ContentError, ContentStore};
 use crate::digest::{DiffId, Digest, DigestReader};
 use crate::manifest::{ManifestError, Platform, parse_config, parse_manifest};
-use crate::media::{OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST};
+use crate::media::{
+    Compression, OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST,
+};
 use serde_json::{Value, json};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 /// Errors of import.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,13 @@ pub struct ImportOptions {
     pub env: Vec<String>,
     /// `config.WorkingDir`.
     pub working_dir: Option<String>,
+    /// A whole `config` object (Docker's Config, e.g. from `docker import -c`) to start from;
+    /// the fields above are set on top of it.
+    pub config: Option<serde_json::Map<String, Value>>,
+    /// The history entry's comment (`docker import -m`); a default one when `None`.
+    pub comment: Option<String>,
+    /// RFC 3339 creation time recorded as the config's `created`.
+    pub created: Option<String>,
 }
 
 /// The digests of an imported image.
@@ -86,33 +95,74 @@ pub fn import_rootfs(
     opts: &ImportOptions,
 ) -> Result<Imported, ImportError> {
     let store_err = |what| move |source| ImportError::Store { what, source };
+    let stream_err = |source| ImportError::Stream { source };
+    let mut tar = io::BufReader::with_capacity(64 * 1024, tar);
+    let compression = Compression::sniff(tar.fill_buf().map_err(stream_err)?);
+    if compression != Compression::None {
+        return import_compressed(content, tar, compression, opts);
+    }
     let mut hashed = DigestReader::new(tar);
     let writer = content.writer(None).map_err(store_err("layer"))?;
     let (writer, media_type) = if opts.gzip {
         let mut gz = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
-        io::copy(&mut hashed, &mut gz).map_err(|source| ImportError::Stream { source })?;
-        let w = gz
-            .finish()
-            .map_err(|source| ImportError::Stream { source })?;
-        (w, OCI_LAYER_GZIP)
+        io::copy(&mut hashed, &mut gz).map_err(stream_err)?;
+        (gz.finish().map_err(stream_err)?, OCI_LAYER_GZIP)
     } else {
         let mut w = writer;
-        io::copy(&mut hashed, &mut w).map_err(|source| ImportError::Stream { source })?;
+        io::copy(&mut hashed, &mut w).map_err(stream_err)?;
         (w, OCI_LAYER)
     };
-    let (diff, _, _) = hashed
-        .finish()
-        .map_err(|source| ImportError::Stream { source })?;
-    let diff_id = DiffId(diff);
+    let (diff, _, _) = hashed.finish().map_err(stream_err)?;
     let mut writer = writer;
-    writer
-        .flush()
-        .map_err(|source| ImportError::Stream { source })?;
+    writer.flush().map_err(stream_err)?;
     let layer_size = writer.written();
     let layer = writer.commit(None, None).map_err(store_err("layer"))?;
+    finish_import(content, layer, layer_size, media_type, DiffId(diff), opts)
+}
 
+/// A gzip or zstd tarball (`docker import rootfs.tar.gz`) is stored as it came; its DiffID is
+/// the digest of the decompressed stream, read back from the stored blob.
+fn import_compressed(
+    content: &ContentStore,
+    mut tar: impl Read,
+    compression: Compression,
+    opts: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    let store_err = |what| move |source| ImportError::Store { what, source };
+    let stream_err = |source| ImportError::Stream { source };
+    let mut writer = content.writer(None).map_err(store_err("layer"))?;
+    io::copy(&mut tar, &mut writer).map_err(stream_err)?;
+    let layer_size = writer.written();
+    let layer = writer.commit(None, None).map_err(store_err("layer"))?;
+    let blob = io::BufReader::new(content.open_blob(&layer).map_err(store_err("layer"))?);
+    let (plain, media_type): (Box<dyn Read>, _) = match compression {
+        Compression::Zstd => (
+            Box::new(zstd::stream::read::Decoder::with_buffer(blob).map_err(stream_err)?),
+            OCI_LAYER_ZSTD,
+        ),
+        _ => (
+            Box::new(flate2::bufread::MultiGzDecoder::new(blob)),
+            OCI_LAYER_GZIP,
+        ),
+    };
+    let mut hashed = DigestReader::new(plain);
+    io::copy(&mut hashed, &mut io::sink()).map_err(stream_err)?;
+    let (diff, _, _) = hashed.finish().map_err(stream_err)?;
+    finish_import(content, layer, layer_size, media_type, DiffId(diff), opts)
+}
+
+/// Writes the config and manifest of an imported layer.
+fn finish_import(
+    content: &ContentStore,
+    layer: Digest,
+    layer_size: u64,
+    media_type: &str,
+    diff_id: DiffId,
+    opts: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    let store_err = |what| move |source| ImportError::Store { what, source };
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
-    let mut exec = serde_json::Map::new();
+    let mut exec = opts.config.clone().unwrap_or_default();
     if let Some(e) = &opts.entrypoint {
         exec.insert("Entrypoint".into(), json!(e));
     }
@@ -130,8 +180,15 @@ pub fn import_rootfs(
         "os": platform.os,
         "config": Value::Object(exec),
         "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
-        "history": [{"created_by": "berth import", "comment": "imported from a rootfs tarball"}],
+        "history": [{
+            "created_by": "berth import",
+            "comment": opts.comment.as_deref().unwrap_or("imported from a rootfs tarball"),
+        }],
     });
+    if let Some(t) = &opts.created {
+        config["created"] = json!(t);
+        config["history"][0]["created"] = json!(t);
+    }
     if let Some(v) = &platform.variant {
         config["variant"] = json!(v);
     }

@@ -6,12 +6,16 @@
 //! names and tags (SQLite) and calls in here with digests. Entry points: [`ContentStore`]
 //! (blobs), [`manifest`] (parsing and platform selection), [`LayerStore`] (unpack),
 //! [`Snapshots`] (overlay mounts per container), [`import`] (rootfs tarball → image) and the
-//! [`ImageStore`] facade that ties them together. On disk (under one root):
+//! [`ImageStore`] facade that ties them together, with [`archive`] (save/load), [`commit`]
+//! (container changes → layer) and [`gc`] (collecting what no image uses). On disk (under one root):
 //! `blobs/sha256/<hex>`, `ingest/`, `layers/<chain-id>/diff`, `containers/<id>/{upper,work}`.
 #![warn(missing_docs)]
 
+pub mod archive;
+pub mod commit;
 pub mod content;
 pub mod digest;
+pub mod gc;
 pub mod import;
 pub mod manifest;
 pub mod media;
@@ -19,8 +23,11 @@ pub mod snapshot;
 mod store;
 pub mod unpack;
 
+pub use archive::{ArchiveError, LoadedImage, SaveImage};
+pub use commit::{CommitError, CommitOptions, Committed};
 pub use content::{ContentError, ContentStore, Info, Writer};
 pub use digest::{ChainId, DiffId, Digest, DigestError};
+pub use gc::{Collected, GcError, GcLock};
 pub use import::{ImportError, ImportOptions, Imported};
 pub use manifest::{Manifest, ManifestError, Platform};
 pub use snapshot::{Mount, SnapshotError, Snapshots, mount_overlay, unmount};

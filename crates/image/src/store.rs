@@ -97,6 +97,7 @@ pub struct Image {
 /// Content, layers and snapshots under one root (`/var/lib/berth`).
 #[derive(Debug, Clone)]
 pub struct ImageStore {
+    root: PathBuf,
     content: ContentStore,
     layers: LayerStore,
     snapshots: Snapshots,
@@ -113,11 +114,18 @@ impl ImageStore {
             source,
         };
         Ok(ImageStore {
+            root: root.to_path_buf(),
             content: ContentStore::open(root).map_err(|e| open_err(Box::new(e)))?,
             layers: LayerStore::open(root.join("layers")).map_err(|e| open_err(Box::new(e)))?,
             snapshots: Snapshots::open(root.join("containers"))
                 .map_err(|e| open_err(Box::new(e)))?,
         })
+    }
+
+    /// The root directory holding blobs, layers and snapshots.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The content store.

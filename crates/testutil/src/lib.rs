@@ -5,13 +5,17 @@
 //! name ([`unique_name`]) so that [`janitor`] can remove what an earlier, killed run left behind
 //! without touching the objects of test processes still running. Entry points: [`Bundle`],
 //! [`Runtime`], [`ContainerGuard`], [`MountGuard`], [`NetnsGuard`], [`CgroupGuard`],
-//! [`ChildGuard`], [`janitor`], [`leaks`]; [`Uml`] boots a User-Mode Linux guest (cgroup v2).
+//! [`ChildGuard`], [`janitor`], [`leaks`]; image fixtures in [`images`] and
+//! [`debian_minbase`]; [`Uml`] boots a User-Mode Linux guest (cgroup v2).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+mod berth;
 mod bundle;
 mod contest;
+mod debian;
 mod guards;
+pub mod images;
 mod janitor;
 mod mountinfo;
 mod rootfs;
@@ -20,11 +24,13 @@ mod runtime;
 mod sys;
 mod uml;
 
+pub use berth::BerthCli;
 pub use bundle::{Bundle, default_spec};
 pub use contest::{
     ContestMount, contest_binary, is_static_elf, parse_contest_mounts, parse_kv, target_dir,
     workspace_root,
 };
+pub use debian::{CACHE_DIR, debian_minbase};
 pub use guards::{CgroupGuard, ChildGuard, MountGuard, NetnsEntered, NetnsGuard};
 pub use janitor::{LINK_PREFIX, janitor, leaks, leaks_of, owner_pids, remove_cgroup, sweep};
 pub use mountinfo::{MountEntry, mounts, parse_mountinfo, unescape_octal};

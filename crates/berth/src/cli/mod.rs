@@ -10,6 +10,7 @@ use engine::{Engine, Paths};
 use crate::render;
 
 pub(crate) mod container;
+mod format;
 mod image;
 mod process;
 mod ps;
