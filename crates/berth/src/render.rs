@@ -101,7 +101,7 @@ pub(crate) fn ps(w: &mut dyn Write, list: &[Container], quiet: bool, no_trunc: b
 }
 
 /// Columns padded to the widest cell plus three spaces, as Docker's tabwriter does.
-fn table<const N: usize>(
+pub(crate) fn table<const N: usize>(
     w: &mut dyn Write,
     header: &[&str; N],
     rows: &[[String; N]],

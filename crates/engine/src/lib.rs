@@ -14,6 +14,7 @@
 //! [`EngineError`] with a [`ErrorKind`].
 #![warn(missing_docs)]
 
+mod archive;
 pub mod bundle;
 mod check;
 pub mod config;
@@ -29,13 +30,16 @@ mod inspect;
 mod lifecycle;
 mod logs;
 pub mod monitor;
+mod mounts;
 mod names;
 pub mod schema;
 pub mod state;
+mod storage;
 mod store;
 mod units;
 mod volumes;
 
+pub use archive::ArchiveError;
 pub use check::{Problem, is_alive};
 pub use config::{Config, HostConfig, RestartPolicy, RestartPolicyName};
 pub use containers::{Container, MountKind, MountPoint, NewContainer};
@@ -47,8 +51,10 @@ pub use filter::ContainerFilter;
 pub use id::{ContainerId, Digest, Timestamp};
 pub use images::{Image, ImageRemoval, NewImage, normalize_tag};
 pub use lifecycle::{CreateRequest, Started};
+pub use mounts::{MountConfigReason, MountError, parse_mount_flag};
 pub use names::random_name;
 pub use state::{ContainerState, Health, HealthStatus, Status, Transition};
+pub use storage::{Change, CopyOptions, CopyPath};
 pub use store::{DB_FILE, DEFAULT_BUSY_TIMEOUT, DEFAULT_EVENTS_KEPT, Paths, Store, Tx};
 pub use units::{human_duration, human_size, status_text};
 pub use volumes::{LOCAL_DRIVER, NewVolume, Volume, VolumeFilter};

@@ -70,24 +70,31 @@ impl Engine {
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "none".into();
         }
+        let planned = crate::mounts::plan(&config, &host_config)?;
         let mut c = self.store.write(|tx| {
+            let mounts = crate::mounts::record_volumes(tx, &planned)?;
             tx.create_container(NewContainer {
                 name: req.name.clone(),
                 image: req.config.image.clone(),
                 image_digest: Some(record.digest.clone()),
                 config,
                 host_config,
-                mounts: Vec::new(),
+                mounts,
             })
         })?;
         // The hostname is the short id, known only now; it lives in the bundle's config.
         c.config.hostname = c.id.short().to_owned();
         if let Err(e) = self.prepare(&c, &img) {
-            if let Err(clean) = self.remove(&c.id.to_string(), true) {
-                tracing::warn!(
+            match self.remove(&c.id.to_string(), true) {
+                Ok(removed) => {
+                    if let Err(clean) = self.remove_anonymous_volumes(&removed) {
+                        tracing::warn!("remove volumes of {}: {clean}", c.id.short());
+                    }
+                }
+                Err(clean) => tracing::warn!(
                     "remove container {} after failed create: {clean}",
                     c.id.short()
-                );
+                ),
             }
             return Err(e);
         }
@@ -104,11 +111,12 @@ impl Engine {
                 action: format!("prepare rootfs of {}", c.id.short()),
                 source: Box::new(source),
             })?;
-        let spec = serde_json::to_vec_pretty(&crate::bundle::oci_config(c, &rootfs_path(c))?)
-            .map_err(|source| EngineError::Json {
-                action: format!("encode config of container {}", c.id.short()),
-                source,
-            })?;
+        let mut spec = crate::bundle::oci_config(c, &rootfs_path(c))?;
+        self.prepare_mounts(c, &mount, &mut spec)?;
+        let spec = serde_json::to_vec_pretty(&spec).map_err(|source| EngineError::Json {
+            action: format!("encode config of container {}", c.id.short()),
+            source,
+        })?;
         let mount_json = serde_json::json!({
             "lowerdirs": mount.lowerdirs, "upperdir": mount.upperdir, "workdir": mount.workdir,
         });

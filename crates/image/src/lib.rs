@@ -23,6 +23,6 @@ pub use content::{ContentError, ContentStore, Info, Writer};
 pub use digest::{ChainId, DiffId, Digest, DigestError};
 pub use import::{ImportError, ImportOptions, Imported};
 pub use manifest::{Manifest, ManifestError, Platform};
-pub use snapshot::{Mount, SnapshotError, Snapshots, mount_overlay, unmount};
+pub use snapshot::{Mount, SnapshotError, Snapshots, mount_overlay, open_overlay, unmount};
 pub use store::{Image, ImageError, ImageStore};
 pub use unpack::{LayerStore, UnpackError, Unpacked};

@@ -12,6 +12,7 @@ use crate::render;
 pub(crate) mod container;
 mod image;
 mod run;
+mod storage;
 
 pub(crate) use container::ContainerCommand;
 use run::RunArgs;
@@ -52,6 +53,8 @@ pub(crate) enum Command {
     Image(image::ImageCommand),
     #[command(flatten)]
     Container(container::ContainerCommand),
+    #[command(flatten)]
+    Storage(storage::StorageCommand),
     /// Run a command in a new container.
     Run(RunArgs),
     /// Docker-shaped JSON of containers or images.
@@ -78,6 +81,7 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
     match &cli.command {
         Command::Image(c) => return image::dispatch(&engine, c),
         Command::Container(c) => return container::dispatch(&engine, c),
+        Command::Storage(c) => return storage::dispatch(&engine, c),
         Command::Run(args) => return run::run(&engine, args),
         Command::Inspect { format, objects } => {
             return inspect(&engine, objects, format.as_deref(), &mut stdout);
