@@ -209,6 +209,25 @@ fn named_volumes_survive_rm_anonymous_ones_go_with_rm_v() {
     assert_eq!(ls, "keepme\n", "rm -v removed the anonymous volume only");
     assert!(!b.root.join("volumes").join(&anon).exists());
 
+    // --rm removes the anonymous volumes it made, like rm -v.
+    b.ok(&["run", "--rm", "-v", "/scratch", "bb", "touch", "/scratch/x"]);
+    assert_eq!(stdout(&b.ok(&["volume", "ls", "-q"])), "keepme\n");
+
+    // --volumes-from: the same volumes, the mode overridden with :ro.
+    b.ok(&["run", "--name", "src", "-v", "keepme:/data", "bb", "true"]);
+    let out = b.cmd(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src:ro",
+        "bb",
+        "sh",
+        "-c",
+        "cat /data/f; touch /data/g 2>/dev/null || echo refused",
+    ]);
+    assert_eq!(stdout(&out), "persisted\nrefused\n", "{}", describe(&out));
+    b.ok(&["rm", "src"]);
+
     // A second container sees the data.
     let out = b.ok(&[
         "run",

@@ -72,7 +72,7 @@ impl Engine {
         }
         let planned = crate::mounts::plan(&config, &host_config)?;
         let mut c = self.store.write(|tx| {
-            let mounts = crate::mounts::record_volumes(tx, &planned)?;
+            let mounts = crate::mounts::record_volumes(tx, &planned, &host_config.volumes_from)?;
             tx.create_container(NewContainer {
                 name: req.name.clone(),
                 image: req.config.image.clone(),

@@ -667,10 +667,20 @@ pub(crate) fn plan(config: &Config, host: &HostConfig) -> Result<Vec<Planned>> {
 }
 
 /// Records the volumes the plan uses (named ones created on first use, anonymous ones made)
-/// and returns the container's mount rows.
-pub(crate) fn record_volumes(tx: &Tx<'_>, planned: &[Planned]) -> Result<Vec<MountPoint>> {
-    let mut out = Vec::with_capacity(planned.len());
+/// and returns the container's mount rows, with the volumes and binds of the `--volumes-from`
+/// containers where the user mounted nothing else (an anonymous volume yields to them).
+pub(crate) fn record_volumes(
+    tx: &Tx<'_>,
+    planned: &[Planned],
+    volumes_from: &[String],
+) -> Result<Vec<MountPoint>> {
+    let inherited = inherited(tx, volumes_from)?;
+    let mut out = Vec::with_capacity(planned.len() + inherited.len());
     for p in planned {
+        let anonymous = p.kind == MountKind::Volume && p.source.is_none();
+        if anonymous && inherited.iter().any(|i| i.destination == p.destination) {
+            continue;
+        }
         let source = match p.kind {
             MountKind::Volume => {
                 let v = tx.create_volume(&NewVolume {
@@ -690,29 +700,77 @@ pub(crate) fn record_volumes(tx: &Tx<'_>, planned: &[Planned]) -> Result<Vec<Mou
             propagation: p.propagation.clone(),
         });
     }
+    for i in inherited {
+        if !out.iter().any(|o| o.destination == i.destination) {
+            out.push(i);
+        }
+    }
     Ok(out)
 }
 
-/// The OCI `mounts[]` entries of the container's own mounts; `volume_dir` maps a volume name to
-/// its `_data` directory.
+/// The bind and volume mounts of `--volumes-from CONTAINER[:ro|rw]` (tmpfs mounts are the
+/// other container's own, as in Docker); `ro`/`rw` override the source's mode.
+fn inherited(tx: &Tx<'_>, volumes_from: &[String]) -> Result<Vec<MountPoint>> {
+    let mut out: Vec<MountPoint> = Vec::new();
+    for spec in volumes_from {
+        let (name, mode) = match spec.rsplit_once(':') {
+            Some((n, m)) => (n, Some(m)),
+            None => (spec.as_str(), None),
+        };
+        let rw = match mode {
+            None => None,
+            Some("rw") => Some(true),
+            Some("ro") => Some(false),
+            Some(m) => {
+                return Err(MountError::Mode { mode: m.to_owned() }.into());
+            }
+        };
+        let from = tx.container(name)?;
+        for m in from
+            .mounts
+            .into_iter()
+            .filter(|m| m.kind != MountKind::Tmpfs)
+        {
+            if out.iter().any(|o| o.destination == m.destination) {
+                return Err(MountError::Duplicate {
+                    destination: m.destination,
+                }
+                .into());
+            }
+            out.push(MountPoint {
+                read_write: rw.unwrap_or(m.read_write),
+                ..m
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The OCI `mounts[]` entries of the container's recorded mounts (parents first); `planned`
+/// gives tmpfs options, `volume_dir` maps a volume name to its `_data` directory.
 pub(crate) fn oci_mounts(
     planned: &[Planned],
     rows: &[MountPoint],
     volume_dir: impl Fn(&str) -> PathBuf,
 ) -> Vec<Value> {
+    let mut rows: Vec<&MountPoint> = rows.iter().collect();
+    rows.sort_by_key(|r| Path::new(&r.destination).components().count());
     let mut out = Vec::new();
-    for p in planned {
-        let Some(row) = rows.iter().find(|r| r.destination == p.destination) else {
-            continue;
-        };
-        let ro = (!p.read_write).then_some("ro");
-        match p.kind {
-            MountKind::Tmpfs => out.push(json!({
-                "destination": p.destination, "type": "tmpfs", "source": "tmpfs",
-                "options": p.tmpfs,
-            })),
+    for row in rows {
+        let plan = planned.iter().find(|p| p.destination == row.destination);
+        match row.kind {
+            MountKind::Tmpfs => {
+                let options = match plan {
+                    Some(p) => p.tmpfs.clone(),
+                    None => tmpfs_options("").unwrap_or_default(),
+                };
+                out.push(json!({
+                    "destination": row.destination, "type": "tmpfs", "source": "tmpfs",
+                    "options": options,
+                }));
+            }
             MountKind::Bind | MountKind::Volume => {
-                let source = if p.kind == MountKind::Bind {
+                let source = if row.kind == MountKind::Bind {
                     PathBuf::from(&row.source)
                 } else {
                     volume_dir(&row.source)
@@ -723,9 +781,9 @@ pub(crate) fn oci_mounts(
                     &row.propagation
                 };
                 let mut options = vec!["rbind", prop];
-                options.extend(ro);
+                options.extend((!row.read_write).then_some("ro"));
                 out.push(json!({
-                    "destination": p.destination, "type": "bind", "source": source,
+                    "destination": row.destination, "type": "bind", "source": source,
                     "options": options,
                 }));
             }

@@ -22,6 +22,7 @@ use crate::containers::{Container, MountKind};
 use crate::engine::{Engine, io_err, rootfs_path};
 use crate::error::{EngineError, Result};
 use crate::state::Status;
+use crate::store::{Paths, Store};
 use crate::volumes::{NewVolume, Volume, VolumeFilter};
 
 /// One side of `berth cp`.
@@ -200,32 +201,7 @@ impl Engine {
     ///
     /// Errors: the store cannot be written.
     pub fn remove_anonymous_volumes(&self, c: &Container) -> Result<()> {
-        for m in c.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
-            let removed = self.store.write(|tx| {
-                let v = match tx.volume(&m.source) {
-                    Ok(v) => v,
-                    Err(EngineError::NotFound { .. }) => return Ok(None),
-                    Err(e) => return Err(e),
-                };
-                if !v.anonymous || v.ref_count > 0 {
-                    return Ok(None);
-                }
-                tx.remove_volume(&m.source).map(Some)
-            })?;
-            if let Some(v) = removed {
-                self.remove_volume_dir(&v.name);
-            }
-        }
-        Ok(())
-    }
-
-    fn remove_volume_dir(&self, name: &str) {
-        let dir = self.paths.volumes_dir().join(name);
-        if let Err(e) = fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!("remove {}: {e}", dir.display());
-        }
+        remove_anonymous_volumes(&self.store, &self.paths, c)
     }
 
     /// `volume create`: records the volume (an existing name is returned as is) and makes its
@@ -266,7 +242,7 @@ impl Engine {
     pub fn volume_remove(&self, name: &str, force: bool) -> Result<()> {
         match self.store.write(|tx| tx.remove_volume(name)) {
             Ok(v) => {
-                self.remove_volume_dir(&v.name);
+                remove_volume_dir(&self.paths, &v.name);
                 Ok(())
             }
             Err(EngineError::NotFound { .. }) if force => Ok(()),
@@ -283,7 +259,7 @@ impl Engine {
         let mut bytes = 0;
         for v in &removed {
             bytes += dir_size(&self.volume_data(&v.name));
-            self.remove_volume_dir(&v.name);
+            remove_volume_dir(&self.paths, &v.name);
         }
         Ok((removed, bytes))
     }
@@ -461,6 +437,37 @@ impl Engine {
         )
         .map_err(copy_err(format!("diff container {}", c.id.short())))?;
         Ok(out)
+    }
+}
+
+/// The anonymous volumes of `c` that no container uses any more: records, then directories
+/// (shared by `rm -v` and the monitor of a `--rm` container).
+pub(crate) fn remove_anonymous_volumes(store: &Store, paths: &Paths, c: &Container) -> Result<()> {
+    for m in c.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
+        let removed = store.write(|tx| {
+            let v = match tx.volume(&m.source) {
+                Ok(v) => v,
+                Err(EngineError::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if !v.anonymous || v.ref_count > 0 {
+                return Ok(None);
+            }
+            tx.remove_volume(&m.source).map(Some)
+        })?;
+        if let Some(v) = removed {
+            remove_volume_dir(paths, &v.name);
+        }
+    }
+    Ok(())
+}
+
+fn remove_volume_dir(paths: &Paths, name: &str) {
+    let dir = paths.volumes_dir().join(name);
+    if let Err(e) = fs::remove_dir_all(&dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("remove {}: {e}", dir.display());
     }
 }
 

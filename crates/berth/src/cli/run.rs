@@ -66,7 +66,8 @@ impl CreateArgs {
     }
 }
 
-/// Mounts and the root file system: `-v`, `--mount`, `--tmpfs`, `--read-only`.
+/// Mounts and the root file system: `-v`, `--mount`, `--tmpfs`, `--read-only`,
+/// `--volumes-from`.
 #[derive(Debug, clap::Args)]
 struct StorageFlags {
     /// Bind mount or volume: `/host:/ctr[:opts]`, `name:/ctr[:opts]`, or `/ctr` (anonymous).
@@ -81,6 +82,9 @@ struct StorageFlags {
     /// Mount the container's root file system read-only.
     #[arg(long)]
     read_only: bool,
+    /// The volumes and bind mounts of another container: `CONTAINER[:ro|rw]`.
+    #[arg(long = "volumes-from")]
+    volumes_from: Vec<String>,
 }
 
 impl StorageFlags {
@@ -104,6 +108,7 @@ impl StorageFlags {
             host.tmpfs.insert(path.to_owned(), opts.to_owned());
         }
         host.readonly_rootfs = self.read_only;
+        host.volumes_from.clone_from(&self.volumes_from);
         Ok(())
     }
 }
