@@ -461,6 +461,58 @@ fn cp_both_ways_on_running_and_stopped_containers_stays_inside() {
 }
 
 #[test]
+fn cp_into_a_stopped_container_reaches_its_volumes_and_respects_read_only() {
+    if !testutil::require_root() {
+        return;
+    }
+    let b = Berth::new("st-cpvol");
+    b.import_busybox("bb");
+    let host = b.scratch.join("bound");
+    std::fs::create_dir(&host).expect("mkdir");
+    let bind = format!("{}:/bound", path_str(&host));
+    b.ok(&[
+        "run",
+        "--name",
+        "stopped",
+        "-v",
+        "cpvol:/data",
+        "-v",
+        &bind,
+        "-v",
+        "rovol:/ro:ro",
+        "bb",
+        "true",
+    ]);
+    let file = b.scratch.join("f.txt");
+    std::fs::write(&file, "to the volume\n").expect("write");
+    let f = path_str(&file);
+    b.ok(&["cp", f, "stopped:/data/"]);
+    b.ok(&["cp", f, "stopped:/bound/"]);
+    assert_no_mounts(&b);
+    let in_volume = b.root.join("volumes/cpvol/_data/f.txt");
+    assert_eq!(
+        std::fs::read_to_string(&in_volume).expect("in volume"),
+        "to the volume\n"
+    );
+    assert!(host.join("f.txt").is_file(), "into the bind source");
+    let out = b.ok(&["cp", "stopped:/data/f.txt", "-"]);
+    assert_eq!(tar_list(&out.stdout), ["f.txt"]);
+    assert_refused(
+        &b.cmd(&["cp", f, "stopped:/ro/"]),
+        "mounted volume is marked read-only",
+    );
+
+    b.ok(&["run", "--name", "rofs", "--read-only", "bb", "true"]);
+    assert_refused(
+        &b.cmd(&["cp", f, "rofs:/"]),
+        "container rootfs is marked read-only",
+    );
+    b.ok(&["rm", "-v", "stopped", "rofs"]);
+    b.ok(&["volume", "rm", "cpvol", "rovol"]);
+    assert_no_mounts(&b);
+}
+
+#[test]
 fn cp_dash_streams_tar_in_and_out() {
     if !testutil::require_root() {
         return;

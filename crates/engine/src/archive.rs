@@ -59,6 +59,12 @@ pub enum ArchiveError {
         /// The path.
         path: PathBuf,
     },
+    /// `cp` into a read-only volume or root file system.
+    #[error("{what} is marked read-only")]
+    ReadOnly {
+        /// `mounted volume` or `container rootfs`.
+        what: &'static str,
+    },
     /// The destination, or its parent, must be an existing directory.
     #[error("destination directory {path} must exist")]
     NoDestination {

@@ -15,6 +15,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, OFlags};
+use rustix::mount::{MoveMountFlags, OpenTreeFlags};
 use serde_json::Value;
 
 use crate::archive::{self, ArchiveError, ExtractOptions, TarWriter, UserPath};
@@ -290,10 +291,61 @@ impl Engine {
             action: format!("mount rootfs of {}", c.id.short()),
             source: Box::new(source),
         })?;
+        if mounts {
+            self.attach_mounts(c, root.as_fd())?;
+        }
         Ok(Tree {
             root,
             detached: true,
         })
+    }
+
+    /// Binds the container's volumes and bind mounts into its detached rootfs mount, as the
+    /// runtime would at start (mount points made in the rootfs the same way), so `cp` into a
+    /// stopped container reaches them. The clones live in the detached tree only.
+    fn attach_mounts(&self, c: &Container, root: BorrowedFd<'_>) -> Result<()> {
+        let mut rows: Vec<_> = c
+            .mounts
+            .iter()
+            .filter(|m| m.kind != MountKind::Tmpfs)
+            .collect();
+        rows.sort_by_key(|m| Path::new(&m.destination).components().count());
+        for m in rows {
+            let source = match m.kind {
+                MountKind::Volume => self.volume_data(&m.source),
+                _ => PathBuf::from(&m.source),
+            };
+            let dest = Path::new(&m.destination);
+            let fail = |e: std::io::Error| EngineError::Io {
+                action: "mount for copy",
+                path: source.clone(),
+                source: e,
+            };
+            let is_dir = fs::metadata(&source).map_err(fail)?.is_dir();
+            let target = if is_dir {
+                runtime::paths::mkdir_all_in_root(root, dest, 0o755)
+            } else {
+                runtime::paths::create_file_in_root(root, dest)
+            }
+            .map_err(fail)?;
+            let tree = rustix::mount::open_tree(
+                rustix::fs::CWD,
+                &source,
+                OpenTreeFlags::OPEN_TREE_CLONE
+                    | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                    | OpenTreeFlags::AT_RECURSIVE,
+            )
+            .map_err(|e| fail(e.into()))?;
+            rustix::mount::move_mount(
+                &tree,
+                "",
+                &target,
+                "",
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+            )
+            .map_err(|e| fail(e.into()))?;
+        }
+        Ok(())
     }
 
     /// `berth cp SRC DST`: Docker's semantics (a file into a directory keeps its name; a
@@ -312,7 +364,9 @@ impl Engine {
         stdout: &mut dyn Write,
     ) -> Result<()> {
         let cwd = std::env::current_dir().map_err(io_err("find", Path::new(".")))?;
-        let side = |p: &CopyPath| -> Result<Option<(String, Tree, UserPath, bool)>> {
+        let side = |p: &CopyPath,
+                    is_dest: bool|
+         -> Result<Option<(String, Tree, UserPath, bool)>> {
             Ok(match p {
                 CopyPath::Stdio => None,
                 CopyPath::Host(raw) => Some((
@@ -326,16 +380,16 @@ impl Engine {
                 )),
                 CopyPath::Container { container, path } => {
                     let c = self.container(container)?;
+                    let user_path = UserPath::parse(path, Path::new("/"));
+                    if is_dest {
+                        check_writable(&c, &user_path.path)
+                            .map_err(copy_err(format!("copy to container {}", c.id.short())))?;
+                    }
                     let tree = self.open_tree(&c, true)?;
                     if tree.detached {
                         tracing::debug!(id = %c.id.short(), "cp through a detached rootfs mount");
                     }
-                    Some((
-                        format!("container {}", c.id.short()),
-                        tree,
-                        UserPath::parse(path, Path::new("/")),
-                        true,
-                    ))
+                    Some((format!("container {}", c.id.short()), tree, user_path, true))
                 }
             })
         };
@@ -346,8 +400,8 @@ impl Engine {
                 value: format!("{src:?} -> {dst:?}"),
             });
         }
-        let from = side(src)?;
-        let to = side(dst)?;
+        let from = side(src, false)?;
+        let to = side(dst, true)?;
         match (from, to) {
             (Some((what, tree, path, _)), None) => {
                 let (_, name) = source_entry(tree.root.as_fd(), &path, opts.follow_link)
@@ -591,6 +645,26 @@ fn is_stub(dir: &OwnedFd, name: &OsString, st: &rustix::fs::Stat) -> bool {
                 .all(|e| matches!(e.file_name().to_bytes(), b"." | b".."))
         }),
         _ => false,
+    }
+}
+
+/// Docker's refusal to copy into a read-only volume or root file system (the kernel would
+/// refuse it for a running container; a stopped one's detached tree is writable).
+fn check_writable(c: &Container, dest: &Path) -> Result<(), ArchiveError> {
+    let dest = runtime::paths::relative(dest);
+    let covering = c
+        .mounts
+        .iter()
+        .filter(|m| dest.starts_with(runtime::paths::relative(Path::new(&m.destination))))
+        .max_by_key(|m| m.destination.len());
+    match covering {
+        Some(m) if !m.read_write => Err(ArchiveError::ReadOnly {
+            what: "mounted volume",
+        }),
+        None if c.host_config.readonly_rootfs => Err(ArchiveError::ReadOnly {
+            what: "container rootfs",
+        }),
+        _ => Ok(()),
     }
 }
 
