@@ -514,6 +514,21 @@ pub(crate) fn extract(dest: BorrowedFd<'_>, input: impl Read, opts: &ExtractOpti
     Ok(())
 }
 
+/// Extracts the tar stream `input` into the directory `dest`, which acts as the root of every
+/// entry name and symlink: nothing is written outside it (`cp -`; a fuzz target). With
+/// `preserve_owner` the entries' uid/gid are kept, else files belong to the caller.
+///
+/// # Errors
+/// A malformed stream, an entry that would replace a directory with a file or the reverse, or
+/// a failing file-system call.
+pub fn extract_into(dest: BorrowedFd<'_>, input: impl Read, preserve_owner: bool) -> Result<()> {
+    let opts = ExtractOptions {
+        preserve_owner,
+        rename: None,
+    };
+    extract(dest, input, &opts)
+}
+
 fn owner(h: &tar::Header) -> (rustix::fs::Uid, rustix::fs::Gid) {
     let uid = u32::try_from(h.uid().unwrap_or(0)).unwrap_or(0);
     let gid = u32::try_from(h.gid().unwrap_or(0)).unwrap_or(0);

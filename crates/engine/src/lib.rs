@@ -39,7 +39,7 @@ mod store;
 mod units;
 mod volumes;
 
-pub use archive::ArchiveError;
+pub use archive::{ArchiveError, extract_into};
 pub use check::{Problem, is_alive};
 pub use config::{Config, HostConfig, RestartPolicy, RestartPolicyName};
 pub use containers::{Container, MountKind, MountPoint, NewContainer};

@@ -838,6 +838,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn diff_walk_reports_like_docker() {
+        if !testutil::require_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (lower, upper) = (tmp.path().join("lower"), tmp.path().join("upper"));
+        for d in [
+            lower.join("a"),
+            lower.join("b"),
+            upper.join("a"),
+            upper.join("b"),
+        ] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(lower.join("a/file1"), "1").unwrap();
+        fs::write(lower.join("keep"), "k").unwrap();
+        fs::write(upper.join("new"), "n").unwrap();
+        fs::write(upper.join("b/x"), "x").unwrap();
+        // A whiteout: overlay's 0:0 character device.
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &upper.join("a/file1"),
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        // /b is only a parent of a change: same metadata as below, reported through its child.
+        let same = fs::metadata(lower.join("b")).unwrap().modified().unwrap();
+        let dir = fs::File::open(upper.join("b")).unwrap();
+        dir.set_modified(same).unwrap();
+        let dir = fs::File::open(upper.join("a")).unwrap();
+        dir.set_modified(std::time::UNIX_EPOCH).unwrap();
+        let lowers = vec![open_dir(&lower).unwrap()];
+        let up = open_dir(&upper).unwrap();
+        let mut out = Vec::new();
+        walk_upper(
+            up.as_fd(),
+            &upper,
+            Path::new("/"),
+            &lowers,
+            &[],
+            &mut std::collections::HashSet::new(),
+            &mut out,
+        )
+        .unwrap();
+        let lines: Vec<String> = out
+            .iter()
+            .map(|c| format!("{} {}", c.kind, c.path))
+            .collect();
+        assert_eq!(lines, ["C /a", "D /a/file1", "C /b", "A /b/x", "A /new"]);
+    }
+
+    #[test]
     fn cp_arguments_like_docker() {
         assert_eq!(CopyPath::parse("-"), CopyPath::Stdio);
         assert_eq!(
