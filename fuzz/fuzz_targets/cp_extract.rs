@@ -27,13 +27,25 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = std::fs::write(outside.join("sentinel"), b"keep");
-    let Ok(fd) = std::fs::File::open(&dest) else { return };
+    let Ok(fd) = std::fs::File::open(&dest) else {
+        return;
+    };
     let _ = engine::extract_into(fd.as_fd(), data, false);
     let mut seen = Vec::new();
     tree(&outside, &mut seen);
-    assert_eq!(seen, [outside.join("sentinel")], "extraction wrote outside its directory");
-    assert_eq!(std::fs::read(outside.join("sentinel")).ok().as_deref(), Some(&b"keep"[..]));
+    assert_eq!(
+        seen,
+        [outside.join("sentinel")],
+        "extraction wrote outside its directory"
+    );
+    assert_eq!(
+        std::fs::read(outside.join("sentinel")).ok().as_deref(),
+        Some(&b"keep"[..])
+    );
     let mut top = Vec::new();
     tree(tmp.path(), &mut top);
-    assert!(top.iter().all(|p| p.starts_with(&dest) || p.starts_with(&outside)));
+    assert!(
+        top.iter()
+            .all(|p| p.starts_with(&dest) || p.starts_with(&outside))
+    );
 });

@@ -859,7 +859,7 @@ mod tests {
         // A whiteout: overlay's 0:0 character device.
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &upper.join("a/file1"),
+            upper.join("a/file1"),
             FileType::CharacterDevice,
             Mode::from_raw_mode(0o600),
             0,
