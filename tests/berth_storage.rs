@@ -295,6 +295,73 @@ fn named_volumes_survive_rm_anonymous_ones_go_with_rm_v() {
 }
 
 #[test]
+fn volume_create_options_mount_a_device_or_a_directory() {
+    if !testutil::require_root() {
+        return;
+    }
+    let b = Berth::new("st-volopt");
+    b.import_busybox("bb");
+    let dir = b.scratch.join("device-dir");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let device = format!("device={}", path_str(&dir));
+    b.ok(&[
+        "volume",
+        "create",
+        "-o",
+        "type=none",
+        "-o",
+        "o=bind",
+        "-o",
+        &device,
+        "bound",
+    ]);
+    b.ok(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=tmpfs",
+        "--opt",
+        "device=tmpfs",
+        "--opt",
+        "o=size=2m",
+        "small",
+    ]);
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "bound:/b",
+        "-v",
+        "small:/s",
+        "bb",
+        "sh",
+        "-c",
+        "echo through > /b/f; grep ' /s ' /proc/mounts",
+    ]);
+    assert!(stdout(&out).starts_with("tmpfs /s tmpfs") && stdout(&out).contains("size=2048k"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("f")).expect("f"),
+        "through\n"
+    );
+    let opts = stdout(&b.ok(&["volume", "inspect", "-f", "{{json .Options}}", "small"]));
+    assert_eq!(
+        opts.trim(),
+        r#"{"device":"tmpfs","o":"size=2m","type":"tmpfs"}"#
+    );
+    assert_refused(
+        &b.cmd(&["volume", "create", "-o", "bogus=1", "x1"]),
+        "invalid option key: \"bogus\"",
+    );
+    assert_refused(
+        &b.cmd(&["volume", "create", "-o", "type=tmpfs", "x2"]),
+        "missing device in volume options",
+    );
+    b.ok(&["volume", "rm", "bound", "small"]);
+    assert_eq!(stdout(&b.ok(&["volume", "ls", "-q"])), "");
+    assert_no_mounts(&b);
+}
+
+#[test]
 fn a_new_volume_gets_the_image_content_unless_nocopy() {
     if !testutil::require_root() {
         return;

@@ -101,6 +101,18 @@ pub enum MountError {
         /// The destination.
         destination: String,
     },
+    /// A `volume create -o` key the local driver does not know.
+    #[error("invalid option key: \"{key}\"")]
+    VolumeOption {
+        /// The key.
+        key: String,
+    },
+    /// `volume create -o` with `type` but no `device`, or the reverse.
+    #[error("missing {key} in volume options")]
+    VolumeOptionMissing {
+        /// `type` or `device`.
+        key: &'static str,
+    },
     /// A `--tmpfs` option the tmpfs mount cannot take.
     #[error("invalid tmpfs option \"{option}\"")]
     TmpfsOption {
@@ -746,12 +758,88 @@ fn inherited(tx: &Tx<'_>, volumes_from: &[String]) -> Result<Vec<MountPoint>> {
     Ok(out)
 }
 
+/// Where a volume's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum VolumeSource {
+    /// `<root>/volumes/<name>/_data`.
+    Dir(PathBuf),
+    /// A local volume made with `-o type=... -o device=... [-o o=...]`: Docker's local driver
+    /// mounts `device` as `type` with options `o`; here each container mounts it itself.
+    Device {
+        /// File-system type (`none` with `o=bind` is a bind mount of `device`).
+        kind: String,
+        /// What to mount.
+        device: String,
+        /// Mount options.
+        options: Vec<String>,
+    },
+}
+
+impl VolumeSource {
+    /// The source of a volume with these driver options, whose directory is `dir`.
+    pub(crate) fn of(options: &BTreeMap<String, String>, dir: PathBuf) -> VolumeSource {
+        match (options.get("type"), options.get("device")) {
+            (Some(kind), Some(device)) => VolumeSource::Device {
+                kind: kind.clone(),
+                device: device.clone(),
+                options: options
+                    .get("o")
+                    .map(|o| {
+                        o.split(',')
+                            .filter(|x| !x.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+            _ => VolumeSource::Dir(dir),
+        }
+    }
+
+    /// A bind mount of this host path (`Dir`, or `type=none,o=bind`).
+    pub(crate) fn bind_path(&self) -> Option<PathBuf> {
+        match self {
+            VolumeSource::Dir(d) => Some(d.clone()),
+            VolumeSource::Device {
+                kind,
+                device,
+                options,
+            } if kind == "none" || options.iter().any(|o| o == "bind" || o == "rbind") => {
+                Some(PathBuf::from(device))
+            }
+            VolumeSource::Device { .. } => None,
+        }
+    }
+}
+
+/// Checks `volume create -o` options of the local driver: `type`, `device` and `o`, the first
+/// two together.
+pub(crate) fn check_volume_options(
+    options: &BTreeMap<String, String>,
+) -> std::result::Result<(), MountError> {
+    if let Some(key) = options
+        .keys()
+        .find(|k| !matches!(k.as_str(), "type" | "device" | "o"))
+    {
+        return Err(MountError::VolumeOption { key: key.clone() });
+    }
+    if options.is_empty() {
+        return Ok(());
+    }
+    for key in ["type", "device"] {
+        if !options.contains_key(key) {
+            return Err(MountError::VolumeOptionMissing { key });
+        }
+    }
+    Ok(())
+}
+
 /// The OCI `mounts[]` entries of the container's recorded mounts (parents first); `planned`
-/// gives tmpfs options, `volume_dir` maps a volume name to its `_data` directory.
+/// gives tmpfs options, `volume_source` says where a volume's content comes from.
 pub(crate) fn oci_mounts(
     planned: &[Planned],
     rows: &[MountPoint],
-    volume_dir: impl Fn(&str) -> PathBuf,
+    volume_source: impl Fn(&str) -> VolumeSource,
 ) -> Vec<Value> {
     let mut rows: Vec<&MountPoint> = rows.iter().collect();
     rows.sort_by_key(|r| Path::new(&r.destination).components().count());
@@ -770,10 +858,32 @@ pub(crate) fn oci_mounts(
                 }));
             }
             MountKind::Bind | MountKind::Volume => {
-                let source = if row.kind == MountKind::Bind {
-                    PathBuf::from(&row.source)
+                let vs = if row.kind == MountKind::Bind {
+                    VolumeSource::Dir(PathBuf::from(&row.source))
                 } else {
-                    volume_dir(&row.source)
+                    volume_source(&row.source)
+                };
+                let source = match (&vs, vs.bind_path()) {
+                    (_, Some(path)) => path,
+                    (
+                        VolumeSource::Device {
+                            kind,
+                            device,
+                            options,
+                        },
+                        None,
+                    ) => {
+                        let mut options = options.clone();
+                        if !row.read_write {
+                            options.push("ro".to_owned());
+                        }
+                        out.push(json!({
+                            "destination": row.destination, "type": kind, "source": device,
+                            "options": options,
+                        }));
+                        continue;
+                    }
+                    (VolumeSource::Dir(d), None) => d.clone(),
                 };
                 let prop = if row.propagation.is_empty() {
                     "rprivate"
@@ -1002,6 +1112,46 @@ mod tests {
         assert_eq!(
             plan(&Config::default(), &host).unwrap_err().to_string(),
             "Duplicate mount point: /x"
+        );
+    }
+
+    #[test]
+    fn local_volume_options() {
+        let opts = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert!(check_volume_options(&opts(&[])).is_ok());
+        let tmpfs = opts(&[
+            ("type", "tmpfs"),
+            ("device", "tmpfs"),
+            ("o", "size=1m,uid=1"),
+        ]);
+        assert!(check_volume_options(&tmpfs).is_ok());
+        assert_eq!(
+            check_volume_options(&opts(&[("size", "1")]))
+                .unwrap_err()
+                .to_string(),
+            "invalid option key: \"size\""
+        );
+        assert_eq!(
+            check_volume_options(&opts(&[("device", "/x")]))
+                .unwrap_err()
+                .to_string(),
+            "missing type in volume options"
+        );
+        let v = VolumeSource::of(&tmpfs, PathBuf::from("/d"));
+        assert_eq!(v.bind_path(), None);
+        let bind = opts(&[("type", "none"), ("device", "/src"), ("o", "bind")]);
+        assert_eq!(
+            VolumeSource::of(&bind, PathBuf::from("/d")).bind_path(),
+            Some(PathBuf::from("/src"))
+        );
+        assert_eq!(
+            VolumeSource::of(&opts(&[]), PathBuf::from("/d")).bind_path(),
+            Some(PathBuf::from("/d"))
         );
     }
 

@@ -22,6 +22,7 @@ use crate::archive::{self, ArchiveError, ExtractOptions, TarWriter, UserPath};
 use crate::containers::{Container, MountKind};
 use crate::engine::{Engine, io_err, rootfs_path};
 use crate::error::{EngineError, Result};
+use crate::mounts::VolumeSource;
 use crate::state::Status;
 use crate::store::{Paths, Store};
 use crate::volumes::{NewVolume, Volume, VolumeFilter};
@@ -163,7 +164,11 @@ impl Engine {
                         .map_err(io_err("read volume directory", &data))?
                         .next()
                         .is_none();
-                    if p.copy && empty {
+                    let device = self
+                        .store
+                        .read(|tx| tx.volume(&row.source))
+                        .is_ok_and(|v| !v.options.is_empty());
+                    if p.copy && empty && !device {
                         if image_root.is_none() {
                             let fd = image::open_overlay(overlay).map_err(|source| {
                                 EngineError::Snapshot {
@@ -183,9 +188,38 @@ impl Engine {
                 _ => {}
             }
         }
-        let entries = crate::mounts::oci_mounts(&planned, &c.mounts, |name| self.volume_data(name));
+        let sources = self.volume_sources(c)?;
+        let entries = crate::mounts::oci_mounts(&planned, &c.mounts, |name| {
+            sources.iter().find(|(n, _)| n == name).map_or_else(
+                || VolumeSource::Dir(self.volume_data(name)),
+                |(_, s)| s.clone(),
+            )
+        });
         crate::mounts::add_to_spec(spec, entries);
         Ok(())
+    }
+
+    /// Where the content of each volume `c` mounts comes from.
+    fn volume_sources(&self, c: &Container) -> Result<Vec<(String, VolumeSource)>> {
+        let names: Vec<&str> = c
+            .mounts
+            .iter()
+            .filter(|m| m.kind == MountKind::Volume)
+            .map(|m| m.source.as_str())
+            .collect();
+        let volumes = self.store.read(|tx| {
+            names
+                .iter()
+                .map(|n| tx.volume(n))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        Ok(volumes
+            .into_iter()
+            .map(|v| {
+                let dir = self.volume_data(&v.name);
+                (v.name, VolumeSource::of(&v.options, dir))
+            })
+            .collect())
     }
 
     /// Docker's `Mounts[]` of `inspect`.
@@ -218,6 +252,7 @@ impl Engine {
                 value: d.to_owned(),
             });
         }
+        crate::mounts::check_volume_options(&new.options)?;
         let v = self.store.write(|tx| tx.create_volume(new))?;
         self.make_volume_dir(&v.name)?;
         Ok(v)
@@ -312,7 +347,17 @@ impl Engine {
         rows.sort_by_key(|m| Path::new(&m.destination).components().count());
         for m in rows {
             let source = match m.kind {
-                MountKind::Volume => self.volume_data(&m.source),
+                MountKind::Volume => {
+                    let v = self.store.read(|tx| tx.volume(&m.source))?;
+                    match VolumeSource::of(&v.options, self.volume_data(&v.name)).bind_path() {
+                        Some(p) => p,
+                        None => {
+                            // A device volume is mounted by the container's runtime only.
+                            tracing::warn!(volume = %v.name, "cp does not reach a device volume of a stopped container");
+                            continue;
+                        }
+                    }
+                }
                 _ => PathBuf::from(&m.source),
             };
             let dest = Path::new(&m.destination);

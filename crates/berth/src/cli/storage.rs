@@ -54,6 +54,9 @@ pub(crate) enum VolumeCommand {
         /// Labels (`KEY=VALUE`).
         #[arg(long = "label")]
         labels: Vec<String>,
+        /// Driver options: `type=`, `device=`, `o=` (what the volume mounts).
+        #[arg(short, long = "opt")]
+        opt: Vec<String>,
         /// Name (random when omitted).
         name: Option<String>,
     },
@@ -216,13 +219,14 @@ fn volume(engine: &Engine, command: &VolumeCommand, out: &mut dyn Write) -> Resu
         VolumeCommand::Create {
             driver,
             labels: l,
+            opt,
             name,
         } => {
             let v = engine.volume_create(&NewVolume {
                 name: name.clone(),
                 driver: Some(driver.clone()),
                 labels: labels(l),
-                options: BTreeMap::new(),
+                options: labels(opt),
             })?;
             writeln!(out, "{}", v.name)?;
         }
