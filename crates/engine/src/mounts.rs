@@ -195,7 +195,7 @@ const PROPAGATIONS: [&str; 6] = [
 ];
 
 /// Parses one `--mount` value (`type=bind,source=/a,target=/b,readonly,...`) into Docker's
-/// `Mount` as the docker CLI does; the type-specific checks come with [`plan`].
+/// `Mount` as the docker CLI does; the type-specific checks come when the container is created.
 pub fn parse_mount_flag(value: &str) -> std::result::Result<Mount, MountError> {
     let mut m = Mount::default();
     let mut bind = BindOptions::default();
