@@ -334,6 +334,41 @@ impl<W: Write> TarWriter<W> {
     }
 }
 
+/// A reader or writer that counts the bytes through it (`cp` reports the size of its stream).
+#[derive(Debug)]
+pub(crate) struct Counted<T> {
+    /// The wrapped reader or writer.
+    pub(crate) inner: T,
+    /// Bytes read or written so far.
+    pub(crate) bytes: u64,
+}
+
+impl<T> Counted<T> {
+    pub(crate) fn new(inner: T) -> Self {
+        Counted { inner, bytes: 0 }
+    }
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
 /// How [`extract`] writes.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ExtractOptions {

@@ -18,7 +18,7 @@ use rustix::fs::{FileType, Mode, OFlags};
 use rustix::mount::{MoveMountFlags, OpenTreeFlags};
 use serde_json::Value;
 
-use crate::archive::{self, ArchiveError, ExtractOptions, TarWriter, UserPath};
+use crate::archive::{self, ArchiveError, Counted, ExtractOptions, TarWriter, UserPath};
 use crate::containers::{Container, MountKind};
 use crate::engine::{Engine, io_err, rootfs_path};
 use crate::error::{EngineError, Result};
@@ -398,6 +398,8 @@ impl Engine {
     /// content; `-` is a tar stream on `stdin`/`stdout`). Works on running and stopped
     /// containers.
     ///
+    /// Returns the size of the tar stream that carried the copy (Docker's "Successfully copied").
+    ///
     /// Errors: no such container or path, a directory onto a file, a missing destination
     /// directory, or both sides on the host.
     pub fn copy(
@@ -407,7 +409,7 @@ impl Engine {
         opts: CopyOptions,
         stdin: &mut dyn Read,
         stdout: &mut dyn Write,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let cwd = std::env::current_dir().map_err(io_err("find", Path::new(".")))?;
         let side = |p: &CopyPath,
                     is_dest: bool|
@@ -451,14 +453,14 @@ impl Engine {
             (Some((what, tree, path, _)), None) => {
                 let (_, name) = source_entry(tree.root.as_fd(), &path, opts.follow_link)
                     .map_err(copy_err(format!("copy from {what}")))?;
-                let mut w = TarWriter::new(stdout);
+                let mut w = TarWriter::new(Counted::new(stdout));
                 w.add_path(
                     tree.root.as_fd(),
                     &path.path,
                     opts.follow_link,
                     name.as_deref(),
                 )
-                .and_then(|()| w.finish().map(drop))
+                .and_then(|()| w.finish().map(|c| c.bytes))
                 .map_err(copy_err(format!("copy from {what}")))
             }
             (None, Some((what, tree, path, _))) => {
@@ -469,7 +471,9 @@ impl Engine {
                     preserve_owner: opts.archive,
                     rename: None,
                 };
-                archive::extract(dir.as_fd(), stdin, &x).map_err(copy_err(action))
+                let mut input = Counted::new(stdin);
+                archive::extract(dir.as_fd(), &mut input, &x).map_err(copy_err(action))?;
+                Ok(input.bytes)
             }
             (Some((swhat, stree, spath, _)), Some((dwhat, dtree, dpath, dcontainer))) => {
                 let action = format!("copy from {swhat} to {dwhat}");
@@ -491,7 +495,7 @@ impl Engine {
                 )
                 .map_err(copy_err(action))
             }
-            (None, None) => Ok(()),
+            (None, None) => Ok(0),
         }
     }
 
@@ -792,7 +796,7 @@ fn destination(
 }
 
 /// Archives `path` of `src` (under `name`) into a pipe on one thread and extracts it into `dir`
-/// on this one.
+/// on this one; returns the size of the stream.
 fn pipe_copy(
     src: BorrowedFd<'_>,
     path: &Path,
@@ -800,7 +804,7 @@ fn pipe_copy(
     name: Option<&Path>,
     dir: BorrowedFd<'_>,
     opts: &ExtractOptions,
-) -> Result<(), ArchiveError> {
+) -> Result<u64, ArchiveError> {
     let (reader, writer) = std::io::pipe().map_err(|source| ArchiveError::Io {
         op: "create pipe",
         path: PathBuf::new(),
@@ -808,9 +812,9 @@ fn pipe_copy(
     })?;
     std::thread::scope(|s| {
         let producer = s.spawn(move || {
-            let mut w = TarWriter::new(writer);
+            let mut w = TarWriter::new(Counted::new(writer));
             w.add_path(src, path, follow, name)?;
-            w.finish().map(drop)
+            w.finish().map(|c| c.bytes)
         });
         let extracted = archive::extract(dir, reader, opts);
         let produced = producer.join().unwrap_or_else(|_| {
@@ -821,7 +825,8 @@ fn pipe_copy(
             })
         });
         // A producer error explains an extractor's early end better than a broken pipe.
-        produced.and(extracted)
+        let bytes = produced?;
+        extracted.map(|()| bytes)
     })
 }
 

@@ -1,7 +1,7 @@
 //! Storage verbs: `volume create|ls|inspect|rm|prune`, `cp`, `diff`, `export`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -24,6 +24,9 @@ pub(crate) enum StorageCommand {
         /// Follow a symlink that is the source.
         #[arg(short = 'L', long)]
         follow_link: bool,
+        /// No "Successfully copied" line (there is none unless stderr is a terminal).
+        #[arg(short, long)]
+        quiet: bool,
         /// Source.
         src: String,
         /// Destination.
@@ -113,6 +116,7 @@ pub(crate) fn dispatch(engine: &Engine, command: &StorageCommand) -> Result<i32>
         StorageCommand::Cp {
             archive,
             follow_link,
+            quiet,
             src,
             dest,
         } => {
@@ -125,9 +129,13 @@ pub(crate) fn dispatch(engine: &Engine, command: &StorageCommand) -> Result<i32>
                 bail!("cp: \"-\" cannot be both source and destination");
             }
             let mut stdin = std::io::stdin().lock();
-            engine
+            let bytes = engine
                 .copy(&from, &to, opts, &mut stdin, &mut stdout)
                 .with_context(|| format!("cp {src} {dest}"))?;
+            if !*quiet && to != CopyPath::Stdio && std::io::stderr().is_terminal() {
+                let size = engine::human_size(i64::try_from(bytes).unwrap_or(i64::MAX));
+                eprintln!("Successfully copied {size} to {dest}");
+            }
         }
         StorageCommand::Diff { container } => {
             for c in engine.diff(container)? {
@@ -163,7 +171,6 @@ pub(crate) fn dispatch(engine: &Engine, command: &StorageCommand) -> Result<i32>
 }
 
 fn atty_stdout() -> bool {
-    use std::io::IsTerminal;
     std::io::stdout().is_terminal()
 }
 
