@@ -606,6 +606,66 @@ fn set_meta(
 mod tests {
     use super::*;
 
+    /// A raw ustar entry: the tar crate refuses to write `..` names and link targets itself.
+    fn raw_entry(out: &mut Vec<u8>, name: &str, kind: u8, link: &str, data: &[u8]) {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(tar::EntryType::new(kind));
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+
+    #[test]
+    fn hostile_entries_stay_inside_the_destination() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dest, outside) = (tmp.path().join("dest"), tmp.path().join("outside"));
+        std::fs::create_dir(&dest).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("secret"), "keep").unwrap();
+        let mut tar = Vec::new();
+        raw_entry(&mut tar, "../outside/secret", b'0', "", b"overwritten");
+        raw_entry(&mut tar, "/abs", b'0', "", b"a");
+        raw_entry(&mut tar, "up", b'2', "../..", b"");
+        raw_entry(&mut tar, "up/root", b'2', "/", b"");
+        raw_entry(
+            &mut tar,
+            "up/root/outside/secret",
+            b'0',
+            "",
+            b"through links",
+        );
+        raw_entry(&mut tar, "hard", b'1', "../outside/secret", b"");
+        tar.extend_from_slice(&[0; 1024]);
+        let fd = rustix::fs::open(&dest, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        extract(fd.as_fd(), &tar[..], &ExtractOptions::default()).unwrap();
+        // Every name, link target and hard link is taken inside dest.
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(dest.join("hard")).unwrap().ino(),
+            std::fs::metadata(dest.join("outside/secret"))
+                .unwrap()
+                .ino()
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.join("secret")).unwrap(),
+            "keep"
+        );
+        assert_eq!(
+            std::fs::read(dest.join("outside/secret")).unwrap(),
+            b"through links"
+        );
+        assert_eq!(std::fs::read(dest.join("abs")).unwrap(), b"a");
+        assert_eq!(
+            std::fs::read_link(dest.join("up")).unwrap(),
+            Path::new("../..")
+        );
+    }
+
     #[test]
     fn user_paths_keep_dockers_trailing_forms() {
         let cwd = Path::new("/work");
