@@ -5,61 +5,10 @@
 // A test target: helpers outside `#[test]` functions fail the test with `expect` too.
 #![allow(clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod berth_harness;
 
+use berth_harness::{Berth, cgroups_named, processes_with, stdout, wait_until};
 use testutil::describe;
-
-mod harness;
-
-use harness::{Berth, stdout};
-
-/// Cgroup directories (any hierarchy, any depth up to 4) whose name contains `id`.
-fn cgroups_named(id: &str) -> Vec<PathBuf> {
-    fn walk(dir: &Path, id: &str, depth: u32, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            if e.file_name().to_string_lossy().contains(id) {
-                out.push(p.clone());
-            }
-            if depth < 4 {
-                walk(&p, id, depth + 1, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(Path::new("/sys/fs/cgroup"), id, 0, &mut out);
-    out
-}
-
-/// Processes whose command line mentions `needle`.
-fn processes_with(needle: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if pid != std::process::id() && String::from_utf8_lossy(&cmdline).contains(needle) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn import_then_images_lists_the_name() {

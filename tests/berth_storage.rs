@@ -6,12 +6,12 @@
 // A test target: helpers outside `#[test]` functions fail the test with `expect` too.
 #![allow(clippy::expect_used)]
 
-mod harness;
+mod berth_harness;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use harness::{Berth, stdout};
+use berth_harness::{Berth, stdout, wait_until};
 use testutil::describe;
 
 fn stderr(out: &Output) -> String {
@@ -436,19 +436,11 @@ fn cp_both_ways_on_running_and_stopped_containers_stays_inside() {
         "ln -s / /escape; ln -s ../../../etc /x; mkdir -p /d/sub; echo deep > /d/sub/f; \
          echo top > /d/t; touch /ready; exec sleep 60",
     ]);
-    let ready = || {
+    wait_until("the container's setup", || {
         b.cmd(&["exec", "cc", "test", "-e", "/ready"])
             .status
             .success()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !ready() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "container never got ready"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    });
     let file = b.scratch.join("in.txt");
     std::fs::write(&file, "into the container\n").expect("write");
     let f = path_str(&file);
@@ -689,15 +681,11 @@ fn diff_lists_changes_and_export_the_whole_tree() {
         "-c",
         "echo live > /live; exec sleep 60",
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let listing = tar_list(&b.ok(&["export", "rr"]).stdout);
-        if listing.iter().any(|n| n == "live") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "live never exported");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until("the running container's file in export", || {
+        tar_list(&b.ok(&["export", "rr"]).stdout)
+            .iter()
+            .any(|n| n == "live")
+    });
     b.ok(&["rm", "-f", "rr", "cc"]);
     assert_no_mounts(&b);
 }
