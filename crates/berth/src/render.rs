@@ -100,9 +100,8 @@ pub(crate) fn ps(w: &mut dyn Write, list: &[Container], quiet: bool, no_trunc: b
     )
 }
 
-/// Columns padded to the widest cell plus three spaces, at least 10 wide, as Docker's
-/// tabwriter (minwidth 10, padding 3) does.
-pub(crate) fn table<const N: usize>(
+/// Columns padded to the widest cell plus three spaces, as Docker's tabwriter does.
+fn table<const N: usize>(
     w: &mut dyn Write,
     header: &[&str; N],
     rows: &[[String; N]],
@@ -120,7 +119,7 @@ pub(crate) fn table<const N: usize>(
                 s.push_str(cell);
             } else {
                 s.push_str(cell);
-                s.push_str(&" ".repeat((widths[i] + 3).max(10) - cell.chars().count()));
+                s.push_str(&" ".repeat(widths[i] - cell.chars().count() + 3));
             }
         }
         s.trim_end().to_owned()

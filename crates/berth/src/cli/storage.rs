@@ -260,11 +260,17 @@ fn volume(engine: &Engine, command: &VolumeCommand, out: &mut dyn Write) -> Resu
                     }
                 }
             } else {
-                let rows: Vec<[String; 2]> = list
+                // Docker's tabwriter: cells padded by 3, at least 10 wide.
+                let width = list
                     .iter()
-                    .map(|v| [v.driver.clone(), v.name.clone()])
-                    .collect();
-                render::table(out, &["DRIVER", "VOLUME NAME"], &rows)?;
+                    .map(|v| v.driver.len())
+                    .chain(["DRIVER".len()])
+                    .max()
+                    .map_or(10, |w| (w + 3).max(10));
+                writeln!(out, "{:<width$}VOLUME NAME", "DRIVER")?;
+                for v in &list {
+                    writeln!(out, "{:<width$}{}", v.driver, v.name)?;
+                }
             }
         }
         VolumeCommand::Inspect { format, volumes } => {
