@@ -70,7 +70,7 @@ impl Engine {
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "none".into();
         }
-        let planned = crate::mounts::plan(&config, &host_config)?;
+        let planned = crate::mount_flags::plan(&config, &host_config)?;
         let mut c = self.store.write(|tx| {
             let mounts = crate::mounts::record_volumes(tx, &planned, &host_config.volumes_from)?;
             tx.create_container(NewContainer {

@@ -145,7 +145,7 @@ impl Engine {
         overlay: &image::Mount,
         spec: &mut Value,
     ) -> Result<()> {
-        let planned = crate::mounts::plan(&c.config, &c.host_config)?;
+        let planned = crate::mount_flags::plan(&c.config, &c.host_config)?;
         let mut image_root: Option<OwnedFd> = None;
         for p in &planned {
             let Some(row) = c.mounts.iter().find(|r| r.destination == p.destination) else {
@@ -224,7 +224,7 @@ impl Engine {
 
     /// Docker's `Mounts[]` of `inspect`.
     pub(crate) fn mounts_json(&self, c: &Container) -> Vec<Value> {
-        let planned = crate::mounts::plan(&c.config, &c.host_config).unwrap_or_default();
+        let planned = crate::mount_flags::plan(&c.config, &c.host_config).unwrap_or_default();
         c.mounts
             .iter()
             .map(|m| crate::mounts::inspect_json(m, &planned, &self.volume_data(&m.source)))
