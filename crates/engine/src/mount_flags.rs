@@ -302,18 +302,17 @@ fn check_mount(m: &Mount) -> std::result::Result<Planned, MountError> {
         tmpfs: Vec::new(),
         labels: BTreeMap::new(),
     };
+    // Options of another type (Docker checks them first, in this order).
+    let others = [
+        ("bind", "BindOptions", m.bind_options.is_some()),
+        ("volume", "VolumeOptions", m.volume_options.is_some()),
+        ("tmpfs", "TmpfsOptions", m.tmpfs_options.is_some()),
+    ];
+    if let Some((_, field, _)) = others.iter().find(|(k, _, set)| *set && *k != m.kind) {
+        return Err(cfg(MountConfigReason::Options { field }));
+    }
     match m.kind.as_str() {
         "bind" => {
-            if m.volume_options.is_some() {
-                return Err(cfg(MountConfigReason::Options {
-                    field: "VolumeOptions",
-                }));
-            }
-            if m.tmpfs_options.is_some() {
-                return Err(cfg(MountConfigReason::Options {
-                    field: "TmpfsOptions",
-                }));
-            }
             if m.source.is_empty() {
                 return Err(cfg(MountConfigReason::SourceEmpty));
             }
@@ -343,16 +342,6 @@ fn check_mount(m: &Mount) -> std::result::Result<Planned, MountError> {
             p.propagation = prop;
         }
         "volume" => {
-            if m.bind_options.is_some() {
-                return Err(cfg(MountConfigReason::Options {
-                    field: "BindOptions",
-                }));
-            }
-            if m.tmpfs_options.is_some() {
-                return Err(cfg(MountConfigReason::Options {
-                    field: "TmpfsOptions",
-                }));
-            }
             p.kind = MountKind::Volume;
             if m.source.is_empty() {
                 if m.read_only {
@@ -372,16 +361,6 @@ fn check_mount(m: &Mount) -> std::result::Result<Planned, MountError> {
         _ => {
             if !m.source.is_empty() {
                 return Err(cfg(MountConfigReason::SourceSet));
-            }
-            if m.bind_options.is_some() {
-                return Err(cfg(MountConfigReason::Options {
-                    field: "BindOptions",
-                }));
-            }
-            if m.volume_options.is_some() {
-                return Err(cfg(MountConfigReason::Options {
-                    field: "VolumeOptions",
-                }));
             }
             p.kind = MountKind::Tmpfs;
             let mut opts = Vec::new();
@@ -612,6 +591,18 @@ mod tests {
         assert_eq!(
             check("type=volume,target=/x,readonly").unwrap_err(),
             "invalid mount config for type \"volume\": must not set ReadOnly mode when using anonymous volumes"
+        );
+        // What an API client could send: options of another type.
+        let m = Mount {
+            kind: "bind".into(),
+            source: "/tmp".into(),
+            target: "/x".into(),
+            volume_options: Some(VolumeOptions::default()),
+            ..Mount::default()
+        };
+        assert_eq!(
+            check_mount(&m).unwrap_err().to_string(),
+            "invalid mount config for type \"bind\": field VolumeOptions must not be specified"
         );
         let p = check("type=tmpfs,target=/t,tmpfs-size=1m").unwrap();
         assert_eq!(p.tmpfs, ["noexec", "nosuid", "nodev", "size=1048576"]);
