@@ -307,7 +307,13 @@ impl Engine {
         if running {
             let live = match (mounts, c.state.pid) {
                 (true, Some(pid)) => open_dir(Path::new(&format!("/proc/{pid}/root"))).ok(),
-                _ => open_dir(&rootfs_path(c)).ok(),
+                // The monitor's overlay mount (not the empty directory under it once it is gone:
+                // the opened root must be on another device than the run dir).
+                _ => open_dir(&rootfs_path(c)).ok().filter(|fd| {
+                    use std::os::unix::fs::MetadataExt;
+                    let run_dir = fs::metadata(&c.run_dir).map(|m| m.dev()).ok();
+                    rustix::fs::fstat(fd).is_ok_and(|st| Some(st.st_dev) != run_dir)
+                }),
             };
             // Check that the pid (or mount) still is this container's after opening it.
             let now = self.container(c.id.as_str())?;
