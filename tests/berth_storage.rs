@@ -27,8 +27,10 @@ fn assert_refused(out: &Output, needle: &str) {
     assert!(err.contains(needle), "{needle:?} in {err}");
 }
 
+/// No mount of the test's roots is left, and `system check` finds nothing to repair.
 fn assert_no_mounts(b: &Berth) {
     assert!(b.mounts().is_empty(), "mounts left: {:?}", b.mounts());
+    b.assert_consistent();
 }
 
 fn path_str(p: &Path) -> &str {

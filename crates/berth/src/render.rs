@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use engine::{Container, Image, Timestamp, human_duration, human_size, status_text};
+use engine::{Image, Timestamp, human_duration, human_size};
 
 /// `docker images`: one row per name, `<none>` for an unnamed image.
 pub(crate) fn images(w: &mut dyn Write, list: &[Image], quiet: bool) -> Result<()> {
@@ -51,84 +51,78 @@ fn split_reference(name: &str) -> (String, String) {
     }
 }
 
-/// `docker ps`.
-pub(crate) fn ps(w: &mut dyn Write, list: &[Container], quiet: bool, no_trunc: bool) -> Result<()> {
-    let now = Timestamp::now();
-    let id = |c: &Container| {
-        if no_trunc {
-            c.id.to_string()
-        } else {
-            c.id.short().to_owned()
-        }
-    };
-    if quiet {
-        for c in list {
-            writeln!(w, "{}", id(c))?;
-        }
-        return Ok(());
-    }
-    let rows: Vec<[String; 7]> = list
-        .iter()
-        .map(|c| {
-            let mut cmd = engine::bundle::args(&c.config).join(" ");
-            if !no_trunc && cmd.chars().count() > 20 {
-                cmd = cmd.chars().take(19).collect::<String>() + "…";
-            }
-            [
-                id(c),
-                c.image.clone(),
-                format!("\"{cmd}\""),
-                format!("{} ago", human_duration(now.secs() - c.created.secs())),
-                status_text(c, now),
-                String::new(),
-                c.name.clone(),
-            ]
-        })
-        .collect();
-    table(
-        w,
-        &[
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ],
-        &rows,
-    )
-}
-
 /// Columns padded to the widest cell plus three spaces, as Docker's tabwriter does.
 fn table<const N: usize>(
     w: &mut dyn Write,
     header: &[&str; N],
     rows: &[[String; N]],
 ) -> Result<()> {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let mut all = vec![header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>()];
+    all.extend(rows.iter().map(|r| r.to_vec()));
+    tabwrite(w, &all)
+}
+
+/// Docker's tabwriter (minimum cell width 10, padding 3, the last cell unpadded): rows of
+/// cells, each line trimmed at the end.
+pub(crate) fn tabwrite(w: &mut dyn Write, rows: &[Vec<String>]) -> Result<()> {
+    tabwrite_min(w, rows, 10)
+}
+
+/// [`tabwrite`] with another minimum cell width (`docker top` uses 20).
+pub(crate) fn tabwrite_min(w: &mut dyn Write, rows: &[Vec<String>], min: usize) -> Result<()> {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; cols];
     for r in rows {
-        for (i, cell) in r.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
+        // A cell is padded only when another follows it on its line.
+        for (i, cell) in r.iter().enumerate().take(r.len().saturating_sub(1)) {
+            widths[i] = widths[i].max((cell.chars().count() + 3).max(min));
         }
     }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == N {
-                s.push_str(cell);
-            } else {
-                s.push_str(cell);
-                s.push_str(&" ".repeat(widths[i] - cell.chars().count() + 3));
+    for r in rows {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < r.len() {
+                line.push_str(&" ".repeat(widths[i].saturating_sub(cell.chars().count())));
             }
         }
-        s.trim_end().to_owned()
-    };
-    writeln!(w, "{}", line(header.to_vec()))?;
-    for r in rows {
-        writeln!(w, "{}", line(r.iter().map(String::as_str).collect()))?;
+        writeln!(w, "{}", line.trim_end())?;
     }
     Ok(())
+}
+
+/// Docker's `--format` for lists: `table TEMPLATE` (a header row made by rendering the
+/// template over `headers`, then tab-aligned rows), `json` (one JSON object a line), or a bare
+/// template (one line per row, no header). `\t` in the format is a tab.
+pub(crate) fn formatted(
+    w: &mut dyn Write,
+    format: &str,
+    headers: &serde_json::Value,
+    rows: &[serde_json::Value],
+) -> Result<()> {
+    let format = format.replace("\\t", "\t");
+    if format.trim() == "json" {
+        for r in rows {
+            writeln!(w, "{r}")?;
+        }
+        return Ok(());
+    }
+    if let Some(t) = format.trim_start().strip_prefix("table") {
+        let t = t.trim_start();
+        let mut lines = vec![split_tabs(&template(t, headers)?)];
+        for r in rows {
+            lines.push(split_tabs(&template(t, r)?));
+        }
+        return tabwrite(w, &lines);
+    }
+    for r in rows {
+        writeln!(w, "{}", template(&format, r)?)?;
+    }
+    Ok(())
+}
+
+fn split_tabs(line: &str) -> Vec<String> {
+    line.split('\t').map(str::to_owned).collect()
 }
 
 /// A signal by name (`TERM`, `SIGTERM`) or number.
@@ -161,7 +155,9 @@ pub(crate) fn json(out: &mut dyn Write, value: &[serde_json::Value]) -> Result<(
 }
 
 /// A subset of Go's text/template as `docker inspect -f` uses it: literal text, `{{.A.B}}`
-/// (strings bare, other values as JSON, a missing field as `<no value>`) and `{{json .A}}`.
+/// (strings bare, other values as JSON, a missing field as `<no value>`), `{{json .A}}`,
+/// `{{json .}}`, and Docker's `{{.Label "key"}}`: the key's value in the field `Labels` (a
+/// map, or Docker's `k=v,k=v` text).
 pub(crate) fn template(format: &str, value: &serde_json::Value) -> Result<String> {
     let mut out = String::new();
     let mut rest = format;
@@ -180,9 +176,17 @@ pub(crate) fn template(format: &str, value: &serde_json::Value) -> Result<String
         let Some(path) = path.strip_prefix('.') else {
             bail!("template: unsupported action {{{{{action}}}}}");
         };
+        if let Some((method, arg)) = path.split_once(' ') {
+            let arg = arg.trim().trim_matches('"');
+            if method != "Label" {
+                bail!("template: unsupported action {{{{{action}}}}}");
+            }
+            out.push_str(&label(value.get("Labels"), arg));
+            continue;
+        }
         let mut v = Some(value);
         for key in path.split('.').filter(|k| !k.is_empty()) {
-            v = v.and_then(|v| v.get(key));
+            v = v.and_then(|v| field(v, key));
         }
         match (v, json) {
             (None, false) => out.push_str("<no value>"),
@@ -193,6 +197,35 @@ pub(crate) fn template(format: &str, value: &serde_json::Value) -> Result<String
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// A field by its JSON name, else by its Go name (`{{.ID}}` for `"id"`, `{{.TimeNano}}` for
+/// `"timeNano"`: Docker's templates see Go struct fields whose JSON names differ in case).
+fn field<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    v.get(key).or_else(|| {
+        v.as_object()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, x)| x)
+    })
+}
+
+/// One label's value from a `Labels` field: a JSON map, or Docker's `k=v,k=v` text.
+fn label(labels: Option<&serde_json::Value>, key: &str) -> String {
+    match labels {
+        Some(serde_json::Value::Object(m)) => m
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        Some(serde_json::Value::String(s)) => s
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_owned())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -233,5 +266,35 @@ mod tests {
         assert_eq!(template("{{.Nope}}", &v).expect("ok"), "<no value>");
         assert!(template("{{.Name", &v).is_err());
         assert!(template("{{range .X}}", &v).is_err());
+        let ev = serde_json::json!({"id": "abc", "timeNano": 5});
+        assert_eq!(template("{{.ID}} {{.TimeNano}}", &ev).expect("ok"), "abc 5");
+        let row = serde_json::json!({"Labels": "a=1,b=2"});
+        assert_eq!(template(r#"{{.Label "b"}}"#, &row).expect("ok"), "2");
+        assert_eq!(
+            template("{{json .}}", &row).expect("ok"),
+            r#"{"Labels":"a=1,b=2"}"#
+        );
+    }
+
+    #[test]
+    fn tables_align_like_docker_tabwriter() {
+        let mut out = Vec::new();
+        let rows = vec![
+            vec!["CONTAINER ID".to_owned(), "NAMES".to_owned()],
+            vec!["abc".to_owned(), "web".to_owned()],
+        ];
+        tabwrite(&mut out, &rows).expect("ok");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "CONTAINER ID   NAMES\nabc            web\n"
+        );
+        let mut out = Vec::new();
+        let headers = serde_json::json!({"ID": "CONTAINER ID", "Image": "IMAGE"});
+        let row = serde_json::json!({"ID": "abc", "Image": "busybox"});
+        formatted(&mut out, "table {{.ID}}\\t{{.Image}}", &headers, &[row]).expect("ok");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "CONTAINER ID   IMAGE\nabc            busybox\n"
+        );
     }
 }

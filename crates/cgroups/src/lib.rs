@@ -149,6 +149,27 @@ pub fn new_manager(opts: &ManagerOptions) -> Result<Box<dyn CgroupManager>, Cgro
     })
 }
 
+/// The manager of the cgroup a process is in, given that process's `/proc/<pid>/cgroup` text
+/// (`proc_cgroup`): for reading usage, listing pids or freezing a container whose cgroup some
+/// other runtime placed. Nothing is created.
+pub fn process_manager(
+    root: &std::path::Path,
+    proc_cgroup: &str,
+) -> Result<Box<dyn CgroupManager>, CgroupError> {
+    let own = path::parse_proc_cgroup(proc_cgroup);
+    let hierarchy = Hierarchy::detect(root)?;
+    let cg_path = path::CgroupPath::Own;
+    Ok(match hierarchy {
+        Hierarchy::V2 => Box::new(v2::V2Manager::new(root, &cg_path, &own)),
+        Hierarchy::V1 | Hierarchy::Hybrid => Box::new(v1::V1Manager::new(
+            root,
+            &cg_path,
+            &own,
+            hierarchy == Hierarchy::Hybrid,
+        )?),
+    })
+}
+
 /// The calling process's `/proc/self/cgroup` text, to record as
 /// [`ManagerOptions::caller_cgroups`].
 pub fn caller_cgroups() -> Result<String, CgroupError> {

@@ -21,6 +21,9 @@ pub(crate) enum CgroupPath {
     Absolute(PathBuf),
     /// Below the caller's own cgroup.
     Relative(PathBuf),
+    /// Exactly the cgroup of the process whose cgroups are given as "own" (see
+    /// [`crate::process_manager`]).
+    Own,
 }
 
 impl CgroupPath {
@@ -66,6 +69,10 @@ impl CgroupPath {
                 let own = own.strip_prefix(mount_root).unwrap_or(own);
                 let own = own.trim_start_matches('/');
                 mount.join(own).join(p)
+            }
+            Self::Own => {
+                let own = own.strip_prefix(mount_root).unwrap_or(own);
+                mount.join(own.trim_start_matches('/'))
             }
         }
     }

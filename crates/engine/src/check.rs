@@ -52,6 +52,28 @@ pub enum Problem {
         /// Recorded monitor pid.
         monitor_pid: Option<i32>,
     },
+    /// A container recorded as running or paused whose monitor is gone while its process
+    /// still runs (the monitor was killed): nobody drains its output or records its exit.
+    /// Repair: kill it, clean up, record it as exited.
+    MonitorGone {
+        /// Container id.
+        id: ContainerId,
+        /// The container's live pid.
+        pid: i32,
+    },
+    /// Runtime state (an OCI runtime's state directory) for a container with no record or one
+    /// that is not running (killed mid-`rm` or mid-start). Repair: the runtime's forced
+    /// delete (kills leftovers, removes the cgroup).
+    OrphanRuntimeState {
+        /// The state directory.
+        path: PathBuf,
+    },
+    /// A container's rootfs still mounted although the container is not running or has no
+    /// record. Repair: unmount it and remove its run directory.
+    OrphanMount {
+        /// The mount point.
+        path: PathBuf,
+    },
     /// A container created from an image record that is gone (after `rmi -f`). Informational.
     ImageMissing {
         /// Container id.
@@ -136,14 +158,19 @@ fn container_problems(c: &Container, images: &HashSet<Digest>) -> Vec<Problem> {
         });
     }
     let s = &c.state;
-    if s.status.is_active() && !s.pid.is_some_and(is_alive) && !s.monitor_pid.is_some_and(is_alive)
-    {
-        out.push(Problem::ProcessGone {
+    let monitor = s.monitor_pid.is_some_and(|p| monitor_alive(p, &c.run_dir));
+    match s.pid.filter(|p| is_alive(*p)) {
+        _ if !s.status.is_active() || monitor => {}
+        None => out.push(Problem::ProcessGone {
             id: c.id.clone(),
             status: s.status,
             pid: s.pid,
             monitor_pid: s.monitor_pid,
-        });
+        }),
+        Some(pid) => out.push(Problem::MonitorGone {
+            id: c.id.clone(),
+            pid,
+        }),
     }
     if let Some(d) = c.image_digest.as_ref().filter(|d| !images.contains(*d)) {
         out.push(Problem::ImageMissing {
@@ -154,16 +181,93 @@ fn container_problems(c: &Container, images: &HashSet<Digest>) -> Vec<Problem> {
     out
 }
 
-/// Whether a process with this pid exists. A reused pid reads as alive: the monitor records
-/// its start time in its run directory to tell the two apart (next step).
+/// Whether a process with this pid exists and has not exited (a zombie, dead but not yet
+/// reaped by its parent, is not alive; a reused pid reads as alive: see [`monitor_alive`] for
+/// the guarded check).
 pub fn is_alive(pid: i32) -> bool {
-    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
         return false;
     };
-    match rustix::process::test_kill_process(pid) {
+    let exists = match rustix::process::test_kill_process(p) {
         Ok(()) => true,
         Err(e) => e == rustix::io::Errno::PERM,
+    };
+    exists && !matches!(stat_field(pid, 3).as_deref(), Some("Z" | "X"))
+}
+
+/// Field `n` (1-based, as proc(5) numbers them; n >= 3) of `/proc/<pid>/stat`.
+fn stat_field(pid: i32, n: usize) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or `)`.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split_whitespace().nth(n - 3).map(str::to_owned)
+}
+
+/// The file in a container's run directory naming its monitor: `<pid> <start time>`.
+const MONITOR_FILE: &str = "monitor";
+
+/// Field 22 of `/proc/<pid>/stat`: the process's start time in clock ticks since boot. With
+/// the pid it names one process for the life of the system.
+#[must_use]
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat_field(pid, 22)?.parse().ok()
+}
+
+/// Records the calling process as the monitor of the container whose run directory is
+/// `run_dir` (written before the store names its pid, replaced atomically).
+pub(crate) fn record_monitor(run_dir: &Path) -> Result<()> {
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    let start = start_time(pid).unwrap_or(0);
+    let tmp = run_dir.join(format!(".{MONITOR_FILE}.tmp"));
+    let path = run_dir.join(MONITOR_FILE);
+    fs::create_dir_all(run_dir).map_err(|source| EngineError::Io {
+        action: "create directory",
+        path: run_dir.to_owned(),
+        source,
+    })?;
+    fs::write(&tmp, format!("{pid} {start}\n"))
+        .and_then(|()| fs::rename(&tmp, &path))
+        .map_err(|source| EngineError::Io {
+            action: "record monitor in",
+            path,
+            source,
+        })
+}
+
+/// Whether the monitor recorded with pid `pid` for the container whose run directory is
+/// `run_dir` still runs: the pid lives and its start time is the one the monitor recorded, so
+/// a pid the kernel gave to another process is not taken for the monitor. Without a record
+/// (the monitor already cleaned up its run directory, or wrote none) the process must be a
+/// `berth` monitor by its command line.
+#[must_use]
+pub fn monitor_alive(pid: i32, run_dir: &Path) -> bool {
+    if !is_alive(pid) {
+        return false;
     }
+    match recorded_monitor(run_dir) {
+        Some((p, start)) if p == pid => start_time(pid) == Some(start),
+        _ => fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
+            let id = run_dir
+                .file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            args.contains(&&b"monitor"[..]) && !id.is_empty() && args.contains(&id)
+        }),
+    }
+}
+
+/// Whether the monitor recorded in `run_dir` (whatever the store says) still runs.
+pub(crate) fn monitor_recorded_alive(run_dir: &Path) -> bool {
+    recorded_monitor(run_dir)
+        .is_some_and(|(pid, start)| is_alive(pid) && start_time(pid) == Some(start))
+}
+
+/// The `(pid, start time)` a monitor recorded in `run_dir`.
+fn recorded_monitor(run_dir: &Path) -> Option<(i32, u64)> {
+    let text = fs::read_to_string(run_dir.join(MONITOR_FILE)).ok()?;
+    let mut it = text.split_whitespace();
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
 fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -191,4 +295,38 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zombies_and_reused_pids_are_not_alive() {
+        let me = std::process::id() as i32;
+        assert!(is_alive(me));
+        assert!(start_time(me).is_some());
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Exited but not reaped: a zombie.
+        while stat_field(pid, 3).as_deref() != Some("Z") {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!is_alive(pid));
+        child.wait().unwrap();
+        assert!(!is_alive(pid));
+
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("0".repeat(64));
+        record_monitor(&run_dir).unwrap();
+        assert!(monitor_alive(me, &run_dir));
+        assert!(monitor_recorded_alive(&run_dir));
+        // The same pid with another start time is another process.
+        fs::write(run_dir.join(MONITOR_FILE), format!("{me} 1\n")).unwrap();
+        assert!(!monitor_alive(me, &run_dir));
+        assert!(!monitor_recorded_alive(&run_dir));
+        // No record: only a `berth monitor <id>` command line counts.
+        fs::remove_file(run_dir.join(MONITOR_FILE)).unwrap();
+        assert!(!monitor_alive(me, &run_dir));
+    }
 }

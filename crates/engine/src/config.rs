@@ -151,6 +151,18 @@ pub struct HostConfig {
     /// OCI runtime to use (`--runtime`); empty: the in-process runtime.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub runtime: String,
+    /// Published ports (`-p`): private `port/proto` -> host bindings.
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+}
+
+/// One host side of a published port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    /// Host address (empty: all).
+    pub host_ip: String,
+    /// Host port.
+    pub host_port: String,
 }
 
 /// One `--mount`.

@@ -191,6 +191,33 @@ pub enum EngineError {
         #[source]
         source: Box<runtime::RuntimeError>,
     },
+    /// `pause` of a paused container (`paused`), or `unpause` of one that is not paused.
+    #[error("container {id} is {}", if *paused { "already paused" } else { "not paused" })]
+    PauseState {
+        /// Short id.
+        id: String,
+        /// Whether it is paused.
+        paused: bool,
+    },
+    /// An external OCI runtime binary (`--runtime`) failed; `message` is what it logged.
+    #[error("{action}: {runtime}: {message}")]
+    OciRuntime {
+        /// What was being done.
+        action: String,
+        /// The runtime binary.
+        runtime: PathBuf,
+        /// Its error.
+        message: String,
+    },
+    /// Reading a container's cgroup (stats, top) failed.
+    #[error("{action}")]
+    Cgroup {
+        /// What was being done.
+        action: String,
+        /// The cgroup error.
+        #[source]
+        source: Box<cgroups::CgroupError>,
+    },
     /// The container's monitor did not report a start.
     #[error("start container {id}: {message}")]
     StartFailed {
@@ -226,7 +253,8 @@ impl EngineError {
             | Self::IllegalTransition { .. }
             | Self::InUse { .. }
             | Self::MustForce { .. }
-            | Self::NotRunning { .. } => ErrorKind::Conflict,
+            | Self::NotRunning { .. }
+            | Self::PauseState { .. } => ErrorKind::Conflict,
             Self::AmbiguousPrefix { .. }
             | Self::InvalidName { .. }
             | Self::InvalidValue { .. }
@@ -245,6 +273,8 @@ impl EngineError {
             | Self::Image { .. }
             | Self::Snapshot { .. }
             | Self::Runtime { .. }
+            | Self::OciRuntime { .. }
+            | Self::Cgroup { .. }
             | Self::StartFailed { .. } => ErrorKind::Internal,
         }
     }

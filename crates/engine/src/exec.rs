@@ -1,7 +1,7 @@
 //! `exec`: another process in a running container. The process starts from the one the
 //! container's init runs with (env, user, cwd, capabilities, rlimits, apparmor/selinux labels
-//! as stored in the runtime's state), with the caller's overrides, and is handed to
-//! [`runtime::container::exec`] under the same state root and id the monitor created it with.
+//! as in the bundle's `config.json`), with the caller's overrides, and is handed to the
+//! container's OCI runtime (in-process or `--runtime` binary, see `oci`).
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -9,7 +9,7 @@ use std::path::Path;
 
 use oci_spec::runtime::{Process, User};
 
-use crate::engine::{Engine, io_err, runtime_root};
+use crate::engine::{Engine, io_err};
 use crate::error::{EngineError, Result};
 use crate::state::Status;
 
@@ -47,39 +47,31 @@ impl Engine {
                 value: String::new(),
             });
         }
-        let root = runtime_root(&self.paths);
-        let runtime_err = |source| EngineError::Runtime {
-            action: format!("exec in container {}", c.id.short()),
-            source: Box::new(source),
-        };
-        let state =
-            runtime::state::ContainerState::load(&root, c.id.as_str()).map_err(|e| match e {
-                runtime::RuntimeError::NotFound(_) => EngineError::NotRunning {
-                    id: c.id.to_string(),
-                },
-                e => runtime_err(e),
-            })?;
-        let base = state.config.process().clone().unwrap_or_default();
+        let base = base_process(&c)?;
         let process = exec_process(base, opts)?;
-        let run = runtime::container::ExecOptions {
-            detach: opts.detach,
-            ..runtime::container::ExecOptions::default()
-        };
+        let oci = crate::oci::for_container(&self.paths, &c);
         if opts.detach {
             // The process inherits fds 0-2: give it /dev/null, not the caller's terminal or pipes.
-            let null = Path::new("/dev/null");
-            let null = File::options()
-                .read(true)
-                .write(true)
-                .open(null)
-                .map_err(io_err("open", null))?;
-            let saved = StdioSaved::redirect(&null.into())?;
-            let r = runtime::container::exec(&root, c.id.as_str(), &process, &run);
+            let saved = StdioSaved::to_null()?;
+            let r = oci.exec(c.id.as_str(), &process, true);
             drop(saved);
-            return r.map_err(runtime_err);
+            return r;
         }
-        runtime::container::exec(&root, c.id.as_str(), &process, &run).map_err(runtime_err)
+        oci.exec(c.id.as_str(), &process, false)
     }
+}
+
+/// The process the container's init runs with, from its bundle's `config.json` (the same for
+/// every runtime).
+fn base_process(c: &crate::containers::Container) -> Result<Process> {
+    let path = c.bundle.join("config.json");
+    let text = std::fs::read(&path).map_err(io_err("read", &path))?;
+    let spec: oci_spec::runtime::Spec =
+        serde_json::from_slice(&text).map_err(|source| EngineError::Json {
+            action: format!("decode {}", path.display()),
+            source,
+        })?;
+    Ok(spec.process().clone().unwrap_or_default())
 }
 
 /// The container's process with `opts` applied: args replaced, env merged by key, cwd and
@@ -109,11 +101,22 @@ fn exec_process(mut p: Process, opts: &ExecOptions) -> Result<Process> {
 }
 
 /// Fds 0-2 pointed elsewhere until dropped.
-struct StdioSaved {
+pub(crate) struct StdioSaved {
     saved: [OwnedFd; 3],
 }
 
 impl StdioSaved {
+    /// Points fds 0-2 at /dev/null until the guard drops.
+    pub(crate) fn to_null() -> Result<StdioSaved> {
+        let null = Path::new("/dev/null");
+        let null = File::options()
+            .read(true)
+            .write(true)
+            .open(null)
+            .map_err(io_err("open", null))?;
+        Self::redirect(&null.into())
+    }
+
     fn redirect(to: &OwnedFd) -> Result<StdioSaved> {
         let dup = |fd| {
             rustix::io::fcntl_dupfd_cloexec(fd, 3)

@@ -58,6 +58,12 @@ pub struct ContainerFilter {
     pub volumes: Vec<String>,
     /// `health=`: `starting`, `healthy`, `unhealthy` or `none`.
     pub health: Vec<String>,
+    /// `network=`: on this network (`none`, `host`, a network name).
+    pub networks: Vec<String>,
+    /// `expose=PORT[/PROTO]`: exposes this port.
+    pub expose: Vec<String>,
+    /// `publish=PORT[/PROTO]`: publishes this private port.
+    pub publish: Vec<String>,
 }
 
 impl ContainerFilter {
@@ -84,6 +90,9 @@ impl ContainerFilter {
                     }
                     _ => return Err(bad()),
                 },
+                "network" => f.networks.push(value.to_owned()),
+                "expose" => f.expose.push(port_key(value).ok_or_else(bad)?),
+                "publish" => f.publish.push(port_key(value).ok_or_else(bad)?),
                 _ => return Err(bad()),
             }
         }
@@ -121,7 +130,23 @@ impl ContainerFilter {
                     .map_or("none", |x| x.status.as_str());
                 have == h
             })
+            && any(&self.networks, |n: &String| {
+                c.host_config.network_mode == *n
+            })
+            && any(&self.expose, |p: &String| {
+                c.config.exposed_ports.contains_key(p)
+            })
+            && any(&self.publish, |p: &String| {
+                c.host_config.port_bindings.contains_key(p)
+            })
     }
+}
+
+/// `80` or `80/udp` as Docker keys ports: `80/tcp`, `80/udp`; `None` when not a port.
+fn port_key(value: &str) -> Option<String> {
+    let (port, proto) = value.split_once('/').unwrap_or((value, "tcp"));
+    (port.parse::<u16>().is_ok() && matches!(proto, "tcp" | "udp" | "sctp"))
+        .then(|| format!("{port}/{proto}"))
 }
 
 /// An empty list of alternatives passes; otherwise one must.
@@ -189,11 +214,15 @@ mod tests {
 
     #[test]
     fn keys_and_values_combine_like_docker() {
-        let web = container(
+        let mut web = container(
             "web-1",
             Status::Running,
             &[("app", "web"), ("tier", "front")],
         );
+        web.host_config.network_mode = "none".into();
+        web.config
+            .exposed_ports
+            .insert("80/tcp".into(), Default::default());
         assert!(f(&[]).matches(&web, &[]));
         assert!(f(&["status=running"]).matches(&web, &[]));
         assert!(
@@ -220,6 +249,11 @@ mod tests {
         assert!(f(&["volume=/data"]).matches(&web, &[]));
         assert!(!f(&["volume=other"]).matches(&web, &[]));
         assert!(f(&["health=none"]).matches(&web, &[]));
+        assert!(!f(&["network=host"]).matches(&web, &[]));
+        assert!(f(&["expose=80"]).matches(&web, &[]));
+        assert!(!f(&["expose=80/udp"]).matches(&web, &[]));
+        assert!(!f(&["publish=80"]).matches(&web, &[]));
+        assert!(ContainerFilter::parse(&["expose=http"]).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, HostConfig};
 use crate::containers::{Container, NewContainer};
-use crate::engine::{Engine, POLL, io_err, is_mountpoint, rootfs_path, runtime_root, write_file};
+use crate::engine::{Engine, POLL, io_err, is_mountpoint, rootfs_path, write_file};
 use crate::error::{EngineError, Result};
 use crate::id::Timestamp;
 use crate::state::Transition;
@@ -45,6 +45,7 @@ impl Engine {
     ///
     /// Errors: a missing image, a taken name, or a start failure (with Docker's exit code).
     pub fn run(&self, req: &CreateRequest) -> Result<Started> {
+        let _op = self.operation()?;
         let c = self.create(req)?;
         match self.start_monitor(&c) {
             Ok(s) => Ok(s),
@@ -64,11 +65,15 @@ impl Engine {
     ///
     /// Errors: a missing image, a taken name, a bad value in the request.
     pub fn create(&self, req: &CreateRequest) -> Result<Container> {
+        let _op = self.operation()?;
         let (record, img) = self.resolve_image(&req.config.image)?;
         let config = merge_config(&req.config, img.config.config().as_ref());
         let mut host_config = req.host_config.clone();
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "none".into();
+        }
+        if !host_config.runtime.is_empty() {
+            host_config.runtime = crate::oci::resolve_binary(&host_config.runtime)?;
         }
         let planned = crate::mount_flags::plan(&config, &host_config)?;
         let mut c = self.store.write(|tx| {
@@ -82,9 +87,12 @@ impl Engine {
                 mounts,
             })
         })?;
+        crate::repair::crash_point("create-after-record");
         // The hostname is the short id, known only now; it lives in the bundle's config.
         c.config.hostname = c.id.short().to_owned();
-        if let Err(e) = self.prepare(&c, &img) {
+        let prepared = self.prepare(&c, &img);
+        crate::repair::crash_point("create-after-prepare");
+        if let Err(e) = prepared {
             match self.remove(&c.id.to_string(), true) {
                 Ok(removed) => {
                     if let Err(clean) = self.remove_anonymous_volumes(&removed) {
@@ -188,12 +196,12 @@ impl Engine {
         let c = self
             .store
             .write(|tx| tx.transition(&c.id, Transition::StopRequested))?;
-        runtime::container::kill(&self.runtime_root(), c.id.as_str(), signal, false).map_err(
-            |source| EngineError::Runtime {
-                action: format!("kill container {}", c.id.short()),
-                source: Box::new(source),
-            },
-        )?;
+        let oci = crate::oci::for_container(&self.paths, &c);
+        oci.kill(c.id.as_str(), signal, false)?;
+        if signal == 9 && c.state.status == crate::state::Status::Paused {
+            // A frozen task dies only once thawed (Docker unpauses after SIGKILL too).
+            let _ = oci.resume(c.id.as_str());
+        }
         Ok(c)
     }
 
@@ -205,11 +213,12 @@ impl Engine {
         if !c.state.status.is_active() {
             return Ok(c);
         }
-        let root = self.runtime_root();
         if self.kill(reference, 15).is_ok() && self.wait_exit(&c, timeout)? {
             return self.container(c.id.as_str());
         }
-        let _ = runtime::container::kill(&root, c.id.as_str(), 9, true);
+        let oci = crate::oci::for_container(&self.paths, &c);
+        let _ = oci.kill(c.id.as_str(), 9, true);
+        let _ = oci.resume(c.id.as_str());
         self.wait_exit(&c, Duration::from_secs(30))?;
         self.container(c.id.as_str())
     }
@@ -225,7 +234,7 @@ impl Engine {
                 .state
                 .monitor_pid
                 .or(c.state.monitor_pid)
-                .is_none_or(|p| !crate::check::is_alive(p));
+                .is_none_or(|p| !crate::check::monitor_alive(p, &c.run_dir));
             if !now.state.status.is_active() && monitor_gone {
                 return Ok(true);
             }
@@ -256,6 +265,12 @@ impl Engine {
     ///
     /// Errors: no such container, or it runs and `force` is not set.
     pub fn remove(&self, reference: &str, force: bool) -> Result<Container> {
+        let _op = self.operation()?;
+        self.remove_held(reference, force)
+    }
+
+    /// [`Engine::remove`] for a caller that already holds the operations lock (either way).
+    pub(crate) fn remove_held(&self, reference: &str, force: bool) -> Result<Container> {
         let c = self.container(reference)?;
         if c.state.status.is_active() {
             if !force {
@@ -268,20 +283,27 @@ impl Engine {
             let _ = self
                 .store
                 .write(|tx| tx.transition(&c.id, Transition::StopRequested));
-            let _ = runtime::container::kill(&self.runtime_root(), c.id.as_str(), 9, true);
+            let oci = crate::oci::for_container(&self.paths, &c);
+            let _ = oci.kill(c.id.as_str(), 9, true);
+            if c.state.status == crate::state::Status::Paused {
+                let _ = oci.resume(c.id.as_str());
+            }
+            crate::repair::crash_point("rm-after-kill");
             self.wait_exit(&c, Duration::from_secs(30))?;
         } else if let Some(p) = c.state.monitor_pid
-            && crate::check::is_alive(p)
+            && crate::check::monitor_alive(p, &c.run_dir)
         {
             // The monitor recorded the exit and is cleaning up: let it finish.
             self.wait_exit(&c, Duration::from_secs(30))?;
         }
         self.cleanup(&c);
+        crate::repair::crash_point("rm-after-cleanup");
         let removed = match self.store.write(|tx| tx.remove_container(&c.id)) {
             Ok(r) => r,
             Err(EngineError::NotFound { .. }) => c.clone(),
             Err(e) => return Err(e),
         };
+        crate::repair::crash_point("rm-after-record");
         self.images
             .snapshots()
             .remove(c.id.as_str())
@@ -299,9 +321,9 @@ impl Engine {
 }
 /// Runtime delete, rootfs unmount, run dir removal (shared with the monitor).
 pub(crate) fn cleanup(paths: &Paths, c: &Container) {
-    let root = runtime_root(paths);
-    if runtime::state::state_dir(&root, c.id.as_str()).exists()
-        && let Err(e) = runtime::container::delete(&root, c.id.as_str(), true)
+    let oci = crate::oci::for_container(paths, c);
+    if oci.exists(c.id.as_str())
+        && let Err(e) = oci.delete(c.id.as_str(), true)
     {
         tracing::warn!(
             "delete container {}: {}",

@@ -16,7 +16,7 @@ use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, WaitOptions};
 
 use crate::containers::Container;
-use crate::engine::{io_err, rootfs_path, runtime_root};
+use crate::engine::{io_err, rootfs_path};
 use crate::error::{EngineError, Result};
 use crate::id::Timestamp;
 use crate::lifecycle::cleanup;
@@ -115,6 +115,8 @@ fn start(
 ) -> std::result::Result<Running, (i32, EngineError)> {
     let internal = |e| (125, e);
     mount_rootfs(c).map_err(internal)?;
+    // Before the runtime makes state: `system check` leaves a live monitor's state alone.
+    crate::check::record_monitor(&c.run_dir).map_err(internal)?;
     let pipe = || {
         rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
             .map_err(|e| io_err("create pipe", &c.log_path)(e.into()))
@@ -127,35 +129,26 @@ fn start(
     let _ = rustix::stdio::dup2_stdout(&out_w);
     let _ = rustix::stdio::dup2_stderr(&err_w);
     drop((out_w, err_w));
-    let root = runtime_root(paths);
-    let opts = runtime::container::CreateOptions {
-        id: c.id.as_str().to_owned(),
-        bundle: c.bundle.clone(),
-        ..Default::default()
-    };
-    let created = runtime::container::create(&root, &opts)
-        .and_then(|pid| runtime::container::start(&root, c.id.as_str()).map(|()| pid));
+    let oci = crate::oci::for_container(paths, c);
+    let created = oci
+        .create(c.id.as_str(), &c.bundle, None)
+        .and_then(|pid| oci.start(c.id.as_str()).map(|()| pid));
     // Only the container may hold the write ends now, so its exit reads as EOF.
     if let Ok(null) = File::open("/dev/null") {
         let _ = rustix::stdio::dup2_stdout(&null);
     }
     let _ = rustix::stdio::dup2_stderr(&saved_err);
-    let pid = created.map_err(|source| {
-        let msg = runtime::error::chain(&source);
-        let code = if msg.contains("No such file") || msg.contains("not found") {
+    let pid = created.map_err(|e| {
+        // runc and crun say "no such file", the in-process runtime "No such file".
+        let msg = runtime::error::chain(&e).to_lowercase();
+        let code = if msg.contains("no such file") || msg.contains("not found") {
             127
-        } else if msg.contains("ermission denied") {
+        } else if msg.contains("permission denied") {
             126
         } else {
             125
         };
-        (
-            code,
-            EngineError::Runtime {
-                action: format!("create container {}", c.id.short()),
-                source: Box::new(source),
-            },
-        )
+        (code, e)
     })?;
     store
         .write(|tx| {

@@ -46,32 +46,44 @@ pub fn human_duration(secs: i64) -> String {
 /// Docker's `units.HumanSize`: decimal units, 3 significant digits (`4.26MB`).
 #[must_use]
 pub fn human_size(bytes: i64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    scaled(bytes, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB"], 3)
+}
+
+/// Docker's `units.BytesSize`: binary units, 4 significant digits (`1.465MiB`), as
+/// `docker stats` prints memory.
+#[must_use]
+pub fn bytes_size(bytes: i64) -> String {
+    scaled(bytes, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB"], 4)
+}
+
+/// `bytes` in the largest unit below `base` times the next, with `significant` digits and
+/// trailing zeros dropped (Go's `%.Ng`, for values below 10^N); whole bytes print as is.
+fn scaled(bytes: i64, base: f64, units: &[&str], significant: i32) -> String {
     let bytes = bytes.max(0);
     #[allow(clippy::cast_precision_loss)]
     let mut v = bytes as f64;
     let mut i = 0;
-    while v >= 1000.0 && i + 1 < UNITS.len() {
-        v /= 1000.0;
+    while v >= base && i + 1 < units.len() {
+        v /= base;
         i += 1;
     }
     if i == 0 {
-        return format!("{bytes}B");
+        return format!("{bytes}{}", units[0]);
     }
-    let digits = if v >= 100.0 {
-        0
-    } else if v >= 10.0 {
-        1
-    } else {
-        2
-    };
+    let mut digits = significant - 1;
+    let mut bound = 10.0;
+    while v >= bound && digits > 0 {
+        digits -= 1;
+        bound *= 10.0;
+    }
+    let digits = usize::try_from(digits).unwrap_or(0);
     let s = format!("{v:.digits$}");
     let s = if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.')
     } else {
         &s
     };
-    format!("{s}{}", UNITS[i])
+    format!("{s}{}", units[i])
 }
 
 #[cfg(test)]
@@ -84,6 +96,10 @@ mod tests {
         assert_eq!(human_size(4_260_000), "4.26MB");
         assert_eq!(human_size(12_345_678), "12.3MB");
         assert_eq!(human_size(123_456_789), "123MB");
+        assert_eq!(bytes_size(1024), "1KiB");
+        assert_eq!(bytes_size(1_536_000), "1.465MiB");
+        assert_eq!(bytes_size(8_233_984_000), "7.668GiB");
+        assert_eq!(bytes_size(520 * 1024), "520KiB");
     }
 
     #[test]

@@ -11,18 +11,6 @@ use crate::render;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ContainerCommand {
-    /// List containers.
-    Ps {
-        /// All containers (default: running only).
-        #[arg(short, long)]
-        all: bool,
-        /// Only ids.
-        #[arg(short, long)]
-        quiet: bool,
-        /// Do not truncate output.
-        #[arg(long)]
-        no_trunc: bool,
-    },
     /// Print a container's logs.
     Logs {
         /// Follow the output.
@@ -89,11 +77,6 @@ pub(crate) struct ExecArgs {
 pub(crate) fn dispatch(engine: &Engine, command: &ContainerCommand) -> Result<i32> {
     let mut stdout = std::io::stdout().lock();
     match command {
-        ContainerCommand::Ps {
-            all,
-            quiet,
-            no_trunc,
-        } => render::ps(&mut stdout, &engine.ps(*all)?, *quiet, *no_trunc)?,
         ContainerCommand::Logs { follow, container } => {
             let mut stderr = std::io::stderr();
             engine.logs(container, *follow, &mut stdout, &mut stderr)?;

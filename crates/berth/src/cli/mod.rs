@@ -11,8 +11,12 @@ use crate::render;
 
 pub(crate) mod container;
 mod image;
+mod process;
+mod ps;
 mod run;
+mod stats;
 mod storage;
+mod system;
 
 pub(crate) use container::ContainerCommand;
 use run::RunArgs;
@@ -54,6 +58,12 @@ pub(crate) enum Command {
     #[command(flatten)]
     Container(container::ContainerCommand),
     #[command(flatten)]
+    Ps(ps::PsCommand),
+    #[command(flatten)]
+    Process(process::ProcessCommand),
+    #[command(flatten)]
+    System(system::SystemCommand),
+    #[command(flatten)]
     Storage(storage::StorageCommand),
     /// Run a command in a new container.
     Run(RunArgs),
@@ -81,6 +91,9 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
     match &cli.command {
         Command::Image(c) => return image::dispatch(&engine, c),
         Command::Container(c) => return container::dispatch(&engine, c),
+        Command::Ps(c) => return ps::dispatch(&engine, c),
+        Command::Process(c) => return process::dispatch(&engine, c),
+        Command::System(c) => return system::dispatch(&engine, c),
         Command::Storage(c) => return storage::dispatch(&engine, c),
         Command::Run(args) => return run::run(&engine, args),
         Command::Inspect { format, objects } => {

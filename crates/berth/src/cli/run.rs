@@ -29,8 +29,12 @@ pub(crate) struct CreateArgs {
     /// `none` (default) or `host`.
     #[arg(long)]
     network: Option<String>,
+    /// OCI runtime binary (path or name in PATH: runc, crun, berth-runtime) instead of the
+    /// in-process runtime.
+    #[arg(long)]
+    runtime: Option<String>,
     #[command(flatten)]
-    storage: StorageFlags,
+    storage: Box<StorageFlags>,
     /// Image.
     image: String,
     /// Command and arguments.
@@ -54,6 +58,7 @@ impl CreateArgs {
         let mut host_config = HostConfig {
             auto_remove: self.rm,
             network_mode: self.network.clone().unwrap_or_default(),
+            runtime: self.runtime.clone().unwrap_or_default(),
             ..HostConfig::default()
         };
         let mut config = config;

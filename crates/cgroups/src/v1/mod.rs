@@ -363,5 +363,11 @@ mod tests {
         let p = m.paths();
         assert_eq!(p["memory"], Path::new("/cg/memory/a/b"));
         assert_eq!(p[""], Path::new("/cg/unified/a/b"));
+        // A process's own cgroups, per hierarchy (process_manager).
+        let m = V1Manager::from_mounts(Path::new("/cg"), &mounts, &CgroupPath::Own, &own, true);
+        let p = m.paths();
+        assert_eq!(p["cpu"], Path::new("/cg/cpu,cpuacct"));
+        assert_eq!(p["memory"], Path::new("/cg/memory/svc"));
+        assert_eq!(p[""], Path::new("/cg/unified"));
     }
 }

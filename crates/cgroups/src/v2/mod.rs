@@ -34,7 +34,10 @@ impl V2Manager {
         let own = own.get("").map_or("/", String::as_str);
         Self {
             mount: mount.to_owned(),
-            dir: path.place(mount, "/", relative_base(own)),
+            dir: match path {
+                CgroupPath::Own => path.place(mount, "/", own),
+                _ => path.place(mount, "/", relative_base(own)),
+            },
             created: Mutex::new(Vec::new()),
         }
     }
@@ -255,5 +258,8 @@ mod tests {
         assert_eq!(m.dir, Path::new("/cg/a/x"));
         let m = V2Manager::new(Path::new("/cg"), &CgroupPath::Absolute("y/x".into()), &own);
         assert_eq!(m.dir, Path::new("/cg/y/x"));
+        // A process's own cgroup, exactly (process_manager).
+        let m = V2Manager::new(Path::new("/cg"), &CgroupPath::Own, &own);
+        assert_eq!(m.dir, Path::new("/cg/a/b"));
     }
 }
