@@ -274,27 +274,9 @@ fn volume(engine: &Engine, command: &VolumeCommand, out: &mut dyn Write) -> Resu
             }
         }
         VolumeCommand::Inspect { format, volumes } => {
-            let mut found = Vec::new();
-            let mut code = 0;
-            for name in volumes {
-                match engine.volume(name) {
-                    Ok(v) => found.push(volume_json(&v)),
-                    Err(e @ engine::EngineError::NotFound { .. }) => {
-                        eprintln!("berth: {e}");
-                        code = 1;
-                    }
-                    Err(e) => return Err(e).with_context(|| format!("inspect volume {name}")),
-                }
-            }
-            match format {
-                Some(f) => {
-                    for v in &found {
-                        writeln!(out, "{}", render::template(f, v)?)?;
-                    }
-                }
-                None => render::json(out, &found)?,
-            }
-            return Ok(code);
+            return super::inspect_each(volumes, format.as_deref(), out, |name| {
+                engine.volume(name).map(|v| volume_json(&v))
+            });
         }
         VolumeCommand::Rm { force, volumes } => {
             for name in volumes {
