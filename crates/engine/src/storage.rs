@@ -286,20 +286,6 @@ impl Engine {
         }
     }
 
-    /// `volume prune`: removes unused volumes passing `filter` (anonymous ones only unless
-    /// `all`); returns them with the bytes their directories held.
-    ///
-    /// Errors: the store cannot be written.
-    pub fn volume_prune(&self, filter: &VolumeFilter, all: bool) -> Result<(Vec<Volume>, u64)> {
-        let removed = self.store.write(|tx| tx.prune_volumes(filter, all))?;
-        let mut bytes = 0;
-        for v in &removed {
-            bytes += dir_size(&self.volume_data(&v.name));
-            remove_volume_dir(&self.paths, &v.name);
-        }
-        Ok((removed, bytes))
-    }
-
     /// The tree of `c`: with its mounts while it runs, its rootfs alone (`mounts` false, or
     /// stopped) otherwise.
     fn open_tree(&self, c: &Container, mounts: bool) -> Result<Tree> {
@@ -873,20 +859,6 @@ fn copy_up(root: BorrowedFd<'_>, dest: &str, data: &Path) -> Result<(), ArchiveE
     )
     .map_err(meta)?;
     rustix::fs::fchmod(&target, Mode::from_raw_mode(st.st_mode & 0o7777)).map_err(meta)
-}
-
-/// Bytes of the regular files below `dir` (not following symlinks).
-fn dir_size(dir: &Path) -> u64 {
-    let Ok(rd) = fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
 }
 
 #[cfg(test)]

@@ -103,7 +103,7 @@ pub(crate) enum VolumeCommand {
         /// Do not ask.
         #[arg(short, long)]
         force: bool,
-        /// `label=KEY[=VALUE]`.
+        /// `label=KEY[=VALUE]`, `label!=KEY[=VALUE]`.
         #[arg(long = "filter")]
         filters: Vec<String>,
     },
@@ -292,19 +292,18 @@ fn volume(engine: &Engine, command: &VolumeCommand, out: &mut dyn Write) -> Resu
             if !*force && !confirm(*all)? {
                 return Ok(0);
             }
-            let filter = VolumeFilter::parse(filters)?;
-            let (removed, bytes) = engine.volume_prune(&filter, *all)?;
-            if !removed.is_empty() {
+            let pruned = engine.prune_volumes(filters, *all)?;
+            if !pruned.removed.is_empty() {
                 writeln!(out, "Deleted Volumes:")?;
-                for v in &removed {
-                    writeln!(out, "{}", v.name)?;
+                for name in &pruned.removed {
+                    writeln!(out, "{name}")?;
                 }
                 writeln!(out)?;
             }
             writeln!(
                 out,
                 "Total reclaimed space: {}",
-                engine::human_size(i64::try_from(bytes).unwrap_or(i64::MAX))
+                engine::human_size(pruned.reclaimed)
             )?;
         }
     }
