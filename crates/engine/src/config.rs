@@ -140,6 +140,8 @@ pub struct HostConfig {
     pub readonly_rootfs: bool,
     /// tmpfs mounts: container path -> mount options.
     pub tmpfs: BTreeMap<String, String>,
+    /// `--volumes-from CONTAINER[:ro|rw]`: the volumes and bind mounts of other containers.
+    pub volumes_from: Vec<String>,
     /// Size of /dev/shm in bytes (0: 64 MiB).
     pub shm_size: i64,
     /// `none`, `host`, `bridge`, `container:<id>` or a network name.

@@ -87,6 +87,18 @@ pub enum EngineError {
         /// Comma-separated short ids or names of the users.
         users: String,
     },
+    /// A `-v`, `--mount` or `--tmpfs` value Docker refuses.
+    #[error(transparent)]
+    Mount(crate::mounts::MountError),
+    /// Copying files into, out of or within a container (`cp`, `export`, volume copy-up).
+    #[error("{action}")]
+    Copy {
+        /// What was being copied: "copy from container 0123abcd".
+        action: String,
+        /// The cause.
+        #[source]
+        source: crate::archive::ArchiveError,
+    },
     /// An image removal must be forced (several references, or used by a stopped container).
     #[error("conflict: unable to delete {reference} (must be forced) - {reason}")]
     MustForce {
@@ -268,9 +280,11 @@ impl EngineError {
             | Self::MustForce { .. }
             | Self::NotRunning { .. }
             | Self::PauseState { .. } => ErrorKind::Conflict,
-            Self::AmbiguousPrefix { .. } | Self::InvalidName { .. } | Self::InvalidValue { .. } => {
-                ErrorKind::InvalidArgument
-            }
+            Self::AmbiguousPrefix { .. }
+            | Self::InvalidName { .. }
+            | Self::InvalidValue { .. }
+            | Self::Mount(_) => ErrorKind::InvalidArgument,
+            Self::Copy { source, .. } => source.kind(),
             Self::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
                 std::io::ErrorKind::NotFound => ErrorKind::NotFound,

@@ -41,7 +41,7 @@ impl Engine {
             .as_ref()
             .and_then(|d| self.store().read(|tx| tx.image_by_digest(d)).ok())
             .map_or_else(String::new, |i| i.config_digest.to_string());
-        Ok(container_json(&c, &image_id))
+        Ok(container_json(&c, &image_id, self.mounts_json(&c)))
     }
 
     /// Docker's image inspect object.
@@ -57,7 +57,7 @@ fn time(t: Option<Timestamp>) -> String {
     t.map_or_else(|| ZERO_TIME.to_owned(), Timestamp::to_rfc3339)
 }
 
-fn container_json(c: &Container, image_id: &str) -> Value {
+fn container_json(c: &Container, image_id: &str, mounts: Vec<Value>) -> Value {
     let args = crate::bundle::args(&c.config);
     let (path, rest) = args
         .split_first()
@@ -69,20 +69,6 @@ fn container_json(c: &Container, image_id: &str) -> Value {
         // The hostname is the short id; it lives only in the bundle's config.json.
         config.hostname = c.id.short().to_owned();
     }
-    let mounts: Vec<Value> = c
-        .mounts
-        .iter()
-        .map(|m| {
-            json!({
-                "Type": format!("{:?}", m.kind).to_lowercase(),
-                "Source": m.source,
-                "Destination": m.destination,
-                "Mode": "",
-                "RW": m.read_write,
-                "Propagation": if m.propagation.is_empty() { "rprivate" } else { &m.propagation },
-            })
-        })
-        .collect();
     json!({
         "Id": c.id.as_str(),
         "Created": c.created.to_rfc3339(),

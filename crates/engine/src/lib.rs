@@ -14,6 +14,7 @@
 //! [`EngineError`] with a [`ErrorKind`].
 #![warn(missing_docs)]
 
+mod archive;
 pub mod bundle;
 mod changes;
 mod check;
@@ -33,17 +34,21 @@ mod inspect;
 mod lifecycle;
 mod logs;
 pub mod monitor;
+mod mount_flags;
+mod mounts;
 mod names;
 mod oci;
 mod ps;
 mod repair;
 pub mod schema;
 pub mod state;
+mod storage;
 mod store;
 mod system;
 mod units;
 mod volumes;
 
+pub use archive::{ArchiveError, extract_into};
 pub use changes::apply_changes;
 pub use check::{Problem, is_alive, monitor_alive, start_time};
 pub use config::{Config, HostConfig, PortBinding, RestartPolicy, RestartPolicyName};
@@ -59,10 +64,13 @@ pub use image_transfer::{CommitRequest, ImportRequest, Loaded};
 pub use image_verbs::{HistoryEntry, ImageFilter};
 pub use images::{Image, ImageRemoval, NewImage, normalize_tag};
 pub use lifecycle::{CreateRequest, Started};
+pub use mount_flags::parse_mount_flag;
+pub use mounts::{MountConfigReason, MountError};
 pub use names::random_name;
 pub use ps::{ContainerSize, PsOptions};
 pub use repair::{CRASH_AT_ENV, Finding};
 pub use state::{ContainerState, Health, HealthStatus, Status, Transition};
+pub use storage::{Change, CopyOptions, CopyPath};
 pub use store::{DB_FILE, DEFAULT_BUSY_TIMEOUT, DEFAULT_EVENTS_KEPT, Paths, Store, Tx};
 pub use system::{DiskUsage, Pruned, parse_time, version};
 pub use units::{bytes_size, human_duration, human_size, status_text};

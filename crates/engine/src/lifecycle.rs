@@ -75,14 +75,16 @@ impl Engine {
         if !host_config.runtime.is_empty() {
             host_config.runtime = crate::oci::resolve_binary(&host_config.runtime)?;
         }
+        let planned = crate::mount_flags::plan(&config, &host_config)?;
         let mut c = self.store.write(|tx| {
+            let mounts = crate::mounts::record_volumes(tx, &planned, &host_config.volumes_from)?;
             tx.create_container(NewContainer {
                 name: req.name.clone(),
                 image: req.config.image.clone(),
                 image_digest: Some(record.digest.clone()),
                 config,
                 host_config,
-                mounts: Vec::new(),
+                mounts,
             })
         })?;
         crate::repair::crash_point("create-after-record");
@@ -91,11 +93,16 @@ impl Engine {
         let prepared = self.prepare(&c, &img);
         crate::repair::crash_point("create-after-prepare");
         if let Err(e) = prepared {
-            if let Err(clean) = self.remove(&c.id.to_string(), true) {
-                tracing::warn!(
+            match self.remove(&c.id.to_string(), true) {
+                Ok(removed) => {
+                    if let Err(clean) = self.remove_anonymous_volumes(&removed) {
+                        tracing::warn!("remove volumes of {}: {clean}", c.id.short());
+                    }
+                }
+                Err(clean) => tracing::warn!(
                     "remove container {} after failed create: {clean}",
                     c.id.short()
-                );
+                ),
             }
             return Err(e);
         }
@@ -112,11 +119,12 @@ impl Engine {
                 action: format!("prepare rootfs of {}", c.id.short()),
                 source: Box::new(source),
             })?;
-        let spec = serde_json::to_vec_pretty(&crate::bundle::oci_config(c, &rootfs_path(c))?)
-            .map_err(|source| EngineError::Json {
-                action: format!("encode config of container {}", c.id.short()),
-                source,
-            })?;
+        let mut spec = crate::bundle::oci_config(c, &rootfs_path(c))?;
+        self.prepare_mounts(c, &mount, &mut spec)?;
+        let spec = serde_json::to_vec_pretty(&spec).map_err(|source| EngineError::Json {
+            action: format!("encode config of container {}", c.id.short()),
+            source,
+        })?;
         let mount_json = serde_json::json!({
             "lowerdirs": mount.lowerdirs, "upperdir": mount.upperdir, "workdir": mount.workdir,
         });

@@ -92,6 +92,7 @@ pub fn monitor(paths: &Paths, id: &str) -> i32 {
         if let Err(e) = store.write(|tx| tx.remove_container(&c.id)) {
             eprintln!("berth monitor: remove container: {}", chain(&e));
         }
+        let _ = crate::storage::remove_anonymous_volumes(&store, paths, &c);
         let _ = fs::remove_dir_all(&c.bundle);
     }
     code

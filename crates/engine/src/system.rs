@@ -114,11 +114,11 @@ impl Engine {
         Ok(out)
     }
 
-    /// Removes unused anonymous volumes passing `filters` (`label=`, `label!=`), and their
-    /// directories.
+    /// Removes unused anonymous volumes (named ones too with `all`: `volume prune -a`) passing
+    /// `filters` (`label=`, `label!=`), and their directories.
     ///
     /// Errors: a bad filter, or the store cannot be written.
-    pub fn prune_volumes(&self, filters: &[String]) -> Result<Pruned> {
+    pub fn prune_volumes(&self, filters: &[String], all: bool) -> Result<Pruned> {
         let f = PruneFilter::parse(filters)?;
         if f.until.is_some() {
             return Err(EngineError::InvalidValue {
@@ -130,7 +130,9 @@ impl Engine {
             let unused: Vec<Volume> = tx
                 .list_volumes(&VolumeFilter::default())?
                 .into_iter()
-                .filter(|v| v.ref_count == 0 && v.anonymous && f.matches(v.created, &v.labels))
+                .filter(|v| {
+                    v.ref_count == 0 && (all || v.anonymous) && f.matches(v.created, &v.labels)
+                })
                 .collect();
             unused
                 .iter()

@@ -30,6 +30,6 @@ pub use digest::{ChainId, DiffId, Digest, DigestError};
 pub use gc::{Collected, GcError, GcLock};
 pub use import::{ImportError, ImportOptions, Imported};
 pub use manifest::{Manifest, ManifestError, Platform};
-pub use snapshot::{Mount, SnapshotError, Snapshots, mount_overlay, unmount};
+pub use snapshot::{Mount, SnapshotError, Snapshots, mount_overlay, open_overlay, unmount};
 pub use store::{Image, ImageError, ImageStore};
 pub use unpack::{LayerStore, UnpackError, Unpacked};

@@ -10,6 +10,7 @@ use rustix::io::Errno;
 use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags};
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// Errors of snapshots and overlay mounts.
@@ -197,6 +198,41 @@ fn mount_err(target: &Path, step: String, e: Errno) -> SnapshotError {
 /// The kernel refuses a step; [`SnapshotError::TooManyLayers`] on an old kernel with a layer
 /// list longer than a page.
 pub fn mount_overlay(m: &Mount, target: &Path) -> Result<(), SnapshotError> {
+    let mnt = match overlay_fd(m, target)? {
+        Some(fd) => fd,
+        // No `lowerdir+` (kernel < 6.8): classic mount data, if it fits.
+        None => return mount_classic(m, target),
+    };
+    rustix::mount::move_mount(
+        &mnt,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| mount_err(target, "move_mount".to_owned(), e))?;
+    tracing::info!(target = %target.display(), layers = m.lowerdirs.len(), "overlay mounted");
+    Ok(())
+}
+
+/// Makes `m` as a detached mount: a descriptor of the merged tree's root that is attached
+/// nowhere, so nothing can see it and nothing is left to unmount: the mount goes away with
+/// the last descriptor (`cp` from a stopped container, `export`, volume copy-up). Needs the
+/// new mount API with `lowerdir+` (Linux 6.8).
+///
+/// # Errors
+/// The kernel refuses a step.
+pub fn open_overlay(m: &Mount) -> Result<OwnedFd, SnapshotError> {
+    let what = Path::new("(detached)");
+    overlay_fd(m, what)?.ok_or_else(|| SnapshotError::Mount {
+        target: what.to_path_buf(),
+        step: "fsconfig lowerdir+".to_owned(),
+        source: io::Error::from(Errno::INVAL),
+    })
+}
+
+/// fsopen, one `lowerdir+` per layer, fsmount; `None` when the kernel has no `lowerdir+`.
+fn overlay_fd(m: &Mount, target: &Path) -> Result<Option<OwnedFd>, SnapshotError> {
     if m.lowerdirs.is_empty() {
         return Err(SnapshotError::NoLayers);
     }
@@ -205,8 +241,7 @@ pub fn mount_overlay(m: &Mount, target: &Path) -> Result<(), SnapshotError> {
     for (i, lower) in m.lowerdirs.iter().enumerate() {
         match rustix::mount::fsconfig_set_string(&fs_fd, "lowerdir+", lower.as_path()) {
             Ok(()) => {}
-            // No `lowerdir+` (kernel < 6.8): classic mount data, if it fits.
-            Err(Errno::INVAL) if i == 0 => return mount_classic(m, target),
+            Err(Errno::INVAL) if i == 0 => return Ok(None),
             Err(e) => {
                 return Err(mount_err(
                     target,
@@ -222,22 +257,13 @@ pub fn mount_overlay(m: &Mount, target: &Path) -> Result<(), SnapshotError> {
     }
     rustix::mount::fsconfig_create(&fs_fd)
         .map_err(|e| mount_err(target, "fsconfig create".to_owned(), e))?;
-    let mnt = rustix::mount::fsmount(
+    rustix::mount::fsmount(
         &fs_fd,
         FsMountFlags::FSMOUNT_CLOEXEC,
         MountAttrFlags::empty(),
     )
-    .map_err(|e| mount_err(target, "fsmount".to_owned(), e))?;
-    rustix::mount::move_mount(
-        &mnt,
-        "",
-        rustix::fs::CWD,
-        target,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
-    .map_err(|e| mount_err(target, "move_mount".to_owned(), e))?;
-    tracing::info!(target = %target.display(), layers = m.lowerdirs.len(), "overlay mounted");
-    Ok(())
+    .map(Some)
+    .map_err(|e| mount_err(target, "fsmount".to_owned(), e))
 }
 
 fn mount_classic(m: &Mount, target: &Path) -> Result<(), SnapshotError> {

@@ -13,7 +13,7 @@ pub mod features;
 mod hooks;
 mod mounts;
 mod notify_socket;
-mod paths;
+pub mod paths;
 mod process;
 mod rootfs;
 pub mod seccomp;

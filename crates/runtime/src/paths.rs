@@ -16,7 +16,7 @@ const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGIC
 /// Strip the leading `/` and any `.`/`..` that try to climb above the root, so that the path is
 /// relative to the container root.
 #[must_use]
-pub(crate) fn relative(path: &Path) -> PathBuf {
+pub fn relative(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
@@ -31,11 +31,7 @@ pub(crate) fn relative(path: &Path) -> PathBuf {
 }
 
 /// Open `path` (as the container sees it) inside `root`.
-pub(crate) fn open_in_root(
-    root: BorrowedFd<'_>,
-    path: &Path,
-    flags: OFlags,
-) -> io::Result<OwnedFd> {
+pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
     let rel = relative(path);
     let rel = if rel.as_os_str().is_empty() {
         PathBuf::from(".")
@@ -52,11 +48,7 @@ pub(crate) fn open_in_root(
 
 /// Make sure a directory exists at `path` inside `root` (creating missing components with `mode`)
 /// and return an `O_PATH` descriptor of it.
-pub(crate) fn mkdir_all_in_root(
-    root: BorrowedFd<'_>,
-    path: &Path,
-    mode: u32,
-) -> io::Result<OwnedFd> {
+pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, mode: u32) -> io::Result<OwnedFd> {
     let rel = relative(path);
     let mut prefix = PathBuf::new();
     let mut parent = open_in_root(root, Path::new("/"), OFlags::PATH | OFlags::DIRECTORY)?;
@@ -80,7 +72,7 @@ pub(crate) fn mkdir_all_in_root(
 
 /// Make sure a regular file (or, if something else is already there, that thing) exists at `path`
 /// inside `root`, creating parent directories; returns an `O_PATH` descriptor of it.
-pub(crate) fn create_file_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
+pub fn create_file_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
     if let Ok(fd) = open_in_root(root, path, OFlags::PATH) {
         return Ok(fd);
     }
@@ -103,7 +95,7 @@ pub(crate) fn create_file_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Resu
 /// The `/proc/self/fd/N` path through which a syscall that only takes paths reaches exactly the
 /// object `fd` refers to.
 #[must_use]
-pub(crate) fn proc_fd_path(fd: impl AsFd) -> PathBuf {
+pub fn proc_fd_path(fd: impl AsFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
 }
 

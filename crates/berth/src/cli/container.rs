@@ -42,6 +42,9 @@ pub(crate) enum ContainerCommand {
         /// Kill and remove running containers.
         #[arg(short, long)]
         force: bool,
+        /// Remove the anonymous volumes of the containers too.
+        #[arg(short, long)]
+        volumes: bool,
         /// Containers.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -91,9 +94,16 @@ pub(crate) fn dispatch(engine: &Engine, command: &ContainerCommand) -> Result<i3
                 writeln!(stdout, "{c}")?;
             }
         }
-        ContainerCommand::Rm { force, containers } => {
+        ContainerCommand::Rm {
+            force,
+            volumes,
+            containers,
+        } => {
             for c in containers {
-                engine.remove(c, *force)?;
+                let removed = engine.remove(c, *force)?;
+                if *volumes {
+                    engine.remove_anonymous_volumes(&removed)?;
+                }
                 writeln!(stdout, "{c}")?;
             }
         }

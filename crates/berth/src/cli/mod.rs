@@ -16,6 +16,7 @@ mod process;
 mod ps;
 mod run;
 mod stats;
+mod storage;
 mod system;
 
 pub(crate) use container::ContainerCommand;
@@ -63,6 +64,8 @@ pub(crate) enum Command {
     Process(process::ProcessCommand),
     #[command(flatten)]
     System(system::SystemCommand),
+    #[command(flatten)]
+    Storage(storage::StorageCommand),
     /// Run a command in a new container.
     Run(RunArgs),
     /// Docker-shaped JSON of containers or images.
@@ -92,27 +95,30 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
         Command::Ps(c) => return ps::dispatch(&engine, c),
         Command::Process(c) => return process::dispatch(&engine, c),
         Command::System(c) => return system::dispatch(&engine, c),
+        Command::Storage(c) => return storage::dispatch(&engine, c),
         Command::Run(args) => return run::run(&engine, args),
         Command::Inspect { format, objects } => {
-            return inspect(&engine, objects, format.as_deref(), &mut stdout);
+            return inspect_each(objects, format.as_deref(), &mut stdout, |o| {
+                engine.inspect(o)
+            });
         }
         Command::Monitor { .. } => {}
     }
     Ok(0)
 }
 
-/// Prints the objects found as one JSON array; like Docker, each missing one is an error line
-/// and makes the exit code 1.
-fn inspect(
-    engine: &Engine,
+/// Prints the objects `lookup` finds as one JSON array (or each through the `-f` template);
+/// like Docker, each missing one is an error line and makes the exit code 1.
+pub(crate) fn inspect_each(
     objects: &[String],
     format: Option<&str>,
     out: &mut dyn Write,
+    lookup: impl Fn(&str) -> engine::Result<serde_json::Value>,
 ) -> Result<i32> {
     let mut found = Vec::new();
     let mut code = 0;
     for o in objects {
-        match engine.inspect(o) {
+        match lookup(o) {
             Ok(v) => found.push(v),
             Err(e @ engine::EngineError::NotFound { .. }) => {
                 eprintln!("berth: {e}");

@@ -2,7 +2,7 @@
 //! `Config` and `HostConfig`, exactly what the Engine API's `POST /containers/create` carries —
 //! so the CLI and `berth serve` share one engine call.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use engine::{Config, CreateRequest, Engine, HostConfig};
 
 /// Flags of `run` that `create` shares.
@@ -33,6 +33,8 @@ pub(crate) struct CreateArgs {
     /// in-process runtime.
     #[arg(long)]
     runtime: Option<String>,
+    #[command(flatten)]
+    storage: Box<StorageFlags>,
     /// Image.
     image: String,
     /// Command and arguments.
@@ -53,17 +55,66 @@ impl CreateArgs {
             user: self.user.clone().unwrap_or_default(),
             ..Config::default()
         };
-        let host_config = HostConfig {
+        let mut host_config = HostConfig {
             auto_remove: self.rm,
             network_mode: self.network.clone().unwrap_or_default(),
             runtime: self.runtime.clone().unwrap_or_default(),
             ..HostConfig::default()
         };
+        let mut config = config;
+        self.storage.apply(&mut config, &mut host_config)?;
         Ok(CreateRequest {
             name: self.name.clone(),
             config,
             host_config,
         })
+    }
+}
+
+/// Mounts and the root file system: `-v`, `--mount`, `--tmpfs`, `--read-only`,
+/// `--volumes-from`.
+#[derive(Debug, clap::Args)]
+struct StorageFlags {
+    /// Bind mount or volume: `/host:/ctr[:opts]`, `name:/ctr[:opts]`, or `/ctr` (anonymous).
+    #[arg(short = 'v', long = "volume")]
+    volumes: Vec<String>,
+    /// `type=bind|volume|tmpfs,source=,target=,readonly,...`.
+    #[arg(long = "mount")]
+    mounts: Vec<String>,
+    /// A tmpfs: `/path[:options]`.
+    #[arg(long = "tmpfs")]
+    tmpfs: Vec<String>,
+    /// Mount the container's root file system read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// The volumes and bind mounts of another container: `CONTAINER[:ro|rw]`.
+    #[arg(long = "volumes-from")]
+    volumes_from: Vec<String>,
+}
+
+impl StorageFlags {
+    /// As the docker CLI does: `-v /path` is an anonymous volume (`Config.Volumes`), other
+    /// `-v` values are `Binds`; `--mount` values are parsed into `Mounts`.
+    fn apply(&self, config: &mut Config, host: &mut HostConfig) -> Result<()> {
+        for v in &self.volumes {
+            if v.contains(':') {
+                host.binds.push(v.clone());
+            } else {
+                config.volumes.insert(v.clone(), engine::config::Empty {});
+            }
+        }
+        for m in &self.mounts {
+            let parsed = engine::parse_mount_flag(m)
+                .with_context(|| format!("invalid argument \"{m}\" for \"--mount\" flag"))?;
+            host.mounts.push(parsed);
+        }
+        for t in &self.tmpfs {
+            let (path, opts) = t.split_once(':').unwrap_or((t, ""));
+            host.tmpfs.insert(path.to_owned(), opts.to_owned());
+        }
+        host.readonly_rootfs = self.read_only;
+        host.volumes_from.clone_from(&self.volumes_from);
+        Ok(())
     }
 }
 

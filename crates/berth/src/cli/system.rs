@@ -359,7 +359,7 @@ fn prune(engine: &Engine, volumes: bool, force: bool, filters: &[String]) -> Res
         writeln!(out)?;
     }
     if volumes {
-        let v = engine.prune_volumes(filters)?;
+        let v = engine.prune_volumes(filters, false)?;
         reclaimed += v.reclaimed;
         if !v.removed.is_empty() {
             writeln!(out, "Deleted Volumes:")?;
