@@ -78,7 +78,10 @@ pub(crate) fn user(spec: &str) -> Result<(u32, u32)> {
 
 /// The OCI config of `c`, whose rootfs is mounted at `rootfs`.
 ///
-/// Errors: `InvalidArgument` for an empty command or a user that is not numeric.
+/// Docker's fixed defaults only: `container_spec::apply` adds the user, capabilities, seccomp,
+/// resources and the other per-container settings.
+///
+/// Errors: `InvalidArgument` for an empty command.
 pub fn oci_config(c: &Container, rootfs: &Path) -> Result<Value> {
     let args = args(&c.config);
     if args.is_empty() {
@@ -87,7 +90,6 @@ pub fn oci_config(c: &Container, rootfs: &Path) -> Result<Value> {
             value: String::new(),
         });
     }
-    let (uid, gid) = user(&c.config.user)?;
     let mut env = vec![DEFAULT_PATH.to_owned()];
     for e in &c.config.env {
         let key = e.split('=').next().unwrap_or(e);
@@ -116,7 +118,8 @@ pub fn oci_config(c: &Container, rootfs: &Path) -> Result<Value> {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
-            "user": {"uid": uid, "gid": gid},
+            // Replaced by container_spec::apply with the user resolved in the image.
+            "user": {"uid": 0, "gid": 0},
             "args": args,
             "env": env,
             "cwd": cwd,

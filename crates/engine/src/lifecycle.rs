@@ -70,6 +70,7 @@ impl Engine {
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "none".into();
         }
+        crate::container_spec::validate(&config, &host_config)?;
         let mut c = self.store.write(|tx| {
             tx.create_container(NewContainer {
                 name: req.name.clone(),
@@ -80,8 +81,18 @@ impl Engine {
                 mounts: Vec::new(),
             })
         })?;
-        // The hostname is the short id, known only now; it lives in the bundle's config.
-        c.config.hostname = c.id.short().to_owned();
+        // The default hostname is the short id (the host's with `--network host`), known only
+        // now; it lives in the bundle's config.
+        if c.config.hostname.is_empty() {
+            c.config.hostname = if c.host_config.network_mode == "host" {
+                rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned()
+            } else {
+                c.id.short().to_owned()
+            };
+        }
         if let Err(e) = self.prepare(&c, &img) {
             if let Err(clean) = self.remove(&c.id.to_string(), true) {
                 tracing::warn!(
@@ -104,11 +115,12 @@ impl Engine {
                 action: format!("prepare rootfs of {}", c.id.short()),
                 source: Box::new(source),
             })?;
-        let spec = serde_json::to_vec_pretty(&crate::bundle::oci_config(c, &rootfs_path(c))?)
-            .map_err(|source| EngineError::Json {
-                action: format!("encode config of container {}", c.id.short()),
-                source,
-            })?;
+        let mut spec = crate::bundle::oci_config(c, &rootfs_path(c))?;
+        crate::container_spec::apply(&mut spec, c, &mount.lowerdirs, &self.paths.run_root)?;
+        let spec = serde_json::to_vec_pretty(&spec).map_err(|source| EngineError::Json {
+            action: format!("encode config of container {}", c.id.short()),
+            source,
+        })?;
         let mount_json = serde_json::json!({
             "lowerdirs": mount.lowerdirs, "upperdir": mount.upperdir, "workdir": mount.workdir,
         });
@@ -198,12 +210,30 @@ impl Engine {
             return Ok(c);
         }
         let root = self.runtime_root();
-        if self.kill(reference, 15).is_ok() && self.wait_exit(&c, timeout)? {
+        let signal = crate::container_spec::stop_signal(&c);
+        if self.kill(reference, signal).is_ok() && self.wait_exit(&c, timeout)? {
             return self.container(c.id.as_str());
         }
         let _ = runtime::container::kill(&root, c.id.as_str(), 9, true);
         self.wait_exit(&c, Duration::from_secs(30))?;
         self.container(c.id.as_str())
+    }
+
+    /// [`stop`](Self::stop) with `docker stop`'s default wait: the container's `--stop-timeout`,
+    /// else 10 seconds.
+    ///
+    /// Errors: no such container.
+    pub fn stop_default(&self, reference: &str, timeout: Option<Duration>) -> Result<Container> {
+        let timeout = match timeout {
+            Some(t) => t,
+            None => {
+                let c = self.container(reference)?;
+                // -1: wait for as long as it takes.
+                let secs = c.config.stop_timeout.unwrap_or(10);
+                Duration::from_secs(u64::try_from(secs).unwrap_or(u64::from(u32::MAX)))
+            }
+        };
+        self.stop(reference, timeout)
     }
 
     /// Waits until the monitor recorded the exit and is gone; `false` on timeout.

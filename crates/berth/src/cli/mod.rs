@@ -11,7 +11,9 @@ use crate::render;
 
 pub(crate) mod container;
 mod image;
+mod limits;
 mod run;
+mod update;
 
 pub(crate) use container::ContainerCommand;
 use run::RunArgs;
@@ -52,8 +54,11 @@ pub(crate) enum Command {
     Image(image::ImageCommand),
     #[command(flatten)]
     Container(container::ContainerCommand),
+    #[command(flatten)]
+    Update(update::UpdateCommand),
     /// Run a command in a new container.
-    Run(RunArgs),
+    #[command(disable_help_flag = true)]
+    Run(Box<RunArgs>),
     /// Docker-shaped JSON of containers or images.
     Inspect {
         /// Go-template subset: text with `{{.Field.Sub}}` and `{{json .Field}}`.
@@ -79,6 +84,7 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
         Command::Image(c) => return image::dispatch(&engine, c),
         Command::Container(c) => return container::dispatch(&engine, c),
         Command::Run(args) => return run::run(&engine, args),
+        Command::Update(c) => return update::dispatch(&engine, c),
         Command::Inspect { format, objects } => {
             return inspect(&engine, objects, format.as_deref(), &mut stdout);
         }
