@@ -302,6 +302,16 @@ fn user_names_resolve_in_the_image() {
         b.ok(&["run", "--rm", "bb", "sh", "-c", "echo $HOME"]),
         "/root\n"
     );
+    // exec resolves names in the running container's /etc.
+    let id = b.ok(&["run", "-d", "bb", "sleep", "1000"]);
+    let id = id.trim();
+    assert_eq!(
+        b.ok(&["exec", "-u", "app:staff", id, "sh", "-c", "id -u; id -g"]),
+        "1000\n50\n"
+    );
+    let out = b.cmd(&["exec", "-u", "nobody", id, "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let _ = b.ok(&["rm", "-f", id]);
     let out = b.cmd(&["run", "--rm", "-u", "nobody", "bb", "true"]);
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     assert!(

@@ -61,21 +61,6 @@ pub fn args(config: &Config) -> Vec<String> {
     args
 }
 
-/// Parses `-u`: `uid[:gid]` (numeric; names need the image's /etc/passwd, not read yet).
-pub(crate) fn user(spec: &str) -> Result<(u32, u32)> {
-    if spec.is_empty() {
-        return Ok((0, 0));
-    }
-    let bad = || EngineError::InvalidValue {
-        what: "user (numeric uid[:gid] only)",
-        value: spec.to_owned(),
-    };
-    let (u, g) = spec.split_once(':').unwrap_or((spec, "0"));
-    let uid = u.parse().map_err(|_| bad())?;
-    let gid = g.parse().map_err(|_| bad())?;
-    Ok((uid, gid))
-}
-
 /// The OCI config of `c`, whose rootfs is mounted at `rootfs`.
 ///
 /// Docker's fixed defaults only: `container_spec::apply` adds the user, capabilities, seccomp,
@@ -160,13 +145,5 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(args(&c), ["/bin/sh", "-c", "echo hi"]);
-    }
-
-    #[test]
-    fn numeric_users_only() {
-        assert_eq!(user("").ok(), Some((0, 0)));
-        assert_eq!(user("1000").ok(), Some((1000, 0)));
-        assert_eq!(user("1000:100").ok(), Some((1000, 100)));
-        assert!(user("nobody").is_err());
     }
 }
