@@ -6,51 +6,28 @@
 #![allow(clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use testutil::describe;
+use testutil::{BerthRoots, describe};
 
-/// `target/<profile>/berth`, next to berth-runtime.
-fn berth_binary() -> PathBuf {
-    testutil::runtime_binary().with_file_name("berth")
+/// Private `--root` and `--run-root` for one test, torn down on drop (by [`BerthRoots`]).
+struct Berth {
+    roots: BerthRoots,
 }
 
-/// Private `--root` and `--run-root` for one test, torn down on drop.
-struct Berth {
-    root: PathBuf,
-    run_root: PathBuf,
-    scratch: PathBuf,
+impl std::ops::Deref for Berth {
+    type Target = BerthRoots;
+    fn deref(&self) -> &BerthRoots {
+        &self.roots
+    }
 }
 
 impl Berth {
     fn new(tag: &str) -> Berth {
-        let name = testutil::unique_name(tag);
-        let scratch = std::env::temp_dir().join(&name);
-        let b = Berth {
-            root: scratch.join("root"),
-            run_root: Path::new("/run").join(&name),
-            scratch,
-        };
-        std::fs::create_dir_all(&b.scratch).expect("create scratch dir");
-        b
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(berth_binary());
-        c.arg("--root")
-            .arg(&self.root)
-            .arg("--run-root")
-            .arg(&self.run_root)
-            .args(args);
-        c
-    }
-
-    fn cmd(&self, args: &[&str]) -> Output {
-        let mut c = self.command(args);
-        c.stdin(std::process::Stdio::null());
-        let child = c.output();
-        child.expect("spawn berth")
+        Berth {
+            roots: BerthRoots::new(tag),
+        }
     }
 
     fn ok(&self, args: &[&str]) -> Output {
@@ -59,47 +36,10 @@ impl Berth {
         out
     }
 
-    /// Imports a busybox rootfs tarball as `name`.
+    /// Imports a busybox rootfs tarball as `name`; returns the image id.
     fn import_busybox(&self, name: &str) -> String {
-        let rootfs = self.scratch.join("rootfs");
-        testutil::busybox_rootfs(&rootfs);
-        let tarball = self.scratch.join("busybox.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tarball)
-            .arg(".")
-            .status()
-            .expect("run tar");
-        assert!(st.success(), "tar busybox rootfs");
-        let out = self.ok(&["import", tarball.to_str().expect("utf-8 path"), name]);
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    /// Mounts under either root.
-    fn mounts(&self) -> Vec<PathBuf> {
-        testutil::mounts()
-            .into_iter()
-            .map(|m| m.point)
-            .filter(|p| p.starts_with(&self.scratch) || p.starts_with(&self.run_root))
-            .collect()
-    }
-}
-
-impl Drop for Berth {
-    fn drop(&mut self) {
-        let ids = self.cmd(&["ps", "-aq", "--no-trunc"]);
-        for id in String::from_utf8_lossy(&ids.stdout).lines() {
-            let _ = self.cmd(&["rm", "-f", id]);
-        }
-        let mut mounts = self.mounts();
-        mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        for m in mounts {
-            let _ = Command::new("umount").arg("-l").arg(&m).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.scratch);
-        let _ = std::fs::remove_dir_all(&self.run_root);
+        self.roots.import_busybox_with(name, |_| {});
+        self.roots.inspect("{{.Id}}", name)
     }
 }
 

@@ -547,6 +547,7 @@ fn bad_flags_are_one_line_errors_and_leave_nothing() {
         (&["--sysctl", "vm.swappiness=1"][..], "sysctl"),
         (&["--device", "/no/such/device"][..], "device"),
         (&["--stop-signal", "SIGBOGUS"][..], "stop-signal"),
+        (&["--cpuset-cpus", "4000-4001"][..], "not available"),
         (&["--pids-limit", "many"][..], "--pids-limit"),
     ] {
         let mut args = vec!["run", "--rm"];

@@ -116,7 +116,7 @@ impl Engine {
                 source: Box::new(source),
             })?;
         let mut spec = crate::bundle::oci_config(c, &rootfs_path(c))?;
-        crate::container_spec::apply(&mut spec, c, &mount.lowerdirs, &self.paths.run_root)?;
+        crate::container_spec::apply(&mut spec, c, &mount.lowerdirs, &self.paths.root)?;
         let spec = serde_json::to_vec_pretty(&spec).map_err(|source| EngineError::Json {
             action: format!("encode config of container {}", c.id.short()),
             source,

@@ -246,12 +246,33 @@ pub fn validate(h: &HostConfig) -> Result<()> {
             "CPU cfs quota can not be less than 1ms (i.e. 1000)",
         ));
     }
-    for (what, list) in [
-        ("cpuset-cpus", &h.cpuset_cpus),
-        ("cpuset-mems", &h.cpuset_mems),
+    for (what, list, online) in [
+        (
+            "cpuset-cpus",
+            &h.cpuset_cpus,
+            "/sys/devices/system/cpu/online",
+        ),
+        (
+            "cpuset-mems",
+            &h.cpuset_mems,
+            "/sys/devices/system/node/online",
+        ),
     ] {
-        if !list.is_empty() && !valid_cpu_list(list) {
+        if list.is_empty() {
+            continue;
+        }
+        let Some(wanted) = cpu_list(list) else {
             return Err(invalid(what, list.clone(), "not a list like 0-2,4"));
+        };
+        let available = std::fs::read_to_string(online).unwrap_or_default();
+        if let Some(have) = cpu_list(available.trim())
+            && !wanted.iter().all(|n| have.contains(n))
+        {
+            return Err(invalid(
+                what,
+                list.clone(),
+                format!("not available here, available: {}", available.trim()),
+            ));
         }
     }
     if h.shm_size < 0 {
@@ -284,15 +305,18 @@ pub fn validate(h: &HostConfig) -> Result<()> {
     Ok(())
 }
 
-/// Whether `s` is a cpuset list: `0-2,4`.
-fn valid_cpu_list(s: &str) -> bool {
-    s.split(',').all(|part| {
+/// The numbers of a cpuset list (`0-2,4`); `None` when malformed.
+fn cpu_list(s: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        match (a.parse::<u32>(), b.parse::<u32>()) {
-            (Ok(a), Ok(b)) => a <= b,
-            _ => false,
+        let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
+        if a > b || b - a > 4096 {
+            return None;
         }
-    })
+        out.extend(a..=b);
+    }
+    Some(out)
 }
 
 /// The OCI `linux.resources` limits of `h` (devices are the caller's).
@@ -421,6 +445,14 @@ mod tests {
         }));
         assert!(!ok(HostConfig {
             cpuset_cpus: "1-0".into(),
+            ..HostConfig::default()
+        }));
+        assert!(ok(HostConfig {
+            cpuset_cpus: "0".into(),
+            ..HostConfig::default()
+        }));
+        assert!(!ok(HostConfig {
+            cpuset_cpus: "4095".into(),
             ..HostConfig::default()
         }));
         let huge = Ulimit {
