@@ -253,13 +253,14 @@ impl Engine {
             }
             if now.state.status.is_active() && monitor_gone {
                 // The monitor died with the container: record what the next command must.
+                let oom_killed = crate::oom::oom_killed(&self.paths, &now);
                 self.cleanup(&now);
                 let _ = self.store.write(|tx| {
                     tx.transition(
                         &now.id,
                         Transition::Exited {
                             exit_code: 137,
-                            oom_killed: false,
+                            oom_killed,
                             at: Timestamp::now(),
                         },
                     )

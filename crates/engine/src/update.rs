@@ -88,8 +88,32 @@ impl Engine {
                 }
             })?;
         }
+        rewrite_bundle_resources(&c, &h)?;
         self.store.write(|tx| tx.update_host_config(&c.id, &h))
     }
+}
+
+/// The bundle's config.json with `h`'s limits, so that the next start (a restart, or the first
+/// start of a created container) applies them too. Device rules stay as created.
+fn rewrite_bundle_resources(c: &Container, h: &HostConfig) -> Result<()> {
+    let path = c.bundle.join("config.json");
+    let Ok(text) = std::fs::read(&path) else {
+        return Ok(());
+    };
+    let json_err = |source| EngineError::Json {
+        action: format!("update config of container {}", c.id.short()),
+        source,
+    };
+    let mut spec: serde_json::Value = serde_json::from_slice(&text).map_err(json_err)?;
+    let Some(resources) = spec["linux"]["resources"].as_object_mut() else {
+        return Ok(());
+    };
+    for key in ["memory", "cpu", "pids"] {
+        resources.remove(key);
+    }
+    resources.extend(crate::limits::resources(h));
+    let out = serde_json::to_vec_pretty(&spec).map_err(json_err)?;
+    crate::engine::write_file(&path, &out)
 }
 
 #[cfg(test)]

@@ -188,7 +188,14 @@ impl CreateArgs {
         for f in &self.env_file {
             env.extend(read_kv_file(f, "--env-file", true)?);
         }
-        env.extend(self.env.iter().cloned());
+        // `-e KEY` takes KEY from berth's environment, and is dropped when unset (Docker's rule).
+        env.extend(self.env.iter().filter_map(|e| {
+            if e.contains('=') {
+                Some(e.clone())
+            } else {
+                std::env::var(e).ok().map(|v| format!("{e}={v}"))
+            }
+        }));
         let mut label_lines = Vec::new();
         for f in &self.label_file {
             label_lines.extend(read_kv_file(f, "--label-file", false)?);
