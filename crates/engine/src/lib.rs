@@ -12,6 +12,9 @@
 //! [`Container`]s, [`Image`]s, [`Volume`]s and [`Event`]s; [`state::apply`] is the pure state
 //! machine; [`Store::check`] lists [`Problem`]s for `berth system check`. Errors are
 //! [`EngineError`] with a [`ErrorKind`].
+//!
+//! A container's settings become its OCI config in [`bundle`] (Docker's fixed defaults) and
+//! [`container_spec`] (user, [`security`] caps and seccomp, [`limits`], devices, [`etcfiles`]).
 #![warn(missing_docs)]
 
 pub mod bundle;
