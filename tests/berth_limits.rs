@@ -67,6 +67,41 @@ fn memory_limit_oom_kill_exits_137_and_is_recorded() {
 }
 
 #[test]
+fn oom_kill_disable_makes_the_hog_wait() {
+    let Some(b) = roots("limits-oomoff") else {
+        return;
+    };
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "--memory",
+        "32m",
+        "--oom-kill-disable",
+        "bb",
+        "sh",
+        "-c",
+        // Memory touched from user space: a charge failing inside a syscall (`tail /dev/zero`'s
+        // read) returns ENOMEM instead of waiting.
+        "x=aaaaaaaa; while :; do x=$x$x; done",
+    ]);
+    let id = id.trim();
+    let memory = cgroup_dir("memory", id).expect("the container's memory cgroup");
+    let oom_control = || fs::read_to_string(memory.join("memory.oom_control")).unwrap_or_default();
+    assert!(
+        oom_control().contains("oom_kill_disable 1"),
+        "{}",
+        oom_control()
+    );
+    // The hog reaches the limit and waits there instead of being killed.
+    wait_until("the hog to be under OOM", || {
+        oom_control().contains("under_oom 1")
+    });
+    assert!(oom_control().contains("oom_kill 0"), "{}", oom_control());
+    assert_eq!(b.inspect("{{.State.Status}}", id), "running");
+    let _ = b.ok(&["rm", "-f", id]);
+}
+
+#[test]
 fn pids_limit_stops_a_fork_loop() {
     let Some(b) = roots("limits-pids") else {
         return;

@@ -336,6 +336,9 @@ pub fn resources(h: &HostConfig) -> Map<String, Value> {
     if h.memory_reservation > 0 {
         memory.insert("reservation".into(), json!(h.memory_reservation));
     }
+    if h.oom_kill_disable == Some(true) {
+        memory.insert("disableOOMKiller".into(), json!(true));
+    }
     if !memory.is_empty() {
         r.insert("memory".into(), Value::Object(memory));
     }

@@ -101,6 +101,9 @@ pub(crate) struct CreateArgs {
     /// Timeout (in seconds) to stop a container.
     #[arg(long, allow_hyphen_values = true)]
     stop_timeout: Option<String>,
+    /// Disable the OOM killer (processes over `--memory` wait for memory instead of dying).
+    #[arg(long)]
+    oom_kill_disable: bool,
     #[command(flatten)]
     limits: LimitArgs,
     /// Image.
@@ -247,6 +250,7 @@ impl CreateArgs {
             memory: limits.memory.unwrap_or(0),
             memory_swap: limits.memory_swap.unwrap_or(0),
             memory_reservation: limits.memory_reservation.unwrap_or(0),
+            oom_kill_disable: self.oom_kill_disable.then_some(true),
             nano_cpus: limits.nano_cpus.unwrap_or(0),
             cpu_shares: limits.cpu_shares.unwrap_or(0),
             cpu_period: int_flag("--cpu-period", self.cpu_period.as_ref())?.unwrap_or(0),
