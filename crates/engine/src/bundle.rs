@@ -61,24 +61,12 @@ pub fn args(config: &Config) -> Vec<String> {
     args
 }
 
-/// Parses `-u`: `uid[:gid]` (numeric; names need the image's /etc/passwd, not read yet).
-pub(crate) fn user(spec: &str) -> Result<(u32, u32)> {
-    if spec.is_empty() {
-        return Ok((0, 0));
-    }
-    let bad = || EngineError::InvalidValue {
-        what: "user (numeric uid[:gid] only)",
-        value: spec.to_owned(),
-    };
-    let (u, g) = spec.split_once(':').unwrap_or((spec, "0"));
-    let uid = u.parse().map_err(|_| bad())?;
-    let gid = g.parse().map_err(|_| bad())?;
-    Ok((uid, gid))
-}
-
 /// The OCI config of `c`, whose rootfs is mounted at `rootfs`.
 ///
-/// Errors: `InvalidArgument` for an empty command or a user that is not numeric.
+/// Docker's fixed defaults only: `container_spec::apply` adds the user, capabilities, seccomp,
+/// resources and the other per-container settings.
+///
+/// Errors: `InvalidArgument` for an empty command.
 pub fn oci_config(c: &Container, rootfs: &Path) -> Result<Value> {
     let args = args(&c.config);
     if args.is_empty() {
@@ -87,7 +75,6 @@ pub fn oci_config(c: &Container, rootfs: &Path) -> Result<Value> {
             value: String::new(),
         });
     }
-    let (uid, gid) = user(&c.config.user)?;
     let mut env = vec![DEFAULT_PATH.to_owned()];
     for e in &c.config.env {
         let key = e.split('=').next().unwrap_or(e);
@@ -116,7 +103,8 @@ pub fn oci_config(c: &Container, rootfs: &Path) -> Result<Value> {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
-            "user": {"uid": uid, "gid": gid},
+            // Replaced by container_spec::apply with the user resolved in the image.
+            "user": {"uid": 0, "gid": 0},
             "args": args,
             "env": env,
             "cwd": cwd,
@@ -157,13 +145,5 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(args(&c), ["/bin/sh", "-c", "echo hi"]);
-    }
-
-    #[test]
-    fn numeric_users_only() {
-        assert_eq!(user("").ok(), Some((0, 0)));
-        assert_eq!(user("1000").ok(), Some((1000, 0)));
-        assert_eq!(user("1000:100").ok(), Some((1000, 100)));
-        assert!(user("nobody").is_err());
     }
 }

@@ -100,6 +100,9 @@ pub struct HostConfig {
     pub memory_swap: i64,
     /// Soft memory limit in bytes.
     pub memory_reservation: i64,
+    /// Disable the OOM killer for the container's memory cgroup (`--oom-kill-disable`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_kill_disable: Option<bool>,
     /// CPU quota in units of 1e-9 CPUs (`--cpus 1.5` is 1_500_000_000).
     pub nano_cpus: i64,
     /// Relative CPU weight (cgroup v1 shares).

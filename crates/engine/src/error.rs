@@ -67,6 +67,16 @@ pub enum EngineError {
         /// The rejected value.
         value: String,
     },
+    /// A setting is well-formed but not acceptable (out of range, conflicting, unknown name).
+    #[error("invalid {what} \"{value}\": {reason}")]
+    InvalidSetting {
+        /// The setting, as its flag is named: "memory", "cpus", "ulimit", "capability".
+        what: &'static str,
+        /// The rejected value.
+        value: String,
+        /// Why, in Docker's words where Docker has some.
+        reason: String,
+    },
     /// The state machine forbids this transition.
     #[error("container {id}: cannot {action} a container that is {from}")]
     IllegalTransition {
@@ -283,6 +293,7 @@ impl EngineError {
             Self::AmbiguousPrefix { .. }
             | Self::InvalidName { .. }
             | Self::InvalidValue { .. }
+            | Self::InvalidSetting { .. }
             | Self::Mount(_) => ErrorKind::InvalidArgument,
             Self::Copy { source, .. } => source.kind(),
             Self::Io { source, .. } => match source.kind() {

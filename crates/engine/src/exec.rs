@@ -33,7 +33,7 @@ impl Engine {
     /// returns its exit code (128 + signal when killed), or 0 once it runs when detached.
     ///
     /// Errors: no such container, `Conflict` when it is not running, `InvalidArgument` for an
-    /// empty command or a non-numeric user, or the runtime's failure to start the process.
+    /// empty command or a user name the container's /etc/passwd lacks, or the runtime's failure to start the process.
     pub fn exec(&self, reference: &str, opts: &ExecOptions) -> Result<i32> {
         let c = self.container(reference)?;
         if c.state.status != Status::Running {
@@ -48,7 +48,18 @@ impl Engine {
             });
         }
         let base = base_process(&c)?;
-        let process = exec_process(base, opts)?;
+        // `-u name` is looked up in the running container's /etc, through init's root.
+        let (passwd, group) = match (&opts.user, c.state.pid) {
+            (Some(_), Some(pid)) => {
+                let root = [std::path::PathBuf::from(format!("/proc/{pid}/root"))];
+                (
+                    crate::passwd::read_from_layers(&root, "/etc/passwd")?,
+                    crate::passwd::read_from_layers(&root, "/etc/group")?,
+                )
+            }
+            _ => (String::new(), String::new()),
+        };
+        let process = exec_process(base, opts, &passwd, &group)?;
         let oci = crate::oci::for_container(&self.paths, &c);
         if opts.detach {
             // The process inherits fds 0-2: give it /dev/null, not the caller's terminal or pipes.
@@ -76,7 +87,8 @@ fn base_process(c: &crate::containers::Container) -> Result<Process> {
 
 /// The container's process with `opts` applied: args replaced, env merged by key, cwd and
 /// user overridden. Capabilities, rlimits and labels stay the container's.
-fn exec_process(mut p: Process, opts: &ExecOptions) -> Result<Process> {
+/// `-u` names are resolved in `passwd` and `group` (the container's files).
+fn exec_process(mut p: Process, opts: &ExecOptions, passwd: &str, group: &str) -> Result<Process> {
     p.set_args(Some(opts.cmd.clone()));
     p.set_terminal(Some(false));
     p.set_console_size(None);
@@ -91,10 +103,13 @@ fn exec_process(mut p: Process, opts: &ExecOptions) -> Result<Process> {
         p.set_cwd(w.into());
     }
     if let Some(u) = &opts.user {
-        let (uid, gid) = crate::bundle::user(u)?;
+        let resolved = crate::passwd::resolve(u, &[], passwd, group)?;
         let mut user = User::default();
-        user.set_uid(uid);
-        user.set_gid(gid);
+        user.set_uid(resolved.uid);
+        user.set_gid(resolved.gid);
+        if !resolved.additional_gids.is_empty() {
+            user.set_additional_gids(Some(resolved.additional_gids));
+        }
         p.set_user(user);
     }
     Ok(p)
@@ -158,7 +173,7 @@ mod tests {
             user: Some("1000:100".into()),
             detach: false,
         };
-        let p = exec_process(base, &opts).expect("process");
+        let p = exec_process(base, &opts, "", "").expect("process");
         assert_eq!(p.args().as_deref(), Some(&["sh".to_owned()][..]));
         assert_eq!(
             p.env().as_deref(),

@@ -12,6 +12,9 @@
 //! [`Container`]s, [`Image`]s, [`Volume`]s and [`Event`]s; [`state::apply`] is the pure state
 //! machine; [`Store::check`] lists [`Problem`]s for `berth system check`. Errors are
 //! [`EngineError`] with a [`ErrorKind`].
+//!
+//! A container's settings become its OCI config in [`bundle`] (Docker's fixed defaults) and
+//! [`container_spec`] (user, [`security`] caps and seccomp, [`limits`], devices, [`etcfiles`]).
 #![warn(missing_docs)]
 
 mod archive;
@@ -19,10 +22,12 @@ pub mod bundle;
 mod changes;
 mod check;
 pub mod config;
+pub mod container_spec;
 mod containers;
 mod control;
 mod engine;
 mod error;
+pub mod etcfiles;
 mod events;
 mod exec;
 mod filter;
@@ -32,20 +37,27 @@ mod image_verbs;
 mod images;
 mod inspect;
 mod lifecycle;
+pub mod limits;
 mod logs;
 pub mod monitor;
 mod mount_flags;
 mod mounts;
 mod names;
 mod oci;
+mod oom;
+pub mod passwd;
 mod ps;
 mod repair;
 pub mod schema;
+mod seccomp_default;
+pub mod seccomp_profile;
+pub mod security;
 pub mod state;
 mod storage;
 mod store;
 mod system;
 mod units;
+mod update;
 mod volumes;
 
 pub use archive::{ArchiveError, extract_into};
@@ -74,4 +86,5 @@ pub use storage::{Change, CopyOptions, CopyPath};
 pub use store::{DB_FILE, DEFAULT_BUSY_TIMEOUT, DEFAULT_EVENTS_KEPT, Paths, Store, Tx};
 pub use system::{DiskUsage, Pruned, parse_time, version};
 pub use units::{bytes_size, human_duration, human_size, status_text};
+pub use update::UpdateRequest;
 pub use volumes::{LOCAL_DRIVER, NewVolume, Volume, VolumeFilter};

@@ -72,6 +72,7 @@ impl Engine {
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "none".into();
         }
+        crate::container_spec::validate(&config, &host_config)?;
         if !host_config.runtime.is_empty() {
             host_config.runtime = crate::oci::resolve_binary(&host_config.runtime)?;
         }
@@ -88,8 +89,18 @@ impl Engine {
             })
         })?;
         crate::repair::crash_point("create-after-record");
-        // The hostname is the short id, known only now; it lives in the bundle's config.
-        c.config.hostname = c.id.short().to_owned();
+        // The default hostname is the short id (the host's with `--network host`), known only
+        // now; it lives in the bundle's config.
+        if c.config.hostname.is_empty() {
+            c.config.hostname = if c.host_config.network_mode == "host" {
+                rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned()
+            } else {
+                c.id.short().to_owned()
+            };
+        }
         let prepared = self.prepare(&c, &img);
         crate::repair::crash_point("create-after-prepare");
         if let Err(e) = prepared {
@@ -120,6 +131,7 @@ impl Engine {
                 source: Box::new(source),
             })?;
         let mut spec = crate::bundle::oci_config(c, &rootfs_path(c))?;
+        crate::container_spec::apply(&mut spec, c, &mount.lowerdirs, &self.paths.root)?;
         self.prepare_mounts(c, &mount, &mut spec)?;
         let spec = serde_json::to_vec_pretty(&spec).map_err(|source| EngineError::Json {
             action: format!("encode config of container {}", c.id.short()),
@@ -213,7 +225,8 @@ impl Engine {
         if !c.state.status.is_active() {
             return Ok(c);
         }
-        if self.kill(reference, 15).is_ok() && self.wait_exit(&c, timeout)? {
+        let signal = crate::container_spec::stop_signal(&c);
+        if self.kill(reference, signal).is_ok() && self.wait_exit(&c, timeout)? {
             return self.container(c.id.as_str());
         }
         let oci = crate::oci::for_container(&self.paths, &c);
@@ -221,6 +234,23 @@ impl Engine {
         let _ = oci.resume(c.id.as_str());
         self.wait_exit(&c, Duration::from_secs(30))?;
         self.container(c.id.as_str())
+    }
+
+    /// [`stop`](Self::stop) with `docker stop`'s default wait: the container's `--stop-timeout`,
+    /// else 10 seconds.
+    ///
+    /// Errors: no such container.
+    pub fn stop_default(&self, reference: &str, timeout: Option<Duration>) -> Result<Container> {
+        let timeout = match timeout {
+            Some(t) => t,
+            None => {
+                let c = self.container(reference)?;
+                // -1: wait for as long as it takes.
+                let secs = c.config.stop_timeout.unwrap_or(10);
+                Duration::from_secs(u64::try_from(secs).unwrap_or(u64::from(u32::MAX)))
+            }
+        };
+        self.stop(reference, timeout)
     }
 
     /// Waits until the monitor recorded the exit and is gone; `false` on timeout.
@@ -240,13 +270,14 @@ impl Engine {
             }
             if now.state.status.is_active() && monitor_gone {
                 // The monitor died with the container: record what the next command must.
+                let oom_killed = crate::oom::oom_killed(&self.paths, &now);
                 self.cleanup(&now);
                 let _ = self.store.write(|tx| {
                     tx.transition(
                         &now.id,
                         Transition::Exited {
                             exit_code: 137,
-                            oom_killed: false,
+                            oom_killed,
                             at: Timestamp::now(),
                         },
                     )

@@ -80,7 +80,7 @@ pub fn monitor(paths: &Paths, id: &str) -> i32 {
             &c.id,
             Transition::Exited {
                 exit_code: i64::from(code),
-                oom_killed: false,
+                oom_killed: crate::oom::oom_killed(paths, &c),
                 at: Timestamp::now(),
             },
         )

@@ -352,8 +352,10 @@ fn validate_mappings(field: &str, maps: &[LinuxIdMapping]) -> Result<()> {
     Ok(())
 }
 
-/// runc's rule: only namespaced sysctls, and only when the container has that namespace.
-fn validate_sysctl(key: &str, ns: &HashSet<LinuxNamespaceType>) -> Result<()> {
+/// runc's rule: only namespaced sysctls, and only when the container has that namespace (`ns`).
+///
+/// Errors: `InvalidSpec` naming `linux.sysctl.<key>`.
+pub fn validate_sysctl(key: &str, ns: &HashSet<LinuxNamespaceType>) -> Result<()> {
     let field = format!("linux.sysctl.{key}");
     if key.contains("..") || key.contains('\0') || key.starts_with('/') {
         return Err(RuntimeError::invalid(field, "invalid name"));

@@ -11,6 +11,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 mod berth;
+mod berth_roots;
 mod bundle;
 mod contest;
 mod debian;
@@ -25,6 +26,7 @@ mod sys;
 mod uml;
 
 pub use berth::BerthCli;
+pub use berth_roots::{BerthRoots, berth_binary, cgroup_dir, wait_until};
 pub use bundle::{Bundle, default_spec};
 pub use contest::{
     ContestMount, contest_binary, is_static_elf, parse_contest_mounts, parse_kv, target_dir,

@@ -21,9 +21,9 @@ pub(crate) enum ContainerCommand {
     },
     /// Stop running containers (SIGTERM, then SIGKILL).
     Stop {
-        /// Seconds to wait before killing.
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before killing (default: the container's `--stop-timeout`, else 10).
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
         /// Containers.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -83,7 +83,7 @@ pub(crate) fn dispatch(engine: &Engine, command: &ContainerCommand) -> Result<i3
         }
         ContainerCommand::Stop { time, containers } => {
             for c in containers {
-                engine.stop(c, Duration::from_secs(*time))?;
+                engine.stop_default(c, time.map(Duration::from_secs))?;
                 writeln!(stdout, "{c}")?;
             }
         }

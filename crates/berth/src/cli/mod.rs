@@ -12,12 +12,14 @@ use crate::render;
 pub(crate) mod container;
 mod format;
 mod image;
+mod limits;
 mod process;
 mod ps;
 mod run;
 mod stats;
 mod storage;
 mod system;
+mod update;
 
 pub(crate) use container::ContainerCommand;
 use run::RunArgs;
@@ -66,8 +68,11 @@ pub(crate) enum Command {
     System(system::SystemCommand),
     #[command(flatten)]
     Storage(storage::StorageCommand),
+    #[command(flatten)]
+    Update(update::UpdateCommand),
     /// Run a command in a new container.
-    Run(RunArgs),
+    #[command(disable_help_flag = true)]
+    Run(Box<RunArgs>),
     /// Docker-shaped JSON of containers or images.
     Inspect {
         /// Go-template subset: text with `{{.Field.Sub}}` and `{{json .Field}}`.
@@ -97,6 +102,7 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
         Command::System(c) => return system::dispatch(&engine, c),
         Command::Storage(c) => return storage::dispatch(&engine, c),
         Command::Run(args) => return run::run(&engine, args),
+        Command::Update(c) => return update::dispatch(&engine, c),
         Command::Inspect { format, objects } => {
             return inspect_each(objects, format.as_deref(), &mut stdout, |o| {
                 engine.inspect(o)

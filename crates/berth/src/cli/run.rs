@@ -1,13 +1,25 @@
 //! `berth run` (and later `create`): Docker's flags become a [`CreateRequest`] — Docker's
 //! `Config` and `HostConfig`, exactly what the Engine API's `POST /containers/create` carries —
 //! so the CLI and `berth serve` share one engine call.
+//!
+//! Values are taken as strings and parsed here (see `limits`), so that a bad one is one line
+//! and exit code 125, as with Docker.
 
-use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use engine::config::{DeviceMapping, Ulimit};
 use engine::{Config, CreateRequest, Engine, HostConfig};
+
+use super::limits::{LimitArgs, bad_flag, int_flag, size_flag};
 
 /// Flags of `run` that `create` shares.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CreateArgs {
+    /// Print help (`-h` is `--hostname`, as in Docker).
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
@@ -17,18 +29,83 @@ pub(crate) struct CreateArgs {
     /// Environment variables (`KEY=VALUE`).
     #[arg(short, long = "env")]
     env: Vec<String>,
+    /// Read environment variables from a file (`KEY=VALUE` lines).
+    #[arg(long)]
+    env_file: Vec<String>,
     /// Working directory inside the container.
     #[arg(short, long)]
     workdir: Option<String>,
-    /// `UID[:GID]`.
+    /// `name|uid[:group|gid]`.
     #[arg(short, long)]
     user: Option<String>,
+    /// Additional groups to join.
+    #[arg(long)]
+    group_add: Vec<String>,
     /// Overwrite the image's entrypoint.
     #[arg(long)]
     entrypoint: Option<String>,
     /// `none` (default) or `host`.
     #[arg(long)]
     network: Option<String>,
+    /// Container host name.
+    #[arg(short = 'h', long)]
+    hostname: Option<String>,
+    /// Container NIS domain name.
+    #[arg(long)]
+    domainname: Option<String>,
+    /// Set metadata (`key=value`).
+    #[arg(short, long = "label")]
+    label: Vec<String>,
+    /// Read labels from a file (`key=value` lines).
+    #[arg(long)]
+    label_file: Vec<String>,
+    /// CPU CFS period in microseconds.
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_period: Option<String>,
+    /// CPU CFS quota in microseconds.
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_quota: Option<String>,
+    /// Memory nodes in which to allow execution.
+    #[arg(long)]
+    cpuset_mems: Option<String>,
+    /// Ulimit options (`nofile=1024:2048`).
+    #[arg(long)]
+    ulimit: Vec<String>,
+    /// Size of /dev/shm.
+    #[arg(long)]
+    shm_size: Option<String>,
+    /// Add Linux capabilities.
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities.
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// Give extended privileges to this container.
+    #[arg(long)]
+    privileged: bool,
+    /// Security options (`no-new-privileges`, `seccomp=unconfined`, `seccomp=FILE`).
+    #[arg(long)]
+    security_opt: Vec<String>,
+    /// Add a host device (`/dev/x[:/dev/y[:rwm]]`).
+    #[arg(long)]
+    device: Vec<String>,
+    /// Namespaced kernel parameters (`net.ipv4.ip_forward=1`).
+    #[arg(long)]
+    sysctl: Vec<String>,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long)]
+    init: bool,
+    /// Signal to stop the container.
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container.
+    #[arg(long, allow_hyphen_values = true)]
+    stop_timeout: Option<String>,
+    /// Disable the OOM killer (processes over `--memory` wait for memory instead of dying).
+    #[arg(long)]
+    oom_kill_disable: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// OCI runtime binary (path or name in PATH: runc, crun, berth-runtime) instead of the
     /// in-process runtime.
     #[arg(long)]
@@ -42,23 +119,167 @@ pub(crate) struct CreateArgs {
     cmd: Vec<String>,
 }
 
+/// `KEY=VALUE` lines of an env or label file; blank lines and `#` comments skipped. With
+/// `from_env`, a bare `KEY` takes this process's value (and is dropped when unset), as Docker's
+/// `--env-file` does.
+fn read_kv_file(path: &str, flag: &str, from_env: bool) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(Path::new(path)).with_context(|| format!("{flag}: read {path}"))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('=') {
+            bail!("{flag}: {path} line {}: no variable name", n + 1);
+        }
+        if line.contains('=') || !from_env {
+            out.push(line.to_owned());
+        } else if let Ok(v) = std::env::var(line.trim_end()) {
+            out.push(format!("{}={v}", line.trim_end()));
+        }
+    }
+    Ok(out)
+}
+
+/// `--device host[:container[:perms]]`; a second field made only of `rwm` is the permissions.
+fn device(spec: &str) -> Result<DeviceMapping> {
+    let perms = |s: &str| !s.is_empty() && s.chars().all(|c| matches!(c, 'r' | 'w' | 'm'));
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, container, mode) = match parts[..] {
+        [h] => (h, h, "rwm"),
+        [h, p] if perms(p) => (h, h, p),
+        [h, c] => (h, c, "rwm"),
+        [h, c, p] => (h, c, p),
+        _ => return Err(bad_flag("--device", spec, "bad format")),
+    };
+    if !perms(mode) {
+        return Err(bad_flag(
+            "--device",
+            spec,
+            format!("invalid device mode: {mode}"),
+        ));
+    }
+    if !container.starts_with('/') {
+        return Err(bad_flag(
+            "--device",
+            spec,
+            "the container path must be absolute",
+        ));
+    }
+    Ok(DeviceMapping {
+        path_on_host: host.to_owned(),
+        path_in_container: container.to_owned(),
+        cgroup_permissions: mode.to_owned(),
+    })
+}
+
+/// `--security-opt`, with `seccomp=FILE` replaced by the file's content (the API carries the
+/// profile itself, as Docker's CLI sends it).
+fn security_opts(opts: &[String]) -> Result<Vec<String>> {
+    opts.iter()
+        .map(|o| match o.split_once(['=', ':']) {
+            Some(("seccomp", file)) if file != "unconfined" => {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("opening seccomp profile ({file}) failed"))?;
+                Ok(format!("seccomp={text}"))
+            }
+            _ => Ok(o.clone()),
+        })
+        .collect()
+}
+
 impl CreateArgs {
     /// The request these flags make, as the docker CLI would send it.
     pub(crate) fn request(&self) -> Result<CreateRequest> {
+        let mut env = Vec::new();
+        for f in &self.env_file {
+            env.extend(read_kv_file(f, "--env-file", true)?);
+        }
+        // `-e KEY` takes KEY from berth's environment, and is dropped when unset (Docker's rule).
+        env.extend(self.env.iter().filter_map(|e| {
+            if e.contains('=') {
+                Some(e.clone())
+            } else {
+                std::env::var(e).ok().map(|v| format!("{e}={v}"))
+            }
+        }));
+        let mut label_lines = Vec::new();
+        for f in &self.label_file {
+            label_lines.extend(read_kv_file(f, "--label-file", false)?);
+        }
+        label_lines.extend(self.label.iter().cloned());
+        let labels: BTreeMap<String, String> = label_lines
+            .iter()
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        let stop_timeout = int_flag("--stop-timeout", self.stop_timeout.as_ref())?;
         let config = Config {
             image: self.image.clone(),
             cmd: (!self.cmd.is_empty()).then(|| self.cmd.clone()),
             // `--entrypoint ""` clears the image's entrypoint (Docker sends `[""]`).
             entrypoint: self.entrypoint.as_ref().map(|e| vec![e.clone()]),
-            env: self.env.clone(),
+            env,
             working_dir: self.workdir.clone().unwrap_or_default(),
             user: self.user.clone().unwrap_or_default(),
+            hostname: self.hostname.clone().unwrap_or_default(),
+            domainname: self.domainname.clone().unwrap_or_default(),
+            labels,
+            stop_signal: self.stop_signal.clone(),
+            stop_timeout,
             ..Config::default()
         };
+        let ulimits = self
+            .ulimit
+            .iter()
+            .map(|u| engine::limits::parse_ulimit(u).map_err(|e| bad_flag("--ulimit", u, e)))
+            .collect::<Result<Vec<Ulimit>>>()?;
+        let sysctls = self
+            .sysctl
+            .iter()
+            .map(|s| {
+                s.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(|| {
+                        bad_flag("--sysctl", s, "sysctl must be in the format KEY=VALUE")
+                    })
+            })
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let limits = self.limits.parse()?;
         let mut host_config = HostConfig {
             auto_remove: self.rm,
             network_mode: self.network.clone().unwrap_or_default(),
             runtime: self.runtime.clone().unwrap_or_default(),
+            memory: limits.memory.unwrap_or(0),
+            memory_swap: limits.memory_swap.unwrap_or(0),
+            memory_reservation: limits.memory_reservation.unwrap_or(0),
+            oom_kill_disable: self.oom_kill_disable.then_some(true),
+            nano_cpus: limits.nano_cpus.unwrap_or(0),
+            cpu_shares: limits.cpu_shares.unwrap_or(0),
+            cpu_period: int_flag("--cpu-period", self.cpu_period.as_ref())?.unwrap_or(0),
+            cpu_quota: int_flag("--cpu-quota", self.cpu_quota.as_ref())?.unwrap_or(0),
+            cpuset_cpus: limits.cpuset_cpus.unwrap_or_default(),
+            cpuset_mems: self.cpuset_mems.clone().unwrap_or_default(),
+            pids_limit: limits.pids_limit,
+            ulimits,
+            shm_size: size_flag("--shm-size", self.shm_size.as_ref(), false)?.unwrap_or(0),
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            security_opt: security_opts(&self.security_opt)?,
+            devices: self
+                .device
+                .iter()
+                .map(|d| device(d))
+                .collect::<Result<_>>()?,
+            sysctls,
+            group_add: self.group_add.clone(),
+            init: self.init.then_some(true),
+            restart_policy: limits.restart_policy.unwrap_or_default(),
             ..HostConfig::default()
         };
         let mut config = config;
@@ -136,4 +357,30 @@ pub(crate) fn run(engine: &Engine, args: &RunArgs) -> Result<i32> {
     }
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     Ok(engine.attach(&mut started, &mut out, &mut err)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_like_docker() {
+        let d = device("/dev/fuse").unwrap();
+        assert_eq!(
+            (d.path_in_container.as_str(), d.cgroup_permissions.as_str()),
+            ("/dev/fuse", "rwm")
+        );
+        let d = device("/dev/fuse:r").unwrap();
+        assert_eq!(
+            (d.path_in_container.as_str(), d.cgroup_permissions.as_str()),
+            ("/dev/fuse", "r")
+        );
+        let d = device("/dev/fuse:/dev/f:rw").unwrap();
+        assert_eq!(
+            (d.path_in_container.as_str(), d.cgroup_permissions.as_str()),
+            ("/dev/f", "rw")
+        );
+        assert!(device("/dev/fuse:/dev/f:rwx").is_err());
+        assert!(device("/dev/fuse:rel").is_err());
+    }
 }
