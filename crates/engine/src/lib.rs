@@ -14,6 +14,7 @@
 //! [`EngineError`] with a [`ErrorKind`].
 #![warn(missing_docs)]
 
+mod attach;
 pub mod bundle;
 mod check;
 pub mod config;
@@ -33,9 +34,12 @@ mod names;
 pub mod schema;
 pub mod state;
 mod store;
+#[allow(unsafe_code)]
+mod sys;
 mod units;
 mod volumes;
 
+pub use attach::{AttachEnd, AttachOptions, DEFAULT_DETACH_KEYS, parse_detach_keys};
 pub use check::{Problem, is_alive};
 pub use config::{Config, HostConfig, RestartPolicy, RestartPolicyName};
 pub use containers::{Container, MountKind, MountPoint, NewContainer};
@@ -47,6 +51,7 @@ pub use filter::ContainerFilter;
 pub use id::{ContainerId, Digest, Timestamp};
 pub use images::{Image, ImageRemoval, NewImage, normalize_tag};
 pub use lifecycle::{CreateRequest, Started};
+pub use logs::{LogsOptions, parse_log_time};
 pub use names::random_name;
 pub use state::{ContainerState, Health, HealthStatus, Status, Transition};
 pub use store::{DB_FILE, DEFAULT_BUSY_TIMEOUT, DEFAULT_EVENTS_KEPT, Paths, Store, Tx};

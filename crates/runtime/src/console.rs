@@ -143,8 +143,9 @@ pub(crate) fn relay(master: OwnedFd, pid: i32) -> Result<i32> {
     }
 }
 
-/// Receive the pty master a container's init sent over `conn` (SCM_RIGHTS).
-pub(crate) fn receive_master(conn: BorrowedFd<'_>) -> Result<OwnedFd> {
+/// Receive the pty master a container's init sent over `conn` (SCM_RIGHTS): what a
+/// `--console-socket` listener does with the connection it accepted.
+pub fn receive_master(conn: BorrowedFd<'_>) -> Result<OwnedFd> {
     use std::io::IoSliceMut;
     use std::mem::MaybeUninit;
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];

@@ -9,6 +9,7 @@ use engine::{Engine, Paths};
 
 use crate::render;
 
+mod attach;
 pub(crate) mod container;
 mod image;
 mod run;
@@ -52,6 +53,8 @@ pub(crate) enum Command {
     Image(image::ImageCommand),
     #[command(flatten)]
     Container(container::ContainerCommand),
+    #[command(flatten)]
+    Attach(attach::AttachCommand),
     /// Run a command in a new container.
     Run(RunArgs),
     /// Docker-shaped JSON of containers or images.
@@ -68,6 +71,15 @@ pub(crate) enum Command {
     Monitor {
         /// Full container id.
         id: String,
+        /// Already detached from the CLI.
+        #[arg(long)]
+        detached: bool,
+        /// The container exited with this code (from the idle monitor).
+        #[arg(long, allow_hyphen_values = true)]
+        exited: Option<i32>,
+        /// Restart backoff in effect, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        backoff_ms: u64,
     },
 }
 
@@ -78,6 +90,7 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
     match &cli.command {
         Command::Image(c) => return image::dispatch(&engine, c),
         Command::Container(c) => return container::dispatch(&engine, c),
+        Command::Attach(c) => return attach::dispatch(&engine, c),
         Command::Run(args) => return run::run(&engine, args),
         Command::Inspect { format, objects } => {
             return inspect(&engine, objects, format.as_deref(), &mut stdout);

@@ -3,7 +3,7 @@
 //! so the CLI and `berth serve` share one engine call.
 
 use anyhow::Result;
-use engine::{Config, CreateRequest, Engine, HostConfig};
+use engine::{AttachEnd, AttachOptions, Config, CreateRequest, Engine, HostConfig, RestartPolicy};
 
 /// Flags of `run` that `create` shares.
 #[derive(Debug, clap::Args)]
@@ -29,6 +29,18 @@ pub(crate) struct CreateArgs {
     /// `none` (default) or `host`.
     #[arg(long)]
     network: Option<String>,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub(crate) interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub(crate) tty: bool,
+    /// Restart policy: `no`, `always`, `on-failure[:N]`, `unless-stopped`.
+    #[arg(long, default_value = "no")]
+    restart: String,
+    /// Log driver options: `max-size=N[k|m|g]`, `max-file=N`.
+    #[arg(long = "log-opt")]
+    log_opt: Vec<String>,
     /// Image.
     image: String,
     /// Command and arguments.
@@ -47,13 +59,39 @@ impl CreateArgs {
             env: self.env.clone(),
             working_dir: self.workdir.clone().unwrap_or_default(),
             user: self.user.clone().unwrap_or_default(),
+            tty: self.tty,
+            open_stdin: self.interactive,
+            attach_stdin: self.interactive,
+            attach_stdout: true,
+            attach_stderr: true,
             ..Config::default()
         };
-        let host_config = HostConfig {
+        let mut host_config = HostConfig {
             auto_remove: self.rm,
             network_mode: self.network.clone().unwrap_or_default(),
+            restart_policy: RestartPolicy::parse(&self.restart)?,
             ..HostConfig::default()
         };
+        if self.rm && host_config.restart_policy != RestartPolicy::default() {
+            anyhow::bail!("conflicting options: --restart and --rm");
+        }
+        for opt in &self.log_opt {
+            let (k, v) = opt
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("invalid --log-opt {opt:?}: want KEY=VALUE"))?;
+            let valid = match k {
+                "max-size" => berth_monitor::jsonlog::parse_size(v).is_some_and(|n| n > 0),
+                "max-file" => v.parse::<u32>().is_ok_and(|n| n > 0),
+                _ => anyhow::bail!("unknown log opt {k:?} for the json-file driver"),
+            };
+            if !valid {
+                anyhow::bail!("invalid --log-opt {opt:?}");
+            }
+            host_config
+                .log_config
+                .config
+                .insert(k.to_owned(), v.to_owned());
+        }
         Ok(CreateRequest {
             name: self.name.clone(),
             config,
@@ -68,16 +106,77 @@ pub(crate) struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short, long)]
     detach: bool,
+    /// Keys that detach from the container (default `ctrl-p,ctrl-q`).
+    #[arg(long)]
+    detach_keys: Option<String>,
+    /// Forward received signals to the container (not with a terminal).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    sig_proxy: bool,
     #[command(flatten)]
     create: CreateArgs,
 }
 
 pub(crate) fn run(engine: &Engine, args: &RunArgs) -> Result<i32> {
-    let mut started = engine.run(&args.create.request()?)?;
-    if args.detach {
-        println!("{}", started.container.id);
-        return Ok(0);
+    let mut req = args.create.request()?;
+    // Docker's run: stdin closes when the attached client's input ends.
+    req.config.stdin_once = args.create.interactive && !args.detach;
+    let opts = attach_options(
+        args.create.interactive,
+        args.create.tty,
+        args.detach_keys.as_deref(),
+        args.sig_proxy,
+    )?;
+    let started = engine.run(&req, !args.detach)?;
+    match started.attach {
+        Some(sock) if !args.detach => {
+            session(engine, &started.container.id.to_string(), sock, &opts)
+        }
+        _ => {
+            println!("{}", started.container.id);
+            Ok(0)
+        }
     }
-    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    Ok(engine.attach(&mut started, &mut out, &mut err)?)
+}
+
+/// The attach options from the shared flags.
+pub(crate) fn attach_options(
+    stdin: bool,
+    tty: bool,
+    detach_keys: Option<&str>,
+    sig_proxy: bool,
+) -> Result<AttachOptions> {
+    Ok(AttachOptions {
+        stdin,
+        tty,
+        detach_keys: match detach_keys {
+            Some(k) => engine::parse_detach_keys(k)?,
+            None => engine::DEFAULT_DETACH_KEYS.to_vec(),
+        },
+        sig_proxy,
+    })
+}
+
+/// Runs an attach session; the exit code is the container's (0 after detaching).
+pub(crate) fn session(
+    engine: &Engine,
+    id: &str,
+    sock: std::os::unix::net::UnixStream,
+    opts: &AttachOptions,
+) -> Result<i32> {
+    Ok(match engine.attach_session(sock, opts)? {
+        AttachEnd::Exited(code) => {
+            // Return once the monitor has recorded the exit (and removed an --rm container),
+            // as Docker does; a record already gone is fine.
+            let _ = engine.wait(id);
+            code
+        }
+        AttachEnd::Detached => 0,
+        // The monitor went away without telling: the store has the last word.
+        AttachEnd::Closed => match engine.wait(id) {
+            Ok(code) => i32::try_from(code).unwrap_or(125),
+            Err(engine::EngineError::NotFound { .. }) => 0,
+            Err(e) => return Err(e.into()),
+        },
+    })
 }
