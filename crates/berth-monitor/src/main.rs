@@ -331,11 +331,7 @@ impl Monitor {
                         self.pending.extend_from_slice(&data);
                     }
                 }
-                (proto::CLOSE_STDIN, _) => {
-                    if self.stdin_once {
-                        self.close_stdin();
-                    }
-                }
+                (proto::CLOSE_STDIN, _) if self.stdin_once => self.close_stdin(),
                 (proto::RESIZE, p) => {
                     if let (Some(pty), Some((rows, cols))) = (&self.pty, proto::to_size(&p)) {
                         let ws = rustix::termios::Winsize {
