@@ -79,27 +79,13 @@ impl Berth {
 
     /// Mounts under either root.
     fn mounts(&self) -> Vec<PathBuf> {
-        testutil::mounts()
-            .into_iter()
-            .map(|m| m.point)
-            .filter(|p| p.starts_with(&self.scratch) || p.starts_with(&self.run_root))
-            .collect()
+        testutil::mounts_under(&[&self.scratch, &self.run_root])
     }
 }
 
 impl Drop for Berth {
     fn drop(&mut self) {
-        let ids = self.cmd(&["ps", "-aq", "--no-trunc"]);
-        for id in String::from_utf8_lossy(&ids.stdout).lines() {
-            let _ = self.cmd(&["rm", "-f", id]);
-        }
-        let mut mounts = self.mounts();
-        mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        for m in mounts {
-            let _ = Command::new("umount").arg("-l").arg(&m).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.scratch);
-        let _ = std::fs::remove_dir_all(&self.run_root);
+        testutil::remove_berth_roots(&berth_binary(), &self.root, &self.run_root, &self.scratch);
     }
 }
 

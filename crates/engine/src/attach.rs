@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_monitor::proto::{self, Decoder};
+use runtime::console::RawMode;
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
-use rustix::termios::{OptionalActions, Termios};
 
 use crate::containers::Container;
 use crate::engine::{Engine, POLL, io_err};
@@ -96,29 +96,6 @@ pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
             }
         })
         .collect()
-}
-
-/// Puts a terminal in raw mode and restores it on drop.
-struct RawMode {
-    fd: OwnedFd,
-    saved: Termios,
-}
-
-impl RawMode {
-    fn enter(fd: BorrowedFd<'_>) -> Option<RawMode> {
-        let fd = fd.try_clone_to_owned().ok()?;
-        let saved = rustix::termios::tcgetattr(&fd).ok()?;
-        let mut raw = saved.clone();
-        raw.make_raw();
-        rustix::termios::tcsetattr(&fd, OptionalActions::Now, &raw).ok()?;
-        Some(RawMode { fd, saved })
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        let _ = rustix::termios::tcsetattr(&self.fd, OptionalActions::Now, &self.saved);
-    }
 }
 
 fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> std::io::Result<()> {

@@ -9,6 +9,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+mod berth_roots;
 mod bundle;
 mod contest;
 mod guards;
@@ -20,6 +21,7 @@ mod runtime;
 mod sys;
 mod uml;
 
+pub use berth_roots::{mounts_under, remove_berth_roots};
 pub use bundle::{Bundle, default_spec};
 pub use contest::{
     ContestMount, contest_binary, is_static_elf, parse_contest_mounts, parse_kv, target_dir,

@@ -61,6 +61,8 @@ impl CreateArgs {
             user: self.user.clone().unwrap_or_default(),
             tty: self.tty,
             open_stdin: self.interactive,
+            // Docker: an attached stdin closes the container's when it ends.
+            stdin_once: self.interactive,
             attach_stdin: self.interactive,
             attach_stdout: true,
             attach_stderr: true,
@@ -119,8 +121,8 @@ pub(crate) struct RunArgs {
 
 pub(crate) fn run(engine: &Engine, args: &RunArgs) -> Result<i32> {
     let mut req = args.create.request()?;
-    // Docker's run: stdin closes when the attached client's input ends.
-    req.config.stdin_once = args.create.interactive && !args.detach;
+    // Docker's run -d attaches nothing, so stdin stays open for later attaches.
+    req.config.stdin_once &= !args.detach;
     let opts = attach_options(
         args.create.interactive,
         args.create.tty,
