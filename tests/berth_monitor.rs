@@ -345,6 +345,21 @@ fn create_start_attach_wait_and_restart() {
     r.ok(&["kill", "s1"]);
     assert_eq!(r.ok(&["wait", "s1"]), "137\n");
 
+    // Docker's codes for a program that cannot run, from the runtime's errno.
+    for (program, code) in [("no-such-program", 127), ("/no/such", 127), ("/bin", 126)] {
+        let out = r.run(&["run", "--rm", "bb", program]);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{program}: {}",
+            describe(&out)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).lines().count(),
+            1,
+            "one line"
+        );
+    }
     let out = r.run(&["start", "no-such"]);
     assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
     r.ok(&["rm", "c1", "cat", "s1", "s2"]);

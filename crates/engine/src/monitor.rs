@@ -286,13 +286,10 @@ fn start(
 /// Docker's exit code for a failed create/start: 127 when the program is not found, 126 when it
 /// cannot be executed, else 125.
 fn exit_code_of(e: &runtime::error::RuntimeError) -> i32 {
-    let msg = runtime::error::chain(e);
-    if msg.contains("No such file") || msg.contains("not found") {
-        127
-    } else if msg.contains("ermission denied") {
-        126
-    } else {
-        125
+    match e.program_errno() {
+        Some(libc::ENOENT) => 127,
+        Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::EPERM) => 126,
+        _ => 125,
     }
 }
 
