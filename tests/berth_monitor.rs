@@ -616,3 +616,58 @@ fn signals_to_a_foreground_run_reach_the_container() {
     assert_eq!(r.inspect("{{.State.Status}}", "np"), "running");
     r.ok(&["rm", "-f", "sp", "np"]);
 }
+
+#[test]
+fn health_checks_turn_healthy_then_unhealthy() {
+    if !testutil::require_root() {
+        return;
+    }
+    let r = Roots::new("mon-health");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "doc",
+        "--health-cmd",
+        "test -e /tmp/ok && echo fine",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "bb",
+        "sh",
+        "-c",
+        "touch /tmp/ok; exec sleep 600",
+    ]);
+    assert!(
+        eventually(|| r.inspect("{{.State.Health.Status}}", "doc") == "healthy"),
+        "healthy: {}",
+        r.inspect("{{json .State.Health}}", "doc")
+    );
+    assert!(r.ok(&["ps"]).contains("(healthy)"), "{}", r.ok(&["ps"]));
+    assert!(
+        r.inspect("{{json .State.Health.Log}}", "doc")
+            .contains("fine")
+    );
+    r.ok(&["exec", "doc", "rm", "/tmp/ok"]);
+    assert!(
+        eventually(|| r.inspect("{{.State.Health.Status}}", "doc") == "unhealthy"),
+        "unhealthy after the file went"
+    );
+    assert!(r.ok(&["ps"]).contains("(unhealthy)"));
+
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "plain",
+        "--no-healthcheck",
+        "bb",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(r.inspect("{{json .State.Health}}", "plain"), "null");
+    let out = r.run(&["run", "--health-interval", "soon", "bb", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    r.ok(&["rm", "-f", "doc", "plain"]);
+}

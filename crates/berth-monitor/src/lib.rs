@@ -51,6 +51,8 @@ pub struct Invocation {
     pub stdin_once: bool,
     /// The restart backoff in effect, in milliseconds, handed back on exit.
     pub backoff_ms: u64,
+    /// Run `berth monitor <id> --health` this often (0: no health check).
+    pub health_interval_ms: u64,
 }
 
 impl Invocation {
@@ -68,6 +70,7 @@ impl Invocation {
             format!("max-file={}", self.max_file),
             format!("stdin-once={}", u8::from(self.stdin_once)),
             format!("backoff-ms={}", self.backoff_ms),
+            format!("health-interval-ms={}", self.health_interval_ms),
         ];
         let fds = [
             ("out", self.out_fd),
@@ -107,6 +110,9 @@ impl Invocation {
                 "max-file" => inv.max_file = v.parse().map_err(|_| arg.clone())?,
                 "stdin-once" => inv.stdin_once = num(v)? != 0,
                 "backoff-ms" => inv.backoff_ms = v.parse().map_err(|_| arg.clone())?,
+                "health-interval-ms" => {
+                    inv.health_interval_ms = v.parse().map_err(|_| arg.clone())?;
+                }
                 "out" => inv.out_fd = fd(v)?,
                 "err" => inv.err_fd = fd(v)?,
                 "pty" => inv.pty_fd = fd(v)?,
@@ -171,6 +177,7 @@ mod tests {
             client_fds: vec![9, 10],
             stdin_once: true,
             backoff_ms: 200,
+            health_interval_ms: 30_000,
         };
         assert_eq!(Invocation::parse(inv.to_args()).unwrap(), inv);
         assert!(Invocation::parse(["pid=x".to_owned()]).is_err());

@@ -10,6 +10,7 @@ mod sys;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use berth_monitor::Invocation;
 use berth_monitor::jsonlog::{self, Writer};
@@ -77,6 +78,44 @@ struct Monitor {
     listen: Option<OwnedFd>,
     clients: Vec<Client>,
     stdin_once: bool,
+    health: Option<Health>,
+}
+
+/// The periodic `berth monitor <id> --health`.
+struct Health {
+    every: Duration,
+    next: Instant,
+    /// The check running now, and a pidfd that turns readable when it exits.
+    running: Option<(std::process::Child, OwnedFd)>,
+    command: std::process::Command,
+}
+
+impl Health {
+    fn start(&mut self) {
+        self.next = Instant::now() + self.every;
+        if self.running.is_some() {
+            return;
+        }
+        let Ok(child) = self.command.spawn() else {
+            return;
+        };
+        let pidfd = Pid::from_raw(child.id().cast_signed()).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
+        match pidfd {
+            Some(fd) => self.running = Some((child, fd)),
+            None => {
+                let mut child = child;
+                let _ = child.wait();
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        if let Some((mut child, _)) = self.running.take() {
+            let _ = child.wait();
+        }
+    }
 }
 
 /// What one poll round saw.
@@ -86,12 +125,36 @@ enum Ready {
     Stream(usize),
     Client(usize),
     Input,
+    HealthDue,
+    HealthDone,
 }
 
 impl Monitor {
     fn new(inv: &Invocation) -> std::io::Result<Monitor> {
         let pid = Pid::from_raw(inv.pid).ok_or(Errno::SRCH)?;
         let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+        let health = (inv.health_interval_ms > 0).then(|| {
+            let mut command = std::process::Command::new(&inv.berth);
+            command
+                .args([
+                    "--root",
+                    &inv.root,
+                    "--run-root",
+                    &inv.run_root,
+                    "monitor",
+                    &inv.id,
+                ])
+                .arg("--health")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null());
+            let every = Duration::from_millis(inv.health_interval_ms);
+            Health {
+                every,
+                next: Instant::now() + every,
+                running: None,
+                command,
+            }
+        });
         let log = match Writer::open(inv.log.as_ref(), inv.max_size, inv.max_file) {
             Ok(w) => Some(w),
             Err(e) => {
@@ -161,6 +224,7 @@ impl Monitor {
             listen,
             clients,
             stdin_once: inv.stdin_once,
+            health,
         })
     }
 
@@ -176,6 +240,16 @@ impl Monitor {
                     Ready::Stream(i) => self.read_stream(i, &mut buf),
                     Ready::Client(i) => self.read_client(i, &mut buf),
                     Ready::Input => self.flush_input(),
+                    Ready::HealthDue => {
+                        if let Some(h) = &mut self.health {
+                            h.start();
+                        }
+                    }
+                    Ready::HealthDone => {
+                        if let Some(h) = &mut self.health {
+                            h.reap();
+                        }
+                    }
                 }
             }
             self.streams.retain(|s| !s.done);
@@ -209,7 +283,18 @@ impl Monitor {
             fds.push(PollFd::new(fd, PollFlags::OUT));
             what.push(Ready::Input);
         }
-        match rustix::event::poll(&mut fds, None) {
+        if let Some((_, fd)) = self.health.as_ref().and_then(|h| h.running.as_ref()) {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+            what.push(Ready::HealthDone);
+        }
+        let timeout = self.health.as_ref().map(|h| {
+            let left = h.next.saturating_duration_since(Instant::now());
+            rustix::event::Timespec {
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(left.subsec_nanos()),
+            }
+        });
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => {
                 eprintln!("berth-monitor: poll: {e}");
@@ -217,10 +302,19 @@ impl Monitor {
             }
         }
         let seen: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
-        what.into_iter()
+        let mut ready: Vec<Ready> = what
+            .into_iter()
             .zip(seen)
             .filter_map(|(w, s)| s.then_some(w))
-            .collect()
+            .collect();
+        if self
+            .health
+            .as_ref()
+            .is_some_and(|h| h.next <= Instant::now())
+        {
+            ready.push(Ready::HealthDue);
+        }
+        ready
     }
 
     fn accept(&mut self) {

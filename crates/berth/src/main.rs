@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         detached,
         exited,
         backoff_ms,
+        health,
     } = &cli.command
     {
         let args = engine::monitor::MonitorArgs {
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
             detached: *detached,
             exited: *exited,
             backoff_ms: *backoff_ms,
+            health: *health,
         };
         return code(engine::monitor::monitor(&paths, &args));
     }

@@ -67,6 +67,15 @@ fn unix_time(s: &str) -> Option<i64> {
         .checked_add(nanos)
 }
 
+/// Parses a duration in Go's syntax (`1h30m`, `10s`, `500ms`), as Docker's duration flags
+/// take it; returns nanoseconds.
+pub fn parse_duration(s: &str) -> Result<i64> {
+    go_duration(s).ok_or_else(|| EngineError::InvalidValue {
+        what: "duration (like 30s, 1m30s, 500ms)",
+        value: s.to_owned(),
+    })
+}
+
 /// Go's duration syntax (`1h30m`, `10s`, `500ms`) in nanoseconds.
 fn go_duration(s: &str) -> Option<i64> {
     let mut rest = s;

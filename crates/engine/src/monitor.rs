@@ -48,6 +48,8 @@ pub struct MonitorArgs {
     pub exited: Option<i32>,
     /// The restart backoff in effect, in milliseconds.
     pub backoff_ms: u64,
+    /// Run one health check and record it (started by the idle monitor).
+    pub health: bool,
 }
 
 /// First restart delay, doubled per restart, reset after a run of [`BACKOFF_RESET`]: Docker's.
@@ -58,6 +60,9 @@ const BACKOFF_RESET: Duration = Duration::from_secs(10);
 /// Runs the monitor; returns its exit status (the container's exit code where it has one).
 #[must_use]
 pub fn monitor(paths: &Paths, args: &MonitorArgs) -> i32 {
+    if args.health {
+        return crate::health::check(paths, &args.id);
+    }
     if let Some(code) = args.exited {
         return exited(paths, &args.id, code, args.backoff_ms);
     }
@@ -353,6 +358,9 @@ fn idle(
         client_fds: clients.iter().map(inherit).collect(),
         stdin_once: c.config.stdin_once,
         backoff_ms,
+        health_interval_ms: crate::health::effective(c).map_or(0, |h| {
+            u64::try_from(h.interval / 1_000_000).unwrap_or(0).max(1)
+        }),
     };
     let err = std::process::Command::new(idle_binary())
         .args(inv.to_args())

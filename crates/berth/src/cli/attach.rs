@@ -13,7 +13,7 @@ use super::run::{CreateArgs, attach_options, session};
 #[derive(Debug, Subcommand)]
 pub(crate) enum AttachCommand {
     /// Create a new container (without starting it).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Start stopped or created containers.
     Start {
         /// Attach to the container's output (and with -i, its input).

@@ -56,7 +56,7 @@ pub(crate) enum Command {
     #[command(flatten)]
     Attach(attach::AttachCommand),
     /// Run a command in a new container.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Docker-shaped JSON of containers or images.
     Inspect {
         /// Go-template subset: text with `{{.Field.Sub}}` and `{{json .Field}}`.
@@ -80,6 +80,9 @@ pub(crate) enum Command {
         /// Restart backoff in effect, in milliseconds.
         #[arg(long, default_value_t = 0)]
         backoff_ms: u64,
+        /// Run one health check.
+        #[arg(long)]
+        health: bool,
     },
 }
 

@@ -3,6 +3,7 @@
 //! so the CLI and `berth serve` share one engine call.
 
 use anyhow::Result;
+use engine::config::HealthConfig;
 use engine::{AttachEnd, AttachOptions, Config, CreateRequest, Engine, HostConfig, RestartPolicy};
 
 /// Flags of `run` that `create` shares.
@@ -41,6 +42,25 @@ pub(crate) struct CreateArgs {
     /// Log driver options: `max-size=N[k|m|g]`, `max-file=N`.
     #[arg(long = "log-opt")]
     log_opt: Vec<String>,
+    /// Command to run to check health (in a shell).
+    #[arg(long)]
+    health_cmd: Option<String>,
+    /// Time between health checks (e.g. 30s, 1m).
+    #[arg(long)]
+    health_interval: Option<String>,
+    /// Time one health check may take.
+    #[arg(long)]
+    health_timeout: Option<String>,
+    /// Consecutive failures that make the container unhealthy.
+    #[arg(long)]
+    health_retries: Option<i64>,
+    /// Grace period after start during which failures do not count.
+    #[arg(long)]
+    health_start_period: Option<String>,
+    /// Disable any health check (also the image's).
+    #[arg(long, conflicts_with_all = ["health_cmd", "health_interval", "health_timeout",
+          "health_retries", "health_start_period"])]
+    no_healthcheck: bool,
     /// Image.
     image: String,
     /// Command and arguments.
@@ -49,6 +69,38 @@ pub(crate) struct CreateArgs {
 }
 
 impl CreateArgs {
+    /// `--health-*` / `--no-healthcheck` as Docker's `Healthcheck` (`None`: the image's).
+    fn healthcheck(&self) -> Result<Option<HealthConfig>> {
+        if self.no_healthcheck {
+            return Ok(Some(HealthConfig {
+                test: vec!["NONE".into()],
+                ..HealthConfig::default()
+            }));
+        }
+        let dur = |v: &Option<String>| -> Result<i64> {
+            Ok(match v {
+                Some(s) => engine::parse_duration(s)?,
+                None => 0,
+            })
+        };
+        let h = HealthConfig {
+            test: self
+                .health_cmd
+                .as_ref()
+                .map(|c| vec!["CMD-SHELL".to_owned(), c.clone()])
+                .unwrap_or_default(),
+            interval: dur(&self.health_interval)?,
+            timeout: dur(&self.health_timeout)?,
+            start_period: dur(&self.health_start_period)?,
+            start_interval: 0,
+            retries: self.health_retries.unwrap_or(0),
+        };
+        if h.retries < 0 {
+            anyhow::bail!("--health-retries cannot be negative");
+        }
+        Ok((h != HealthConfig::default()).then_some(h))
+    }
+
     /// The request these flags make, as the docker CLI would send it.
     pub(crate) fn request(&self) -> Result<CreateRequest> {
         let config = Config {
@@ -68,6 +120,8 @@ impl CreateArgs {
             attach_stderr: true,
             ..Config::default()
         };
+        let mut config = config;
+        config.healthcheck = self.healthcheck()?;
         let mut host_config = HostConfig {
             auto_remove: self.rm,
             network_mode: self.network.clone().unwrap_or_default(),
