@@ -503,7 +503,27 @@ fn logs_rotate_and_filter() {
         "echo a; sleep 1; echo b",
     ]);
     assert_eq!(r.ok(&["logs", "-f", "slow"]), "a\nb\n");
-    r.ok(&["rm", "chatty", "slow"]);
+    // -f across rotations: the follower finishes each rotated file before the next.
+    let script = "i=0; while [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); \
+                  [ $((i % 10)) = 0 ] && sleep 0.2; done";
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rot",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=2",
+        "bb",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let followed = r.ok(&["logs", "-f", "rot"]);
+    let want: String = (0..200).map(|i| format!("line-{i}\n")).collect();
+    assert_eq!(followed, want);
+    r.ok(&["rm", "chatty", "slow", "rot"]);
 }
 
 #[test]
