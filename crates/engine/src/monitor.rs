@@ -15,8 +15,8 @@
 //!                                   restart policy? record Restarting, back off, start again,
 //!                                     execve berth-monitor ... : record Exited, clean up
 //! ```
-//! The runtime calls are in [`create_container`], [`start_container`] and (through
-//! [`crate::lifecycle`]) cleanup, so that another OCI runtime can stand in for them.
+//! The runtime calls are in `create_container`, `start_container` and (through the lifecycle
+//! module) `cleanup`, so that another OCI runtime can stand in for them.
 
 use std::fs::{self, File};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
