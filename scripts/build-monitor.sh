@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build the shipping berth-monitor, the idle half of the per-container monitor (one runs per
-# container): static and non-PIE, so it maps no C library and relocates nothing. Measured with 25
-# idle containers: ~0.36 MiB RSS and ~0.07 MiB USS each (the dynamic release build: ~0.59 and
-# ~0.15). `berth` looks for it next to itself.
+# container): static and non-PIE, so it maps no C library and relocates nothing. Measured with
+# 200 idle containers (bench/monitor-memory): ~0.51 MiB RSS and ~0.08 MiB USS each (the dynamic
+# release build, 25 containers: ~0.59 and ~0.15). `berth` looks for it next to itself.
 # Output: target/small/berth-monitor
 set -euo pipefail
 cd "$(dirname "$0")/.."

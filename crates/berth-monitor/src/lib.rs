@@ -90,7 +90,8 @@ impl Invocation {
         a
     }
 
-    /// Parses what [`Invocation::to_args`] made; `None` names the first bad argument.
+    /// Parses what [`Invocation::to_args`] made, ignoring keys it does not know; the error
+    /// names the first bad argument.
     pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Self, String> {
         let mut inv = Invocation::default();
         for arg in args {
@@ -119,7 +120,9 @@ impl Invocation {
                 "stdin" => inv.stdin_fd = fd(v)?,
                 "listen" => inv.listen_fd = fd(v)?,
                 "client" => inv.client_fds.extend(fd(v)?),
-                _ => return Err(arg),
+                // A newer berth may pass more: an older monitor still relays and waits (a
+                // monitor that gave up would orphan the container).
+                _ => {}
             }
         }
         if inv.id.is_empty() || inv.berth.is_empty() || inv.pid <= 0 {
@@ -181,6 +184,9 @@ mod tests {
         };
         assert_eq!(Invocation::parse(inv.to_args()).unwrap(), inv);
         assert!(Invocation::parse(["pid=x".to_owned()]).is_err());
+        let mut newer = inv.to_args();
+        newer.push("from-the-future=1".into());
+        assert_eq!(Invocation::parse(newer).unwrap(), inv);
         assert!(Invocation::parse(["id=a".to_owned()]).is_err());
     }
 }
