@@ -579,60 +579,43 @@ fn interactive_pipe_stdin_ends_with_eof() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
 }
 
+/// Runs `berth run [flags] --name NAME bb sh -c <trap TERM script>` in the foreground, waits
+/// for the container to be ready, sends SIGTERM to the CLI; returns the CLI's output.
+fn terminate_foreground_run(r: &Roots, name: &str, flags: &[&str]) -> Output {
+    let script = "trap 'echo got-term; exit 9' TERM; echo ready; while true; do sleep 0.1; done";
+    let mut args = vec!["run"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--name", name, "bb", "sh", "-c", script]);
+    let cli = r
+        .berth(&args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn berth run");
+    assert!(
+        eventually(|| r.run(&["logs", name]).stdout == b"ready\n"),
+        "container ready"
+    );
+    let st = Command::new("kill")
+        .args(["-TERM", &cli.id().to_string()])
+        .status();
+    assert!(st.is_ok_and(|s| s.success()), "signal the CLI");
+    cli.wait_with_output().expect("berth run")
+}
+
 #[test]
 fn signals_to_a_foreground_run_reach_the_container() {
     if !testutil::require_root() {
         return;
     }
     let r = Roots::new("mon-sigproxy");
-    let script = "trap 'echo got-term; exit 9' TERM; echo ready; while true; do sleep 0.1; done";
-    let cli = r
-        .berth(&["run", "--name", "sp", "bb", "sh", "-c", script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn berth run");
-    assert!(
-        eventually(|| r.run(&["logs", "sp"]).stdout == b"ready\n"),
-        "container ready"
-    );
-    let st = Command::new("kill")
-        .args(["-TERM", &cli.id().to_string()])
-        .status();
-    assert!(st.is_ok_and(|s| s.success()), "signal the CLI");
-    let out = cli.wait_with_output().expect("berth run");
+    let out = terminate_foreground_run(&r, "sp", &[]);
     assert_eq!(out.status.code(), Some(9), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ready\ngot-term\n");
 
     // --sig-proxy=false: the CLI dies of the signal, the container runs on.
-    let cli = r
-        .berth(&[
-            "run",
-            "--sig-proxy=false",
-            "--name",
-            "np",
-            "bb",
-            "sh",
-            "-c",
-            script,
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn berth run");
-    assert!(
-        eventually(|| r.run(&["logs", "np"]).stdout == b"ready\n"),
-        "container ready"
-    );
-    let st = Command::new("kill")
-        .args(["-TERM", &cli.id().to_string()])
-        .status();
-    assert!(st.is_ok_and(|s| s.success()), "signal the CLI");
-    let out = cli.wait_with_output().expect("berth run");
-    assert_eq!(
-        out.status.code(),
-        None,
-        "killed by SIGTERM: {}",
-        describe(&out)
-    );
+    let out = terminate_foreground_run(&r, "np", &["--sig-proxy=false"]);
+    let code = out.status.code();
+    assert_eq!(code, None, "killed by SIGTERM: {}", describe(&out));
     assert_eq!(r.inspect("{{.State.Status}}", "np"), "running");
     r.ok(&["rm", "-f", "sp", "np"]);
 }
