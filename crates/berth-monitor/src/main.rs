@@ -485,6 +485,11 @@ impl Monitor {
     /// Init exited: reap it, take what is left in the pipes, tell the clients, return its code.
     fn finish(&mut self, buf: &mut [u8]) -> i32 {
         let code = berth_monitor::wait_child(self.pid);
+        // A check still running has nothing left to check.
+        if let Some((mut child, _)) = self.health.as_mut().and_then(|h| h.running.take()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         for i in 0..self.streams.len() {
             let _ = rustix::fs::fcntl_setfl(&self.streams[i].fd, rustix::fs::OFlags::NONBLOCK);
             while !self.streams[i].done {
