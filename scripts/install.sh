@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# First run: install what berth needs from Debian, build `berth` and `berth-runtime`, install
-# them to /usr/local/bin, make a busybox image from Debian's busybox-static (no registry needed)
-# and run a container from it with `berth run`. Run as root.
+# First run: install what berth (and its tests: tmux) needs from Debian, build `berth`,
+# `berth-monitor` and `berth-runtime`, install them to /usr/local/bin, make a busybox image from
+# Debian's busybox-static (no registry needed) and run a container from it with `berth run`.
+# Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -9,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 need=()
-for pkg in libseccomp-dev pkg-config busybox-static; do
+for pkg in libseccomp-dev pkg-config busybox-static tmux; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -17,9 +18,12 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
 fi
 scripts/build-runtime.sh >/dev/null
+scripts/build-monitor.sh >/dev/null
 cargo build --release -p berth
 install -m 0755 target/small/berth-runtime /usr/local/bin/berth-runtime
 install -m 0755 target/release/berth /usr/local/bin/berth
+# berth finds its per-container monitor next to itself.
+install -m 0755 target/small/berth-monitor /usr/local/bin/berth-monitor
 
 bundle=/var/lib/berth/demo-bundle
 if [ ! -x "$bundle/rootfs/bin/busybox" ]; then

@@ -23,8 +23,22 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     }
-    if let Command::Monitor { id } = &cli.command {
-        return code(engine::monitor::monitor(&paths, id));
+    if let Command::Monitor {
+        id,
+        detached,
+        exited,
+        backoff_ms,
+        health,
+    } = &cli.command
+    {
+        let args = engine::monitor::MonitorArgs {
+            id: id.clone(),
+            detached: *detached,
+            exited: *exited,
+            backoff_ms: *backoff_ms,
+            health: *health,
+        };
+        return code(engine::monitor::monitor(&paths, &args));
     }
     match cli::dispatch(&cli, &paths) {
         Ok(c) => code(c),

@@ -84,6 +84,10 @@ pub fn oci_config(c: &Container, rootfs: &Path) -> Result<Value> {
     if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
         env.push(format!("HOSTNAME={}", c.config.hostname));
     }
+    // Docker's TERM for a container with a terminal, unless the user set one.
+    if c.config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".to_owned());
+    }
     let cwd = if c.config.working_dir.is_empty() {
         "/".to_owned()
     } else {
@@ -102,7 +106,7 @@ pub fn oci_config(c: &Container, rootfs: &Path) -> Result<Value> {
     Ok(json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            "terminal": c.config.tty,
             // Replaced by container_spec::apply with the user resolved in the image.
             "user": {"uid": 0, "gid": 0},
             "args": args,

@@ -81,6 +81,12 @@ impl Engine {
         let mut list = self
             .store
             .read(|tx| tx.list_containers(&ContainerFilter::default()))?;
+        // Containers whose monitor was killed: record their exit now (lazy repair).
+        for c in &mut list {
+            if self.repair_orphaned(c) {
+                *c = self.store.read(|tx| tx.container_by_id(&c.id))?;
+            }
+        }
         if !all {
             list.retain(|c| c.state.status.is_active());
         }

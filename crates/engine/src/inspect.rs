@@ -86,6 +86,16 @@ fn container_json(c: &Container, image_id: &str, mounts: Vec<Value>) -> Value {
             "Error": st.error,
             "StartedAt": time(st.started_at),
             "FinishedAt": time(st.finished_at),
+            "Health": st.health.as_ref().map(|h| json!({
+                "Status": h.status.as_str(),
+                "FailingStreak": h.failing_streak,
+                "Log": h.log.iter().map(|l| json!({
+                    "Start": l.start.to_rfc3339(),
+                    "End": l.end.to_rfc3339(),
+                    "ExitCode": l.exit_code,
+                    "Output": l.output,
+                })).collect::<Vec<_>>(),
+            })),
         },
         "Image": image_id,
         "LogPath": c.log_path,

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod archive;
+mod attach;
 pub mod bundle;
 mod changes;
 mod check;
@@ -31,6 +32,7 @@ pub mod etcfiles;
 mod events;
 mod exec;
 mod filter;
+mod health;
 pub mod id;
 mod image_transfer;
 mod image_verbs;
@@ -55,12 +57,15 @@ pub mod security;
 pub mod state;
 mod storage;
 mod store;
+#[allow(unsafe_code)]
+mod sys;
 mod system;
 mod units;
 mod update;
 mod volumes;
 
 pub use archive::{ArchiveError, extract_into};
+pub use attach::{AttachEnd, AttachOptions, DEFAULT_DETACH_KEYS, parse_detach_keys};
 pub use changes::apply_changes;
 pub use check::{Problem, is_alive, monitor_alive, start_time};
 pub use config::{Config, HostConfig, PortBinding, RestartPolicy, RestartPolicyName};
@@ -76,6 +81,7 @@ pub use image_transfer::{CommitRequest, ImportRequest, Loaded};
 pub use image_verbs::{HistoryEntry, ImageFilter};
 pub use images::{Image, ImageRemoval, NewImage, normalize_tag};
 pub use lifecycle::{CreateRequest, Started};
+pub use logs::{LogsOptions, parse_duration, parse_log_time};
 pub use mount_flags::parse_mount_flag;
 pub use mounts::{MountConfigReason, MountError};
 pub use names::random_name;

@@ -3,16 +3,16 @@
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, HostConfig};
 use crate::containers::{Container, NewContainer};
 use crate::engine::{Engine, POLL, io_err, is_mountpoint, rootfs_path, write_file};
 use crate::error::{EngineError, Result};
-use crate::id::Timestamp;
-use crate::state::Transition;
+use crate::state::{Status, Transition};
 use crate::store::Paths;
 
 /// What `berth create`/`run` (and the Engine API's `POST /containers/create`) ask for: Docker's
@@ -28,26 +28,25 @@ pub struct CreateRequest {
     pub host_config: HostConfig,
 }
 
-/// A started container and its monitor (a child of this process until it exits).
+/// A started container, and the attach connection asked for (already receiving its output).
 #[derive(Debug)]
 pub struct Started {
     /// The record as created.
     pub container: Container,
-    /// The monitor process; its exit status is the container's exit code.
-    pub monitor: Child,
-    /// The log file, opened before the monitor started (it survives `--rm`).
-    pub log: File,
+    /// Connected to the monitor from before the start, so no output is missed.
+    pub attach: Option<UnixStream>,
 }
 
 impl Engine {
-    /// Creates the container (record, snapshot, bundle) and starts its monitor, which runs it.
-    /// Returns once the monitor reported the start.
+    /// Creates the container (record, snapshot, bundle) and starts its monitor, which runs it;
+    /// with `attach`, an attach connection comes back. Returns once the monitor reported the
+    /// start.
     ///
     /// Errors: a missing image, a taken name, or a start failure (with Docker's exit code).
-    pub fn run(&self, req: &CreateRequest) -> Result<Started> {
+    pub fn run(&self, req: &CreateRequest, attach: bool) -> Result<Started> {
         let _op = self.operation()?;
         let c = self.create(req)?;
-        match self.start_monitor(&c) {
+        match self.start_monitor(&c, attach) {
             Ok(s) => Ok(s),
             Err(e) => {
                 if let Err(clean) = self.remove(&c.id.to_string(), true) {
@@ -149,12 +148,63 @@ impl Engine {
         Ok(())
     }
 
-    fn start_monitor(&self, c: &Container) -> Result<Started> {
-        let log = File::open(&c.log_path).map_err(io_err("open log", &c.log_path))?;
+    /// Starts a created or exited container (a running one is left alone); with `attach`, an
+    /// attach connection comes back.
+    ///
+    /// Errors: no such container, it is being removed, or the start failed.
+    pub fn start(&self, reference: &str, attach: bool) -> Result<Started> {
+        let c = self.container(reference)?;
+        match c.state.status {
+            Status::Created | Status::Exited => {}
+            Status::Running | Status::Paused | Status::Restarting => {
+                let attach = if attach {
+                    Some(self.attach_socket(reference)?.1)
+                } else {
+                    None
+                };
+                return Ok(Started {
+                    container: c,
+                    attach,
+                });
+            }
+            from => {
+                return Err(EngineError::IllegalTransition {
+                    id: c.id.short().to_owned(),
+                    action: "start",
+                    from,
+                });
+            }
+        }
+        if let Some(p) = c.state.monitor_pid
+            && crate::check::is_alive(p)
+        {
+            // The last run's monitor is still cleaning up.
+            self.wait_exit(&c, Duration::from_secs(30))?;
+        }
+        self.start_monitor(&c, attach)
+    }
+
+    /// Stops (as [`Engine::stop`]) and starts the container again.
+    ///
+    /// Errors: no such container, or the start failed.
+    pub fn restart(&self, reference: &str, timeout: Duration) -> Result<Container> {
+        self.stop(reference, timeout)?;
+        Ok(self.start(reference, false)?.container)
+    }
+
+    /// Spawns `berth monitor <id>`, which leaves at once for a detached grandchild; reads that
+    /// one's report (`ok` or `err <code> <message>`) from the pipe on its stdout.
+    fn start_monitor(&self, c: &Container, attach: bool) -> Result<Started> {
         let exe =
             std::env::current_exe().map_err(io_err("find berth", Path::new("/proc/self/exe")))?;
         let monitor_log = c.bundle.join("monitor.log");
         let stderr = File::create(&monitor_log).map_err(io_err("create", &monitor_log))?;
+        let (mine, theirs) = if attach {
+            let (a, b) = UnixStream::pair().map_err(io_err("create socket pair", &c.run_dir))?;
+            (Some(a), Stdio::from(std::os::fd::OwnedFd::from(b)))
+        } else {
+            (None, Stdio::null())
+        };
         let mut child = Command::new(exe)
             .arg("--root")
             .arg(&self.paths.root)
@@ -162,7 +212,7 @@ impl Engine {
             .arg(&self.paths.run_root)
             .arg("monitor")
             .arg(c.id.as_str())
-            .stdin(Stdio::null())
+            .stdin(theirs)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -171,15 +221,14 @@ impl Engine {
         if let Some(out) = child.stdout.take() {
             let _ = BufReader::new(out).read_line(&mut line);
         }
+        let _ = child.wait();
         let line = line.trim_end();
         if line == "ok" {
             return Ok(Started {
                 container: c.clone(),
-                monitor: child,
-                log,
+                attach: mine,
             });
         }
-        let _ = child.wait();
         let (code, message) = match line.strip_prefix("err ") {
             Some(rest) => {
                 let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -198,6 +247,19 @@ impl Engine {
             message,
             exit_code: code,
         })
+    }
+
+    /// Records the exit of a container whose monitor is gone (killed) and cleans up after it:
+    /// the container cannot be managed without its monitor. Returns whether it repaired.
+    pub(crate) fn repair_orphaned(&self, c: &Container) -> bool {
+        let monitor_alive = c
+            .state
+            .monitor_pid
+            .is_some_and(|p| crate::check::monitor_alive(p, &c.run_dir));
+        if !c.state.status.is_active() || monitor_alive {
+            return false;
+        }
+        self.reap(c).is_ok()
     }
 
     /// Sends `signal` to the container's init, recording that the user asked.
@@ -254,7 +316,7 @@ impl Engine {
     }
 
     /// Waits until the monitor recorded the exit and is gone; `false` on timeout.
-    fn wait_exit(&self, c: &Container, timeout: Duration) -> Result<bool> {
+    pub(crate) fn wait_exit(&self, c: &Container, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         loop {
             let now = self.store.read(|tx| tx.container_by_id(&c.id))?;
@@ -269,19 +331,8 @@ impl Engine {
                 return Ok(true);
             }
             if now.state.status.is_active() && monitor_gone {
-                // The monitor died with the container: record what the next command must.
-                let oom_killed = crate::oom::oom_killed(&self.paths, &now);
-                self.cleanup(&now);
-                let _ = self.store.write(|tx| {
-                    tx.transition(
-                        &now.id,
-                        Transition::Exited {
-                            exit_code: 137,
-                            oom_killed,
-                            at: Timestamp::now(),
-                        },
-                    )
-                });
+                // The monitor died: record what the next command must.
+                self.repair_orphaned(&now);
                 return Ok(true);
             }
             if Instant::now() >= deadline {

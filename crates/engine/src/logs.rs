@@ -1,60 +1,208 @@
-//! The json-file log: following it for `run`/`attach` and printing it for `logs`.
+//! `logs`: the json-file log (and its rotated files) printed, filtered and followed.
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use berth_monitor::jsonlog;
+
+use crate::containers::Container;
 use crate::engine::{Engine, POLL, io_err};
-use crate::error::Result;
-use crate::lifecycle::Started;
+use crate::error::{EngineError, Result};
+
+/// What `logs` prints.
+#[derive(Debug, Clone, Default)]
+pub struct LogsOptions {
+    /// Keep printing new output until the container stops.
+    pub follow: bool,
+    /// Prefix each line with its RFC 3339 time.
+    pub timestamps: bool,
+    /// Only the last this many lines (`None`: all).
+    pub tail: Option<usize>,
+    /// Only lines at or after this time (nanoseconds since the epoch).
+    pub since: Option<i64>,
+    /// Only lines before this time.
+    pub until: Option<i64>,
+}
+
+/// Parses `--since`/`--until`: RFC 3339 (`2024-05-01T10:00:00Z`), a date (`2024-05-01`), a
+/// Unix time (`1714557600`, `1714557600.5`), or a duration before `now` (`10m`, `1h30m`,
+/// `45s`). Returns nanoseconds since the epoch.
+pub fn parse_log_time(s: &str, now: i64) -> Result<i64> {
+    let bad = || EngineError::InvalidValue {
+        what: "time (RFC 3339, Unix seconds or a duration like 10m)",
+        value: s.to_owned(),
+    };
+    if let Some(t) = jsonlog::parse_time(s) {
+        return Ok(t);
+    }
+    if s.len() == 10
+        && let Some(t) = jsonlog::parse_time(&format!("{s}T00:00:00Z"))
+    {
+        return Ok(t);
+    }
+    if let Some(t) = unix_time(s) {
+        return Ok(t);
+    }
+    let d = go_duration(s).ok_or_else(bad)?;
+    Ok(now - d)
+}
+
+fn unix_time(s: &str) -> Option<i64> {
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
+        return None;
+    }
+    let mut nanos: i64 = 0;
+    for (i, b) in frac.bytes().enumerate() {
+        nanos += i64::from(b - b'0') * 10i64.pow(8 - u32::try_from(i).ok()?);
+    }
+    secs.parse::<i64>()
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(nanos)
+}
+
+/// Parses a duration in Go's syntax (`1h30m`, `10s`, `500ms`), as Docker's duration flags
+/// take it; returns nanoseconds.
+pub fn parse_duration(s: &str) -> Result<i64> {
+    go_duration(s).ok_or_else(|| EngineError::InvalidValue {
+        what: "duration (like 30s, 1m30s, 500ms)",
+        value: s.to_owned(),
+    })
+}
+
+/// Go's duration syntax (`1h30m`, `10s`, `500ms`) in nanoseconds.
+fn go_duration(s: &str) -> Option<i64> {
+    let mut rest = s;
+    let mut total: f64 = 0.0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..u] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[u..];
+        total += value * unit;
+    }
+    // Durations beyond i64 nanoseconds (292 years) are refused by the range check.
+    (total < 9.2e18).then_some(total as i64)
+}
+
+/// One decoded log line.
+struct Entry {
+    text: String,
+    stderr: bool,
+    time: String,
+    nanos: i64,
+}
+
+fn decode(line: &[u8]) -> Option<Entry> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let time = v["time"].as_str().unwrap_or_default().to_owned();
+    Some(Entry {
+        text: v["log"].as_str().unwrap_or_default().to_owned(),
+        stderr: v["stream"] == "stderr",
+        nanos: jsonlog::parse_time(&time).unwrap_or(0),
+        time,
+    })
+}
+
+/// Reads whole lines from a log file, keeping a partial last line for the next read.
+#[derive(Default)]
+struct LineReader {
+    partial: Vec<u8>,
+}
+
+impl LineReader {
+    fn read(&mut self, file: &mut File, path: &Path) -> Result<Vec<Entry>> {
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf)
+            .map_err(io_err("read log", path))?;
+        self.partial.extend_from_slice(&buf);
+        let mut out = Vec::new();
+        while let Some(nl) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=nl).collect();
+            out.extend(decode(&line));
+        }
+        Ok(out)
+    }
+}
 
 impl Engine {
-    /// Copies the container's output from `started.log` to `out`/`err` until its monitor exits;
-    /// returns the container's exit code.
-    ///
-    /// Errors: the log cannot be read or the monitor cannot be waited for.
-    pub fn attach(
-        &self,
-        started: &mut Started,
-        out: &mut dyn Write,
-        err: &mut dyn Write,
-    ) -> Result<i32> {
-        let mut reader = LogReader::default();
-        let path = started.container.log_path.clone();
-        loop {
-            let status = started
-                .monitor
-                .try_wait()
-                .map_err(io_err("wait for monitor", &path))?;
-            reader.copy(&mut started.log, out, err, &path)?;
-            if let Some(status) = status {
-                reader.copy(&mut started.log, out, err, &path)?;
-                return Ok(status.code().unwrap_or(125));
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Writes the container's logs to `out`/`err`; with `follow`, until it stops running.
+    /// Writes the container's logs to `out`/`err` as `opts` says; with `follow`, until it
+    /// stops running.
     ///
     /// Errors: no such container, or its log cannot be read.
     pub fn logs(
         &self,
         reference: &str,
-        follow: bool,
+        opts: &LogsOptions,
         out: &mut dyn Write,
         err: &mut dyn Write,
     ) -> Result<()> {
         let c = self.container(reference)?;
-        let mut file = File::open(&c.log_path).map_err(io_err("open log", &c.log_path))?;
-        let mut reader = LogReader::default();
+        let path = c.log_path.clone();
+        // Open the current file first: what rotates away after this is still read through it.
+        let mut current = File::open(&path).map_err(io_err("open log", &path))?;
+        let mut entries = Vec::new();
+        for n in (1..max_file(&c)).rev() {
+            let old = jsonlog::rotated(&path, n);
+            if let Ok(mut f) = File::open(&old) {
+                entries.extend(LineReader::default().read(&mut f, &old)?);
+            }
+        }
+        let mut reader = LineReader::default();
+        entries.extend(reader.read(&mut current, &path)?);
+        entries.retain(|e| keep(e, opts));
+        if let Some(n) = opts.tail {
+            let skip = entries.len().saturating_sub(n);
+            entries.drain(..skip);
+        }
+        print(&entries, opts, out, err);
+        if !opts.follow {
+            return Ok(());
+        }
         loop {
-            let active = follow
-                && self
-                    .store
-                    .read(|tx| tx.container_by_id(&c.id))
-                    .is_ok_and(|c| c.state.status.is_active());
-            reader.copy(&mut file, out, err, &c.log_path)?;
+            let active = self
+                .store
+                .read(|tx| tx.container_by_id(&c.id))
+                .is_ok_and(|now| {
+                    now.state.status.is_active()
+                        || now.state.monitor_pid.is_some_and(crate::check::is_alive)
+                });
+            let mut new = reader.read(&mut current, &path)?;
+            // Rotated: finish the old file (done above), go on with the new one.
+            let rotated = std::fs::metadata(&path)
+                .ok()
+                .zip(current.metadata().ok())
+                .is_some_and(|(p, f)| p.ino() != f.ino());
+            if rotated && let Ok(f) = File::open(&path) {
+                current = f;
+                reader = LineReader::default();
+                new.extend(reader.read(&mut current, &path)?);
+            }
+            new.retain(|e| keep(e, opts));
+            print(&new, opts, out, err);
             if !active {
                 return Ok(());
             }
@@ -63,39 +211,55 @@ impl Engine {
     }
 }
 
-/// Decodes Docker json-file lines incrementally.
-#[derive(Default)]
-struct LogReader {
-    partial: Vec<u8>,
+fn max_file(c: &Container) -> u32 {
+    c.host_config
+        .log_config
+        .config
+        .get("max-file")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
 }
 
-impl LogReader {
-    fn copy(
-        &mut self,
-        file: &mut File,
-        out: &mut dyn Write,
-        err: &mut dyn Write,
-        path: &Path,
-    ) -> Result<()> {
-        let mut buf = Vec::new();
-        file.read_to_end(&mut buf)
-            .map_err(io_err("read log", path))?;
-        self.partial.extend_from_slice(&buf);
-        while let Some(nl) = self.partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=nl).collect();
-            let Ok(entry) = serde_json::from_slice::<serde_json::Value>(&line) else {
-                continue;
-            };
-            let text = entry["log"].as_str().unwrap_or_default();
-            let w: &mut dyn Write = if entry["stream"] == "stderr" {
-                err
-            } else {
-                out
-            };
-            let _ = w.write_all(text.as_bytes());
+fn keep(e: &Entry, opts: &LogsOptions) -> bool {
+    opts.since.is_none_or(|t| e.nanos >= t) && opts.until.is_none_or(|t| e.nanos < t)
+}
+
+fn print(entries: &[Entry], opts: &LogsOptions, out: &mut dyn Write, err: &mut dyn Write) {
+    for e in entries {
+        let w: &mut dyn Write = if e.stderr { &mut *err } else { &mut *out };
+        if opts.timestamps {
+            let _ = write!(w, "{} ", e.time);
         }
-        let _ = out.flush();
-        let _ = err.flush();
-        Ok(())
+        let _ = w.write_all(e.text.as_bytes());
+    }
+    let _ = out.flush();
+    let _ = err.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_times_in_docker_forms() {
+        let now = 1_714_557_600 * 1_000_000_000;
+        assert_eq!(parse_log_time("2024-05-01T10:00:00Z", 0).unwrap(), now);
+        assert_eq!(
+            parse_log_time("2024-05-01", 0).unwrap(),
+            now - 36_000_000_000_000
+        );
+        assert_eq!(parse_log_time("1714557600", 0).unwrap(), now);
+        assert_eq!(
+            parse_log_time("1714557600.25", 0).unwrap(),
+            now + 250_000_000
+        );
+        assert_eq!(parse_log_time("10m", now).unwrap(), now - 600_000_000_000);
+        assert_eq!(
+            parse_log_time("1h30m", now).unwrap(),
+            now - 5_400_000_000_000
+        );
+        for bad in ["yesterday", "10x", "", "1.2.3"] {
+            assert!(parse_log_time(bad, now).is_err(), "{bad}");
+        }
     }
 }

@@ -1,93 +1,450 @@
-//! `berth monitor <id>`: the small per-container process that outlives the CLI.
+//! `berth monitor <id>`: the per-container process that outlives the CLI. Its busy half lives
+//! here (it has the whole engine: store, runtime); its idle half is the small `berth-monitor`
+//! binary (crate `berth-monitor`) it execs into once the container runs.
 //!
-//! It runs in its own session as a child subreaper, mounts the rootfs, creates and starts the
-//! container in-process (the runtime forks init from this single-threaded process, so init is
-//! its child), reports `ok` / `err <code> <message>` on its stdout to the `berth run` that
-//! spawned it, then drains the container's stdout/stderr pipes into the json-file log, waits
-//! for init, records the exit, and cleans up (runtime delete, unmount; everything with `--rm`).
-//! No threads: one poll loop.
+//! ```text
+//! berth run/start ── spawn ──> berth monitor <id>          (exits at once: the CLI never waits
+//!                                └─ spawn ─> berth monitor <id> --detached    on the monitor)
+//!                                   setsid, child subreaper; stdin = an attach client (or
+//!                                   /dev/null), stdout = the report pipe
+//!                                   mount, attach.sock, create + start, record Started
+//!                                   report `ok` / `err <code> <message>`
+//!                                   execve berth-monitor (same pid: init stays its child)
+//!                                     relay stdio <-> log + attach clients; init exits
+//!                                   execve berth monitor <id> --exited <code>
+//!                                   restart policy? record Restarting, back off, start again,
+//!                                     execve berth-monitor ... : record Exited, clean up
+//! ```
+//! The runtime calls are in `create_container`, `start_container` and (through the lifecycle
+//! module) `cleanup`, so that another OCI runtime can stand in for them.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::fs::{self, File};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags};
 use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, WaitOptions};
 
+use crate::attach::socket_path;
 use crate::containers::Container;
-use crate::engine::{io_err, rootfs_path};
+use crate::engine::{POLL, io_err, rootfs_path};
 use crate::error::{EngineError, Result};
 use crate::id::Timestamp;
 use crate::lifecycle::cleanup;
-use crate::state::Transition;
+use crate::state::{Status, Transition};
 use crate::store::{Paths, Store};
 
-/// Runs the monitor of container `id`; returns the container's exit code (the monitor's own).
+/// Where the monitor was asked to begin.
+#[derive(Debug, Clone, Default)]
+pub struct MonitorArgs {
+    /// Full container id.
+    pub id: String,
+    /// Already the detached grandchild of the CLI.
+    pub detached: bool,
+    /// The container's init exited with this code (from the idle monitor).
+    pub exited: Option<i32>,
+    /// The restart backoff in effect, in milliseconds.
+    pub backoff_ms: u64,
+    /// Run one health check and record it (started by the idle monitor).
+    pub health: bool,
+}
+
+/// First restart delay, doubled per restart, reset after a run of [`BACKOFF_RESET`]: Docker's.
+const BACKOFF_START_MS: u64 = 100;
+const BACKOFF_MAX_MS: u64 = 60_000;
+const BACKOFF_RESET: Duration = Duration::from_secs(10);
+
+/// Runs the monitor; returns its exit status (the container's exit code where it has one).
 #[must_use]
-pub fn monitor(paths: &Paths, id: &str) -> i32 {
+pub fn monitor(paths: &Paths, args: &MonitorArgs) -> i32 {
+    if args.health {
+        return crate::health::check(paths, &args.id);
+    }
+    if let Some(code) = args.exited {
+        return exited(paths, &args.id, code, args.backoff_ms);
+    }
+    if !args.detached {
+        // Leave the CLI at once: the grandchild is reparented to the nearest subreaper, so no
+        // `berth` command ever has to wait on it and killing the CLI does not touch it.
+        let exe = std::env::args_os().next().unwrap_or_default();
+        let spawned = std::process::Command::new("/proc/self/exe")
+            .arg0(exe)
+            .args(std::env::args_os().skip(1))
+            .arg("--detached")
+            .spawn();
+        return match spawned {
+            Ok(_) => 0,
+            Err(e) => {
+                let line = format!("err 125 spawn monitor: {e}\n");
+                let _ = rustix::io::write(rustix::stdio::stdout(), line.as_bytes());
+                125
+            }
+        };
+    }
     let _ = rustix::process::setsid();
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+    // stdout is the report pipe; stdin an attach client (a socket) or /dev/null.
     let ready = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdout(), 3).ok();
+    let client = rustix::fs::fstat(rustix::stdio::stdin())
+        .ok()
+        .filter(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket
+        })
+        .and_then(|_| rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3).ok());
+    if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+    }
     let report = |line: &str| {
         if let Some(fd) = &ready {
             let _ = rustix::io::write(fd, format!("{line}\n").as_bytes());
         }
     };
-    let store = match Store::open(paths) {
-        Ok(s) => s,
+    let (store, c) = match open(paths, &args.id) {
+        Ok(x) => x,
         Err(e) => {
             report(&format!("err 125 {}", chain(&e)));
             return 125;
         }
     };
-    let c = match store.read(|tx| tx.container(id)) {
-        Ok(c) => c,
-        Err(e) => {
-            report(&format!("err 125 {}", chain(&e)));
-            return 125;
+    match start(paths, &store, &c, true) {
+        Ok(running) => {
+            report("ok");
+            drop(ready);
+            idle(paths, &c, running, client.into_iter().collect(), 0)
         }
-    };
-    let pid = match start(paths, &store, &c) {
-        Ok(started) => started,
         Err((code, e)) => {
             let msg = chain(&e);
-            eprintln!("berth monitor: {msg}");
-            cleanup(paths, &c);
-            let _ = store.write(|tx| {
-                tx.transition(
-                    &c.id,
-                    Transition::StartFailed {
-                        exit_code: i64::from(code),
-                        error: msg.clone(),
-                        at: Timestamp::now(),
-                    },
-                )
-            });
+            record_start_failure(paths, &store, &c, code, &msg);
             report(&format!("err {code} {msg}"));
-            return code;
+            code
         }
-    };
-    report("ok");
-    drop(ready);
-    let (out, err) = pid.pipes;
-    if let Err(e) = drain(&c, out, err) {
-        eprintln!("berth monitor: {}", chain(&e));
     }
-    let code = wait(pid.pid);
-    if let Err(e) = store.write(|tx| {
+}
+
+fn open(paths: &Paths, id: &str) -> Result<(Store, Container)> {
+    let store = Store::open(paths)?;
+    let c = store.read(|tx| tx.container(id))?;
+    Ok((store, c))
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    runtime::error::chain(e)
+}
+
+fn record_start_failure(paths: &Paths, store: &Store, c: &Container, code: i32, msg: &str) {
+    eprintln!("berth monitor: {msg}");
+    cleanup(paths, c);
+    let _ = store.write(|tx| {
         tx.transition(
             &c.id,
-            Transition::Exited {
+            Transition::StartFailed {
                 exit_code: i64::from(code),
-                oom_killed: crate::oom::oom_killed(paths, &c),
+                error: msg.to_owned(),
                 at: Timestamp::now(),
             },
         )
-    }) {
-        eprintln!("berth monitor: record exit: {}", chain(&e));
+    });
+}
+
+/// A started container: init's pid and the descriptors the idle monitor takes over.
+struct Running {
+    pid: i32,
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    pty: Option<OwnedFd>,
+    stdin: Option<OwnedFd>,
+    listen: OwnedFd,
+}
+
+/// The idle monitor binary: `berth-monitor` next to the `berth` that runs.
+fn idle_binary() -> PathBuf {
+    berth_binary().with_file_name("berth-monitor")
+}
+
+/// The `berth` binary by its path on disk (this process may run from a protected copy, whose
+/// `/proc/self/exe` names no usable path; argv[0] is the path the CLI started).
+fn berth_binary() -> PathBuf {
+    std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::current_exe().ok())
+        .unwrap_or_else(|| PathBuf::from("berth"))
+}
+
+/// Mount, attach socket, stdio, create + start, record `Started`. Errors carry Docker's exit
+/// code.
+fn start(
+    paths: &Paths,
+    store: &Store,
+    c: &Container,
+    by_user: bool,
+) -> std::result::Result<Running, (i32, EngineError)> {
+    let internal = |e| (125, e);
+    let idle = idle_binary();
+    if !idle.is_file() {
+        return Err(internal(io_err("find the monitor binary", &idle)(
+            std::io::ErrorKind::NotFound.into(),
+        )));
     }
+    mount_rootfs(c).map_err(internal)?;
+    // Before the runtime makes state: `system check` leaves a live monitor's state alone.
+    crate::check::record_monitor(&c.run_dir).map_err(internal)?;
+    let sock_path = c.run_dir.join("attach.sock");
+    let _ = fs::remove_file(&sock_path);
+    let listen: OwnedFd = socket_path(&c.run_dir, "attach.sock")
+        .and_then(|(_dir, short)| UnixListener::bind(short))
+        .map_err(|e| internal(io_err("listen on", &sock_path)(e)))?
+        .into();
+    let mut running = Running {
+        pid: 0,
+        out: None,
+        err: None,
+        pty: None,
+        stdin: None,
+        listen,
+    };
+    let pipe = || {
+        rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
+            .map_err(|e| internal(io_err("create pipe", &c.run_dir)(e.into())))
+    };
+    let saved_err = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stderr(), 3)
+        .map_err(|e| internal(io_err("save stderr", &c.bundle)(e.into())))?;
+    let console_path = c.run_dir.join("console.sock");
+    // Kept open while the runtime connects to a /proc/self/fd path through it.
+    let (_console_dir, console_short) = socket_path(&c.run_dir, "console.sock")
+        .map_err(|e| internal(io_err("open", &c.run_dir)(e)))?;
+    let mut console = None;
+    // init inherits the monitor's fds 0-2: point them at the container's stdio for the fork.
+    if c.config.tty {
+        let _ = fs::remove_file(&console_path);
+        console = Some(
+            UnixListener::bind(&console_short)
+                .map_err(|e| internal(io_err("listen on", &console_path)(e)))?,
+        );
+    } else {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let _ = rustix::stdio::dup2_stdout(&out_w);
+        let _ = rustix::stdio::dup2_stderr(&err_w);
+        running.out = Some(out_r);
+        running.err = Some(err_r);
+        if c.config.open_stdin {
+            let (in_r, in_w) = pipe()?;
+            let _ = rustix::stdio::dup2_stdin(&in_r);
+            running.stdin = Some(in_w);
+        }
+    }
+    let created = create_container(paths, c, console.as_ref().map(|_| console_short.as_path()))
+        .and_then(|pid| start_container(paths, c).map(|()| pid));
+    // Only the container may hold the write ends now, so its exit reads as EOF.
+    if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+    }
+    let _ = rustix::stdio::dup2_stderr(&saved_err);
+    running.pid = created.map_err(|e| (exit_code_of(&e), e))?;
+    if let Some(listener) = console {
+        let _ = fs::remove_file(&console_path);
+        let (conn, _) = listener
+            .accept()
+            .map_err(|e| internal(io_err("accept on", &console_path)(e)))?;
+        let master = runtime::console::receive_master(conn.as_fd()).map_err(|source| {
+            internal(EngineError::Runtime {
+                action: format!("receive the terminal of {}", c.id.short()),
+                source: Box::new(source),
+            })
+        })?;
+        running.pty = Some(master);
+    }
+    let now = store
+        .write(|tx| {
+            tx.transition(
+                &c.id,
+                Transition::Started {
+                    pid: running.pid,
+                    monitor_pid: rustix::process::getpid().as_raw_nonzero().get(),
+                    at: Timestamp::now(),
+                    by_user,
+                },
+            )
+        })
+        .map_err(internal)?;
+    if now.state.stopped_by_user && !by_user {
+        // Stopped while the policy restarted it: the stop wins.
+        kill_init(running.pid, 9);
+    }
+    Ok(running)
+}
+
+/// Docker's exit code for a failed create/start: 127 when the program is not found, 126 when it
+/// cannot be executed, else 125. The in-process runtime reports the errno; an external one only
+/// says it in words (runc and crun: "no such file", "permission denied").
+fn exit_code_of(e: &EngineError) -> i32 {
+    if let EngineError::Runtime { source, .. } = e {
+        return match source.program_errno() {
+            Some(libc::ENOENT) => 127,
+            Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::EPERM) => 126,
+            _ => 125,
+        };
+    }
+    let msg = runtime::error::chain(e).to_lowercase();
+    if msg.contains("no such file") || msg.contains("not found") {
+        127
+    } else if msg.contains("permission denied") {
+        126
+    } else {
+        125
+    }
+}
+
+/// The runtime's create (through `--runtime`'s binary or in-process): init, a child of this
+/// process, waits on its exec fifo.
+fn create_container(paths: &Paths, c: &Container, console_socket: Option<&Path>) -> Result<i32> {
+    crate::oci::for_container(paths, c).create(c.id.as_str(), &c.bundle, console_socket)
+}
+
+/// The runtime's start: init execs the container's program.
+fn start_container(paths: &Paths, c: &Container) -> Result<()> {
+    crate::oci::for_container(paths, c).start(c.id.as_str())
+}
+
+fn kill_init(pid: i32, sig: i32) {
+    if let (Some(pid), Some(sig)) = (
+        Pid::from_raw(pid),
+        rustix::process::Signal::from_named_raw(sig),
+    ) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// Replaces this process with the idle monitor; returns only if that fails, after waiting for
+/// the container here instead.
+fn idle(
+    paths: &Paths,
+    c: &Container,
+    running: Running,
+    clients: Vec<OwnedFd>,
+    backoff_ms: u64,
+) -> i32 {
+    let inherit = |fd: &OwnedFd| {
+        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty());
+        fd.as_raw_fd()
+    };
+    let (max_size, max_file) = log_limits(c);
+    let inv = berth_monitor::Invocation {
+        id: c.id.as_str().to_owned(),
+        berth: berth_binary().to_string_lossy().into_owned(),
+        root: paths.root.to_string_lossy().into_owned(),
+        run_root: paths.run_root.to_string_lossy().into_owned(),
+        pid: running.pid,
+        log: c.log_path.to_string_lossy().into_owned(),
+        max_size,
+        max_file,
+        out_fd: running.out.as_ref().map(inherit),
+        err_fd: running.err.as_ref().map(inherit),
+        pty_fd: running.pty.as_ref().map(inherit),
+        stdin_fd: running.stdin.as_ref().map(inherit),
+        listen_fd: Some(inherit(&running.listen)),
+        client_fds: clients.iter().map(inherit).collect(),
+        stdin_once: c.config.stdin_once,
+        backoff_ms,
+        health_interval_ms: crate::health::effective(c).map_or(0, |h| {
+            u64::try_from(h.interval / 1_000_000).unwrap_or(0).max(1)
+        }),
+    };
+    let err = std::process::Command::new(idle_binary())
+        .args(inv.to_args())
+        .exec();
+    eprintln!("berth monitor: exec {}: {err}", idle_binary().display());
+    drop((
+        running.out,
+        running.err,
+        running.pty,
+        running.stdin,
+        clients,
+    ));
+    let code = berth_monitor::wait_child(running.pid);
+    exited(paths, c.id.as_str(), code, backoff_ms)
+}
+
+/// `--log-opt max-size` and `max-file` (Docker's defaults: no limit, one file).
+fn log_limits(c: &Container) -> (u64, u32) {
+    let opts = &c.host_config.log_config.config;
+    let size = opts
+        .get("max-size")
+        .and_then(|s| berth_monitor::jsonlog::parse_size(s))
+        .unwrap_or(0);
+    let files = opts
+        .get("max-file")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    (size, files)
+}
+
+/// Init exited with `code`: record it, and restart by policy or clean up.
+fn exited(paths: &Paths, id: &str, code: i32, backoff_ms: u64) -> i32 {
+    reap_strays();
+    let (store, c) = match open(paths, id) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("berth monitor: {}", chain(&e));
+            return code;
+        }
+    };
+    let at = Timestamp::now();
+    // Read before cleanup removes the cgroup.
+    let oom_killed = crate::oom::oom_killed(paths, &c);
+    // Decide and record in one transaction, so a concurrent `stop` is either seen here or
+    // sees `restarting`.
+    let decided = store.write(|tx| {
+        let now = tx.container_by_id(&c.id)?;
+        let st = &now.state;
+        let restart = !now.host_config.auto_remove
+            && now.host_config.restart_policy.should_restart(
+                i64::from(code),
+                st.restart_count,
+                st.stopped_by_user,
+            );
+        let t = if restart {
+            Transition::Restarting {
+                exit_code: i64::from(code),
+                oom_killed,
+                at,
+            }
+        } else {
+            Transition::Exited {
+                exit_code: i64::from(code),
+                oom_killed,
+                at,
+            }
+        };
+        tx.transition(&c.id, t)?;
+        Ok((restart, now.state.started_at))
+    });
+    let (restart, started_at) = match decided {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("berth monitor: record exit: {}", chain(&e));
+            (false, None)
+        }
+    };
     cleanup(paths, &c);
+    if restart {
+        let ran = started_at.map_or(Duration::ZERO, |s| {
+            Duration::from_nanos(u64::try_from(at.nanos() - s.nanos()).unwrap_or(0))
+        });
+        let delay = if ran >= BACKOFF_RESET || backoff_ms == 0 {
+            BACKOFF_START_MS
+        } else {
+            (backoff_ms * 2).min(BACKOFF_MAX_MS)
+        };
+        return restart_after(paths, &store, &c, delay);
+    }
     if c.host_config.auto_remove {
         if let Err(e) = store.write(|tx| tx.remove_container(&c.id)) {
             eprintln!("berth monitor: remove container: {}", chain(&e));
@@ -98,75 +455,49 @@ pub fn monitor(paths: &Paths, id: &str) -> i32 {
     code
 }
 
-struct Running {
-    pid: i32,
-    pipes: (OwnedFd, OwnedFd),
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    runtime::error::chain(e)
-}
-
-/// Mount, create, start, record `Started`. Errors carry Docker's exit code.
-fn start(
-    paths: &Paths,
-    store: &Store,
-    c: &Container,
-) -> std::result::Result<Running, (i32, EngineError)> {
-    let internal = |e| (125, e);
-    mount_rootfs(c).map_err(internal)?;
-    // Before the runtime makes state: `system check` leaves a live monitor's state alone.
-    crate::check::record_monitor(&c.run_dir).map_err(internal)?;
-    let pipe = || {
-        rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
-            .map_err(|e| io_err("create pipe", &c.log_path)(e.into()))
-    };
-    let (out_r, out_w) = pipe().map_err(internal)?;
-    let (err_r, err_w) = pipe().map_err(internal)?;
-    let saved_err = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stderr(), 3)
-        .map_err(|e| internal(io_err("save stderr", &c.bundle)(e.into())))?;
-    // init inherits the monitor's fds 0-2: point 1 and 2 at the pipes for the runtime's fork.
-    let _ = rustix::stdio::dup2_stdout(&out_w);
-    let _ = rustix::stdio::dup2_stderr(&err_w);
-    drop((out_w, err_w));
-    let oci = crate::oci::for_container(paths, c);
-    let created = oci
-        .create(c.id.as_str(), &c.bundle, None)
-        .and_then(|pid| oci.start(c.id.as_str()).map(|()| pid));
-    // Only the container may hold the write ends now, so its exit reads as EOF.
-    if let Ok(null) = File::open("/dev/null") {
-        let _ = rustix::stdio::dup2_stdout(&null);
-    }
-    let _ = rustix::stdio::dup2_stderr(&saved_err);
-    let pid = created.map_err(|e| {
-        // runc and crun say "no such file", the in-process runtime "No such file".
-        let msg = runtime::error::chain(&e).to_lowercase();
-        let code = if msg.contains("no such file") || msg.contains("not found") {
-            127
-        } else if msg.contains("permission denied") {
-            126
-        } else {
-            125
+/// Waits `delay_ms` (giving way to a `stop`), then starts the container again.
+fn restart_after(paths: &Paths, store: &Store, c: &Container, delay_ms: u64) -> i32 {
+    let deadline = Instant::now() + Duration::from_millis(delay_ms);
+    loop {
+        let now = match store.read(|tx| tx.container_by_id(&c.id)) {
+            Ok(now) => now,
+            Err(_) => return 0,
         };
-        (code, e)
-    })?;
-    store
-        .write(|tx| {
-            tx.transition(
-                &c.id,
-                Transition::Started {
-                    pid,
-                    monitor_pid: rustix::process::getpid().as_raw_nonzero().get(),
-                    at: Timestamp::now(),
-                    by_user: true,
-                },
-            )
-        })
-        .map_err(internal)?;
-    Ok(Running {
-        pid,
-        pipes: (out_r, err_r),
-    })
+        if now.state.status != Status::Restarting {
+            return 0;
+        }
+        if now.state.stopped_by_user {
+            let last = now.state.exit_code.unwrap_or(0);
+            let _ = store.write(|tx| {
+                tx.transition(
+                    &c.id,
+                    Transition::Exited {
+                        exit_code: last,
+                        oom_killed: now.state.oom_killed,
+                        at: now.state.finished_at.unwrap_or_else(Timestamp::now),
+                    },
+                )
+            });
+            return i32::try_from(last).unwrap_or(125);
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
+    }
+    match start(paths, store, c, false) {
+        Ok(running) => idle(paths, c, running, Vec::new(), delay_ms),
+        Err((code, e)) => {
+            record_start_failure(paths, store, c, code, &chain(&e));
+            code
+        }
+    }
+}
+
+/// Reaps children left over from the run that ended (processes of its pid namespace
+/// reparented to this subreaper).
+fn reap_strays() {
+    while let Ok(Some(_)) = rustix::process::waitpid(None, WaitOptions::NOHANG) {}
 }
 
 fn mount_rootfs(c: &Container) -> Result<()> {
@@ -177,7 +508,7 @@ fn mount_rootfs(c: &Container) -> Result<()> {
             action: format!("decode {}", spec_path.display()),
             source,
         })?;
-    let path = |v: &serde_json::Value| std::path::PathBuf::from(v.as_str().unwrap_or_default());
+    let path = |v: &serde_json::Value| PathBuf::from(v.as_str().unwrap_or_default());
     let mount = image::Mount {
         lowerdirs: v["lowerdirs"]
             .as_array()
@@ -192,99 +523,4 @@ fn mount_rootfs(c: &Container) -> Result<()> {
         action: format!("mount rootfs of {}", c.id.short()),
         source: Box::new(source),
     })
-}
-
-/// Copies both pipes into the json-file log until both reach EOF (init and everything in its
-/// pid namespace have exited).
-fn drain(c: &Container, out: OwnedFd, err: OwnedFd) -> Result<()> {
-    let mut log = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&c.log_path)
-        .map_err(io_err("open log", &c.log_path))?;
-    let mut streams = [
-        (Some(out), "stdout", Vec::new()),
-        (Some(err), "stderr", Vec::new()),
-    ];
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let mut fds: Vec<PollFd<'_>> = Vec::new();
-        let mut which = Vec::new();
-        for (i, (fd, _, _)) in streams.iter().enumerate() {
-            if let Some(fd) = fd {
-                fds.push(PollFd::new(fd, PollFlags::IN));
-                which.push(i);
-            }
-        }
-        if fds.is_empty() {
-            return Ok(());
-        }
-        match rustix::event::poll(&mut fds, None) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(io_err("poll container output", &c.log_path)(e.into())),
-        }
-        let ready: Vec<usize> = fds
-            .iter()
-            .zip(&which)
-            .filter(|(f, _)| !f.revents().is_empty())
-            .map(|(_, &i)| i)
-            .collect();
-        drop(fds);
-        for i in ready {
-            let (fd_slot, stream, partial) = &mut streams[i];
-            let Some(fd) = fd_slot.as_ref() else { continue };
-            let n = match rustix::io::read(fd.as_fd(), &mut buf) {
-                Ok(n) => n,
-                Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => continue,
-                Err(_) => 0,
-            };
-            if n == 0 {
-                if !partial.is_empty() {
-                    write_line(&mut log, stream, partial);
-                }
-                *fd_slot = None;
-                continue;
-            }
-            partial.extend_from_slice(&buf[..n]);
-            while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
-                let mut line: Vec<u8> = partial.drain(..=nl).collect();
-                write_line(&mut log, stream, &mut line);
-            }
-            // Docker splits lines longer than 16 KiB.
-            if partial.len() >= 16 * 1024 {
-                write_line(&mut log, stream, partial);
-            }
-        }
-    }
-}
-
-fn write_line(log: &mut File, stream: &str, data: &mut Vec<u8>) {
-    let entry = serde_json::json!({
-        "log": String::from_utf8_lossy(data),
-        "stream": stream,
-        "time": Timestamp::now().to_rfc3339(),
-    });
-    data.clear();
-    let _ = writeln!(log, "{entry}");
-}
-
-/// Waits for init; Docker's exit code (128 + signal when killed).
-fn wait(pid: i32) -> i32 {
-    let Some(pid) = Pid::from_raw(pid) else {
-        return 125;
-    };
-    loop {
-        match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
-            Ok(Some((_, status))) => {
-                if let Some(code) = status.exit_status() {
-                    return code;
-                }
-                if let Some(sig) = status.terminating_signal() {
-                    return 128 + sig;
-                }
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Ok(None) | Err(_) => return 125,
-        }
-    }
 }

@@ -201,6 +201,8 @@ impl Engine {
     /// Kills and cleans up a container whose monitor is gone and records its exit (or removes
     /// it, for `--rm`).
     pub(crate) fn reap(&self, c: &Container) -> Result<()> {
+        // Read before cleanup removes the cgroup.
+        let oom_killed = crate::oom::oom_killed(&self.paths, c);
         cleanup(&self.paths, c);
         let now = self.store.write(|tx| {
             let now = tx.container_by_id(&c.id)?;
@@ -211,7 +213,7 @@ impl Engine {
                 &c.id,
                 Transition::Exited {
                     exit_code: 137,
-                    oom_killed: false,
+                    oom_killed,
                     at: Timestamp::now(),
                 },
             )

@@ -10,7 +10,10 @@ pub fn status_text(c: &Container, now: Timestamp) -> String {
     let ago =
         |t: Option<Timestamp>| human_duration(now.secs() - t.map_or(now.secs(), Timestamp::secs));
     match c.state.status {
-        Status::Running => format!("Up {}", ago(c.state.started_at)),
+        Status::Running => match &c.state.health {
+            Some(h) => format!("Up {} ({})", ago(c.state.started_at), health_text(h.status)),
+            None => format!("Up {}", ago(c.state.started_at)),
+        },
         Status::Paused => format!("Up {} (Paused)", ago(c.state.started_at)),
         Status::Exited => format!(
             "Exited ({}) {} ago",
@@ -21,6 +24,15 @@ pub fn status_text(c: &Container, now: Timestamp) -> String {
         Status::Restarting => "Restarting".into(),
         Status::Removing => "Removal In Progress".into(),
         Status::Dead => "Dead".into(),
+    }
+}
+
+/// Docker's words for a health status in `ps`: `healthy`, `unhealthy`, `health: starting`.
+fn health_text(s: crate::state::HealthStatus) -> &'static str {
+    match s {
+        crate::state::HealthStatus::Starting => "health: starting",
+        crate::state::HealthStatus::Healthy => "healthy",
+        crate::state::HealthStatus::Unhealthy => "unhealthy",
     }
 }
 

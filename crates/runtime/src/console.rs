@@ -10,14 +10,16 @@ use rustix::termios::{OptionalActions, Termios};
 use crate::error::{Result, RuntimeError};
 use crate::sys;
 
-/// Puts a terminal in raw mode and restores it on drop.
-struct RawMode {
+/// Puts a terminal in raw mode and restores it on drop (also for attach clients).
+pub struct RawMode {
     fd: OwnedFd,
     saved: Termios,
 }
 
 impl RawMode {
-    fn enter(fd: BorrowedFd<'_>) -> Option<RawMode> {
+    /// Raw mode on the terminal `fd`; `None` when it is not a terminal or cannot be set.
+    #[must_use]
+    pub fn enter(fd: BorrowedFd<'_>) -> Option<RawMode> {
         let fd = fd.try_clone_to_owned().ok()?;
         let saved = rustix::termios::tcgetattr(&fd).ok()?;
         let mut raw = saved.clone();
@@ -143,8 +145,9 @@ pub(crate) fn relay(master: OwnedFd, pid: i32) -> Result<i32> {
     }
 }
 
-/// Receive the pty master a container's init sent over `conn` (SCM_RIGHTS).
-pub(crate) fn receive_master(conn: BorrowedFd<'_>) -> Result<OwnedFd> {
+/// Receive the pty master a container's init sent over `conn` (SCM_RIGHTS): what a
+/// `--console-socket` listener does with the connection it accepted.
+pub fn receive_master(conn: BorrowedFd<'_>) -> Result<OwnedFd> {
     use std::io::IoSliceMut;
     use std::mem::MaybeUninit;
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];

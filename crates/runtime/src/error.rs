@@ -72,6 +72,19 @@ pub enum RuntimeError {
     /// The container's init or exec'd process reported a failure before it ran the user's program.
     #[error("{0}")]
     Child(String),
+    /// Like [`RuntimeError::Child`] when the child could not run the container's program, with
+    /// the OS error (`errno`): a caller tells "the program does not exist" (ENOENT) from "it
+    /// cannot be executed" (EACCES, ENOEXEC, ...).
+    #[error("{message}")]
+    ChildOs {
+        /// The child's error chain.
+        message: String,
+        /// The errno of the first OS error in that chain.
+        errno: i32,
+    },
+    /// `process.args[0]` has no slash and is in no directory of the container's `PATH`.
+    #[error("process.args[0]: exec: {0:?}: executable file not found in $PATH")]
+    NotInPath(String),
     /// A hook failed or timed out.
     #[error("{kind} hook {path} (hooks.{kind}[{index}]): {reason}")]
     Hook {
@@ -95,6 +108,9 @@ pub enum RuntimeError {
     Encode(#[source] serde_json::Error),
 }
 
+/// The operations on `process.args[0]` whose failure means "the program cannot run".
+pub(crate) const PROGRAM_OPS: [&str; 2] = ["stat process.args[0]", "exec"];
+
 impl RuntimeError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         RuntimeError::Io {
@@ -108,6 +124,29 @@ impl RuntimeError {
         RuntimeError::Sys {
             op: op.into(),
             source,
+        }
+    }
+
+    /// When the container's program (`process.args[0]`) could not be found or executed: the
+    /// OS error that said so (ENOENT for [`RuntimeError::NotInPath`]). `None` for every other
+    /// error, so that a missing mount source is not taken for a missing program.
+    #[must_use]
+    pub fn program_errno(&self) -> Option<i32> {
+        match self {
+            RuntimeError::ChildOs { errno, .. } => Some(*errno),
+            RuntimeError::NotInPath(_) => Some(libc::ENOENT),
+            RuntimeError::Io { op, source, .. } if PROGRAM_OPS.contains(op) => {
+                source.raw_os_error()
+            }
+            _ => None,
+        }
+    }
+
+    /// The error a child reported over the sync socket: `errno` 0 when it had no OS error.
+    pub(crate) fn from_child(message: String, errno: i64) -> Self {
+        match i32::try_from(errno) {
+            Ok(errno) if errno > 0 => RuntimeError::ChildOs { message, errno },
+            _ => RuntimeError::Child(message),
         }
     }
 

@@ -6,7 +6,7 @@
 //! [`container::exec`], [`container::kill`], [`container::delete`] and [`state::ContainerState`].
 #![warn(missing_docs)]
 
-mod console;
+pub mod console;
 pub mod container;
 pub mod error;
 pub mod features;

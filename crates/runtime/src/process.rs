@@ -300,15 +300,23 @@ fn home_of(uid: u32) -> Option<String> {
 
 /// Find `arg0` the way execvp would, using the container's PATH.
 pub(crate) fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
-    let not_found = || {
-        RuntimeError::invalid(
-            "process.args[0]",
-            format!("exec: {arg0:?}: executable file not found in $PATH"),
-        )
-    };
+    let not_found = || RuntimeError::NotInPath(arg0.to_owned());
     if arg0.contains('/') {
         let p = PathBuf::from(arg0);
         return match rustix::fs::stat(&p) {
+            // As execve would (and runc checks before start): a directory or a file without an
+            // execute bit cannot run; say so now rather than after start.
+            Ok(st)
+                if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                    != rustix::fs::FileType::RegularFile
+                    || st.st_mode & 0o111 == 0 =>
+            {
+                Err(RuntimeError::io(
+                    "exec",
+                    p,
+                    std::io::Error::from_raw_os_error(libc::EACCES),
+                ))
+            }
             Ok(_) => Ok(p),
             Err(e) => Err(RuntimeError::io("stat process.args[0]", p, e.into())),
         };

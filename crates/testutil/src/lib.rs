@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 mod berth;
 mod berth_roots;
+mod berth_teardown;
 mod bundle;
 mod contest;
 mod debian;
@@ -27,6 +28,7 @@ mod uml;
 
 pub use berth::BerthCli;
 pub use berth_roots::{BerthRoots, berth_binary, cgroup_dir, wait_until};
+pub use berth_teardown::{mounts_under, remove_berth_roots};
 pub use bundle::{Bundle, default_spec};
 pub use contest::{
     ContestMount, contest_binary, is_static_elf, parse_contest_mounts, parse_kv, target_dir,

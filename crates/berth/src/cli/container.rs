@@ -16,6 +16,18 @@ pub(crate) enum ContainerCommand {
         /// Follow the output.
         #[arg(short, long)]
         follow: bool,
+        /// Show timestamps.
+        #[arg(short, long)]
+        timestamps: bool,
+        /// Number of lines from the end (`all`: every line).
+        #[arg(short = 'n', long, default_value = "all")]
+        tail: String,
+        /// Only lines since this time (RFC 3339, Unix seconds, or a duration like 10m).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only lines before this time (same forms as --since).
+        #[arg(long)]
+        until: Option<String>,
         /// Container name or id.
         container: String,
     },
@@ -77,9 +89,36 @@ pub(crate) struct ExecArgs {
 pub(crate) fn dispatch(engine: &Engine, command: &ContainerCommand) -> Result<i32> {
     let mut stdout = std::io::stdout().lock();
     match command {
-        ContainerCommand::Logs { follow, container } => {
+        ContainerCommand::Logs {
+            follow,
+            timestamps,
+            tail,
+            since,
+            until,
+            container,
+        } => {
+            let now = engine::Timestamp::now().nanos();
+            let time = |t: &Option<String>| {
+                t.as_deref()
+                    .map(|t| engine::parse_log_time(t, now))
+                    .transpose()
+            };
+            let opts = engine::LogsOptions {
+                follow: *follow,
+                timestamps: *timestamps,
+                tail: match tail.as_str() {
+                    "all" => None,
+                    // Docker: a negative count means all.
+                    n => match n.parse::<i64>() {
+                        Ok(n) => usize::try_from(n).ok(),
+                        Err(_) => anyhow::bail!("invalid --tail {n:?}: want a number or all"),
+                    },
+                },
+                since: time(since)?,
+                until: time(until)?,
+            };
             let mut stderr = std::io::stderr();
-            engine.logs(container, *follow, &mut stdout, &mut stderr)?;
+            engine.logs(container, &opts, &mut stdout, &mut stderr)?;
         }
         ContainerCommand::Stop { time, containers } => {
             for c in containers {

@@ -9,6 +9,7 @@ use engine::{Engine, Paths};
 
 use crate::render;
 
+mod attach;
 pub(crate) mod container;
 mod format;
 mod image;
@@ -70,6 +71,8 @@ pub(crate) enum Command {
     Storage(storage::StorageCommand),
     #[command(flatten)]
     Update(update::UpdateCommand),
+    #[command(flatten)]
+    Attach(attach::AttachCommand),
     /// Run a command in a new container.
     #[command(disable_help_flag = true)]
     Run(Box<RunArgs>),
@@ -87,6 +90,18 @@ pub(crate) enum Command {
     Monitor {
         /// Full container id.
         id: String,
+        /// Already detached from the CLI.
+        #[arg(long)]
+        detached: bool,
+        /// The container exited with this code (from the idle monitor).
+        #[arg(long, allow_hyphen_values = true)]
+        exited: Option<i32>,
+        /// Restart backoff in effect, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        backoff_ms: u64,
+        /// Run one health check.
+        #[arg(long)]
+        health: bool,
     },
 }
 
@@ -101,6 +116,7 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
         Command::Process(c) => return process::dispatch(&engine, c),
         Command::System(c) => return system::dispatch(&engine, c),
         Command::Storage(c) => return storage::dispatch(&engine, c),
+        Command::Attach(c) => return attach::dispatch(&engine, c),
         Command::Run(args) => return run::run(&engine, args),
         Command::Update(c) => return update::dispatch(&engine, c),
         Command::Inspect { format, objects } => {

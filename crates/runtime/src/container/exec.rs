@@ -101,7 +101,9 @@ pub fn exec(root: &Path, id: &str, process: &Process, opts: &ExecOptions) -> Res
     loop {
         match sync::recv(spawned.sock.as_fd()) {
             Ok(None) => break,
-            Ok(Some(m)) if m.tag == Tag::Error => return Err(RuntimeError::Child(m.text)),
+            Ok(Some(m)) if m.tag == Tag::Error => {
+                return Err(RuntimeError::from_child(m.text, m.value));
+            }
             Ok(Some(m)) if m.tag == Tag::SeccompFd => {
                 let fd =
                     m.fd.ok_or_else(|| RuntimeError::Child("seccomp listener fd missing".into()))?;

@@ -102,7 +102,7 @@ fn write_maps(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<()> {
 /// Receive the next message, turning a child's error report or a silent death into an error.
 pub(crate) fn expect(sock: BorrowedFd<'_>, what: &str) -> Result<sync::Msg> {
     match sync::recv(sock) {
-        Ok(Some(m)) if m.tag == Tag::Error => Err(RuntimeError::Child(m.text)),
+        Ok(Some(m)) if m.tag == Tag::Error => Err(RuntimeError::from_child(m.text, m.value)),
         Ok(Some(m)) => Ok(m),
         Ok(None) => Err(RuntimeError::Child(format!(
             "container process exited while {what}"
@@ -125,7 +125,8 @@ pub(crate) fn spawn(
         Forked::Child => {
             drop(parent_sock);
             if let Err(e) = stage1(child_sock.as_fd(), ns, stage2) {
-                let _ = sync::send(child_sock.as_fd(), Tag::Error, 0, &chain(&e), None);
+                let errno = i64::from(e.program_errno().unwrap_or(0));
+                let _ = sync::send(child_sock.as_fd(), Tag::Error, errno, &chain(&e), None);
                 sys::exit_child(1);
             }
             sys::exit_child(0);
@@ -256,13 +257,28 @@ fn stage1(
                 Err(e) => e,
             };
             // After `create` has returned nobody reads the socket: say it on stderr instead.
-            if sync::send(sock, Tag::Error, 0, &chain(&err), None).is_err() {
+            let errno = err.program_errno();
+            if sync::send(
+                sock,
+                Tag::Error,
+                i64::from(errno.unwrap_or(0)),
+                &chain(&err),
+                None,
+            )
+            .is_err()
+            {
                 let _ = std::io::Write::write_all(
                     &mut std::io::stderr(),
                     format!("berth-runtime: {}\n", chain(&err)).as_bytes(),
                 );
             }
-            sys::exit_child(1);
+            // The shell's codes when the program could not run: 127 not found, 126 not
+            // executable.
+            sys::exit_child(match errno {
+                Some(libc::ENOENT) => 127,
+                Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::EPERM) => 126,
+                _ => 1,
+            });
         }
         Forked::Parent(pid) => {
             drop(gate_r);

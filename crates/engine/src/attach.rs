@@ -1,0 +1,361 @@
+//! The attach client: what `run` (without `-d`), `start -a` and `attach` do with the monitor's
+//! attach socket (`<run dir>/attach.sock`, frames in [`berth_monitor::proto`]). It copies the
+//! container's output to this process's stdout/stderr and its own stdin to the container, puts
+//! a terminal in raw mode for `-t`, forwards window-size changes and (with `--sig-proxy`)
+//! signals, and ends on the container's exit code, the detach keys, or a lost monitor.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_monitor::proto::{self, Decoder};
+use runtime::console::RawMode;
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+
+use crate::containers::Container;
+use crate::engine::{Engine, POLL, io_err};
+use crate::error::{EngineError, Result};
+use crate::state::Status;
+use crate::sys::SignalFd;
+
+/// A unix socket path for `name` in `dir` short enough for `sockaddr_un` (108 bytes): the path
+/// itself, or `/proc/self/fd/<dir fd>/<name>` while the returned descriptor stays open (the run
+/// root plus a 64-character id easily pass the limit).
+pub(crate) fn socket_path(dir: &Path, name: &str) -> std::io::Result<(Option<OwnedFd>, PathBuf)> {
+    let full = dir.join(name);
+    if full.as_os_str().len() < 100 {
+        return Ok((None, full));
+    }
+    let fd = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}/{name}", fd.as_raw_fd()));
+    Ok((Some(fd), path))
+}
+
+/// Docker's default detach sequence: ctrl-p, ctrl-q.
+pub const DEFAULT_DETACH_KEYS: &[u8] = &[0x10, 0x11];
+
+/// How an attach session behaves.
+#[derive(Debug, Clone)]
+pub struct AttachOptions {
+    /// Send this process's stdin to the container.
+    pub stdin: bool,
+    /// The container has a terminal: raw mode here, window size there.
+    pub tty: bool,
+    /// The key sequence that detaches (empty: none).
+    pub detach_keys: Vec<u8>,
+    /// Forward SIGINT, SIGTERM, ... to the container (ignored with a terminal, where the keys
+    /// reach it through the pty).
+    pub sig_proxy: bool,
+}
+
+/// How an attach session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachEnd {
+    /// The container exited with this code.
+    Exited(i32),
+    /// The user typed the detach keys; the container runs on.
+    Detached,
+    /// The monitor closed the connection without an exit code (it was killed, or the session
+    /// was one of several and the container is being removed).
+    Closed,
+}
+
+/// Parses `--detach-keys`: comma-separated `a`-`z` and `ctrl-<x>` with `<x>` one of `a`-`z`,
+/// `@`, `[`, `\`, `]`, `^`, `_` (Docker's syntax). An empty string disables detaching.
+pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
+    let bad = || EngineError::InvalidValue {
+        what: "detach keys",
+        value: s.to_owned(),
+    };
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|k| {
+            if let Some(c) = k.strip_prefix("ctrl-") {
+                let &[c] = c.as_bytes() else {
+                    return Err(bad());
+                };
+                match c.to_ascii_lowercase() {
+                    c @ b'a'..=b'z' => Ok(c - b'a' + 1),
+                    b'@' => Ok(0),
+                    c @ (b'[' | b'\\' | b']' | b'^' | b'_') => Ok(c - b'@'),
+                    _ => Err(bad()),
+                }
+            } else {
+                match k.as_bytes() {
+                    &[c] if c.is_ascii_graphic() => Ok(c),
+                    _ => Err(bad()),
+                }
+            }
+        })
+        .collect()
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        match rustix::io::write(fd, data) {
+            Ok(0) => return Err(Errno::PIPE.into()),
+            Ok(n) => data = &data[n..],
+            Err(Errno::INTR | Errno::AGAIN) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The size of the terminal on stdin (or stdout) as a resize frame.
+fn size_frame() -> Option<Vec<u8>> {
+    [rustix::stdio::stdin(), rustix::stdio::stdout()]
+        .into_iter()
+        .find_map(|fd| rustix::termios::tcgetwinsize(fd).ok())
+        .filter(|ws| ws.ws_row > 0 && ws.ws_col > 0)
+        .map(|ws| proto::resize(ws.ws_row, ws.ws_col))
+}
+
+/// Detach-key matching over the stdin byte stream.
+struct DetachMatcher<'a> {
+    keys: &'a [u8],
+    matched: usize,
+}
+
+impl DetachMatcher<'_> {
+    /// Feeds `data`; returns the bytes to send and whether the full sequence was typed. Bytes
+    /// of a partial match are held back until the match fails.
+    fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(data.len());
+        for &b in data {
+            if self.keys.is_empty() {
+                out.push(b);
+                continue;
+            }
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+                continue;
+            }
+            out.extend_from_slice(&self.keys[..self.matched]);
+            self.matched = 0;
+            if b == self.keys[0] {
+                self.matched = 1;
+                if self.keys.len() == 1 {
+                    return (out, true);
+                }
+            } else {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
+}
+
+impl Engine {
+    /// Connects to the attach socket of a running container (waiting while it restarts).
+    ///
+    /// Errors: no such container, or it is not running.
+    pub fn attach_socket(&self, reference: &str) -> Result<(Container, UnixStream)> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let c = self.container(reference)?;
+            let path = c.run_dir.join("attach.sock");
+            match c.state.status {
+                Status::Running | Status::Paused => {
+                    if let Ok((_dir, short)) = socket_path(&c.run_dir, "attach.sock")
+                        && let Ok(s) = UnixStream::connect(&short)
+                    {
+                        return Ok((c, s));
+                    }
+                }
+                Status::Restarting => {}
+                from => {
+                    return Err(EngineError::IllegalTransition {
+                        id: c.id.short().to_owned(),
+                        action: "attach to",
+                        from,
+                    });
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(io_err("connect to", &path)(
+                    std::io::ErrorKind::TimedOut.into(),
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Runs an attach session on `sock` with this process's stdio until the container exits,
+    /// the user detaches, or the monitor goes away.
+    ///
+    /// Errors: the terminal or the signal mask cannot be set up.
+    pub fn attach_session(&self, sock: UnixStream, opts: &AttachOptions) -> Result<AttachEnd> {
+        let stdin = rustix::stdio::stdin();
+        let (stdout, stderr) = (rustix::stdio::stdout(), rustix::stdio::stderr());
+        let sock_err = |e: Errno| io_err("attach", Path::new("attach.sock"))(e.into());
+        let _raw = (opts.tty && opts.stdin && rustix::termios::isatty(stdin))
+            .then(|| RawMode::enter(stdin))
+            .flatten();
+        let mut signals = vec![libc::SIGWINCH];
+        if opts.sig_proxy && !opts.tty {
+            signals.extend([
+                libc::SIGINT,
+                libc::SIGTERM,
+                libc::SIGHUP,
+                libc::SIGQUIT,
+                libc::SIGUSR1,
+                libc::SIGUSR2,
+            ]);
+        }
+        let sigs =
+            SignalFd::new(&signals).map_err(io_err("block signals", Path::new("signalfd")))?;
+        if opts.tty
+            && let Some(f) = size_frame()
+        {
+            write_all(sock.as_fd(), &f).map_err(io_err("attach", Path::new("")))?;
+        }
+        let mut matcher = DetachMatcher {
+            keys: &opts.detach_keys,
+            matched: 0,
+        };
+        let mut frames = Decoder::default();
+        let mut stdin_open = opts.stdin;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let mut fds = [
+                PollFd::new(&sock, PollFlags::IN),
+                PollFd::new(&sigs.fd, PollFlags::IN),
+                PollFd::new(
+                    &stdin,
+                    if stdin_open {
+                        PollFlags::IN
+                    } else {
+                        PollFlags::empty()
+                    },
+                ),
+            ];
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(e) => return Err(sock_err(e)),
+            }
+            let (s, g, i) = (fds[0].revents(), fds[1].revents(), fds[2].revents());
+            if !s.is_empty() {
+                let n = match rustix::io::read(&sock, &mut buf) {
+                    Ok(n) => n,
+                    Err(Errno::INTR | Errno::AGAIN) => continue,
+                    Err(_) => 0,
+                };
+                if n == 0 {
+                    return Ok(AttachEnd::Closed);
+                }
+                frames.push(&buf[..n]);
+                while let Ok(Some((kind, payload))) = frames.next_frame() {
+                    match kind {
+                        proto::STDOUT => {
+                            let _ = write_all(stdout, &payload);
+                        }
+                        proto::STDERR => {
+                            let _ = write_all(stderr, &payload);
+                        }
+                        proto::EXIT => {
+                            return Ok(AttachEnd::Exited(proto::to_int(&payload).unwrap_or(125)));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if !g.is_empty() {
+                for sig in sigs.read() {
+                    let frame = if sig == libc::SIGWINCH {
+                        if !opts.tty {
+                            continue;
+                        }
+                        match size_frame() {
+                            Some(f) => f,
+                            None => continue,
+                        }
+                    } else {
+                        proto::int(proto::SIGNAL, sig)
+                    };
+                    let _ = write_all(sock.as_fd(), &frame);
+                }
+            }
+            if !i.is_empty() {
+                let n = match rustix::io::read(stdin, &mut buf) {
+                    Ok(n) => n,
+                    Err(Errno::INTR | Errno::AGAIN) => continue,
+                    Err(_) => 0,
+                };
+                if n == 0 {
+                    stdin_open = false;
+                    let _ = write_all(sock.as_fd(), &proto::encode(proto::CLOSE_STDIN, &[]));
+                    continue;
+                }
+                let (data, detach) = matcher.feed(&buf[..n]);
+                if !data.is_empty() {
+                    let _ = write_all(sock.as_fd(), &proto::encode(proto::STDIN, &data));
+                }
+                if detach {
+                    return Ok(AttachEnd::Detached);
+                }
+            }
+        }
+    }
+
+    /// Waits until the container is no longer running (nor restarting) and its monitor is
+    /// gone; returns its exit code.
+    ///
+    /// Errors: no such container.
+    pub fn wait(&self, reference: &str) -> Result<i64> {
+        let c = self.container(reference)?;
+        loop {
+            if self.wait_exit(&c, Duration::from_secs(3600))? {
+                let now = self.store.read(|tx| tx.container_by_id(&c.id))?;
+                return Ok(now.state.exit_code.unwrap_or(0));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse_like_docker() {
+        assert_eq!(
+            parse_detach_keys("ctrl-p,ctrl-q").unwrap(),
+            DEFAULT_DETACH_KEYS
+        );
+        assert_eq!(parse_detach_keys("ctrl-a,x").unwrap(), [1, b'x']);
+        assert_eq!(parse_detach_keys("ctrl-@,ctrl-[").unwrap(), [0, 27]);
+        assert!(parse_detach_keys("").unwrap().is_empty());
+        for bad in ["ctrl-", "ctrl-pp", "xy", "ctrl-1"] {
+            assert!(parse_detach_keys(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn detach_sequence_is_held_back_then_released() {
+        let mut m = DetachMatcher {
+            keys: DEFAULT_DETACH_KEYS,
+            matched: 0,
+        };
+        assert_eq!(m.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        assert_eq!(m.feed(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(m.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
+        assert_eq!(m.feed(b"\x11rest"), (Vec::new(), true));
+        let mut none = DetachMatcher {
+            keys: &[],
+            matched: 0,
+        };
+        assert_eq!(none.feed(b"\x10\x11"), (b"\x10\x11".to_vec(), false));
+    }
+}

@@ -1,0 +1,58 @@
+//! The engine's unsafe operations: receiving signals as data (for the attach client).
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// Signals blocked and delivered on a descriptor instead; the old mask comes back on drop.
+pub(crate) struct SignalFd {
+    pub(crate) fd: OwnedFd,
+    old: libc::sigset_t,
+}
+
+impl SignalFd {
+    /// Blocks `signals` and returns a non-blocking signalfd that reads them.
+    pub(crate) fn new(signals: &[libc::c_int]) -> io::Result<SignalFd> {
+        // SAFETY: sigset_t is plain data; sigemptyset initialises both sets before any use.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` and `old` are valid, exclusively borrowed sigset_t values for each call;
+        // signalfd(-1, ...) creates a new descriptor and only reads `set`.
+        let fd = unsafe {
+            libc::sigemptyset(&mut set);
+            libc::sigemptyset(&mut old);
+            for s in signals {
+                libc::sigaddset(&mut set, *s);
+            }
+            libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
+            libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            // SAFETY: `old` holds the mask sigprocmask returned above.
+            unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+            return Err(e);
+        }
+        // SAFETY: signalfd returned a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(SignalFd { fd, old })
+    }
+
+    /// The signals delivered since the last call.
+    pub(crate) fn read(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        // struct signalfd_siginfo is 128 bytes; ssi_signo is its first field.
+        let mut info = [0u8; 128];
+        while let Ok(128) = rustix::io::read(&self.fd, &mut info) {
+            out.push(i32::from_ne_bytes([info[0], info[1], info[2], info[3]]));
+        }
+        out
+    }
+}
+
+impl Drop for SignalFd {
+    fn drop(&mut self) {
+        // SAFETY: `old` is the mask saved when the signals were blocked.
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}
