@@ -11,7 +11,6 @@ use image::{ImageStore, Platform};
 
 use crate::containers::Container;
 use crate::error::{EngineError, Result};
-use crate::filter::ContainerFilter;
 use crate::images::Image;
 use crate::store::{Paths, Store};
 
@@ -72,26 +71,6 @@ impl Engine {
     /// Errors: the store cannot be read.
     pub fn images(&self) -> Result<Vec<Image>> {
         self.store.read(|tx| tx.list_images())
-    }
-
-    /// Containers, newest first; only active ones unless `all`.
-    ///
-    /// Errors: the store cannot be read.
-    pub fn ps(&self, all: bool) -> Result<Vec<Container>> {
-        let mut list = self
-            .store
-            .read(|tx| tx.list_containers(&ContainerFilter::default()))?;
-        // Containers whose monitor was killed: record their exit now (lazy repair).
-        for c in &mut list {
-            if self.repair_orphaned(c) {
-                *c = self.store.read(|tx| tx.container_by_id(&c.id))?;
-            }
-        }
-        if !all {
-            list.retain(|c| c.state.status.is_active());
-        }
-        list.sort_by_key(|c| std::cmp::Reverse(c.created));
-        Ok(list)
     }
 
     /// One container by id, name or id prefix.

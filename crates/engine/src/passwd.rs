@@ -5,6 +5,7 @@
 //! `/etc` in a higher layer hides the file below it.
 
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -140,15 +141,25 @@ pub(crate) fn read_from_layers(lowerdirs: &[PathBuf], path: &str) -> Result<Stri
     for layer in lowerdirs {
         let io = |action: &'static str| crate::engine::io_err(action, layer);
         let root = open(None, layer, OFlags::PATH | OFlags::DIRECTORY).map_err(io("open"))?;
-        match open(Some(&root), Path::new(rel), OFlags::RDONLY) {
+        // O_PATH first: a whiteout (0/0 character device) or a FIFO must not be opened for
+        // reading (ENXIO, or a read that never returns).
+        match open(Some(&root), Path::new(rel), OFlags::PATH) {
             Ok(fd) => {
                 let st = rustix::fs::fstat(&fd).map_err(|e| io("stat")(e.into()))?;
-                if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice {
+                match FileType::from_raw_mode(st.st_mode) {
                     // A whiteout: deleted in this layer.
-                    return Ok(String::new());
+                    FileType::CharacterDevice => return Ok(String::new()),
+                    FileType::RegularFile => {}
+                    _ => {
+                        return Err(io("read (not a regular file)")(
+                            std::io::ErrorKind::InvalidData.into(),
+                        ));
+                    }
                 }
+                let reopened = format!("/proc/self/fd/{}", fd.as_raw_fd());
                 let mut text = String::new();
-                std::fs::File::from(fd)
+                std::fs::File::open(reopened)
+                    .map_err(io("open"))?
                     .take(4 << 20)
                     .read_to_string(&mut text)
                     .map_err(io("read"))?;

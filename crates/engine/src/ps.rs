@@ -63,24 +63,12 @@ impl Engine {
         Ok(list)
     }
 
-    /// Lazy repair: a container recorded as active whose process and monitor are both gone
-    /// (its monitor was killed, then it died) is cleaned up and recorded as exited, so `ps`
-    /// never shows a dead container as up.
+    /// Lazy repair: a container recorded as active whose monitor is gone (killed) is stopped,
+    /// cleaned up and recorded as exited, so `ps` never shows a container nothing manages.
     fn repair_gone(&self, list: &mut Vec<Container>) {
         let mut reaped = false;
         for c in list.iter() {
-            let s = &c.state;
-            if s.status.is_active()
-                && !s.pid.is_some_and(crate::check::is_alive)
-                && !s
-                    .monitor_pid
-                    .is_some_and(|p| crate::check::monitor_alive(p, &c.run_dir))
-            {
-                if let Err(e) = self.reap(c) {
-                    tracing::warn!("repair container {}: {e}", c.id.short());
-                }
-                reaped = true;
-            }
+            reaped |= self.repair_orphaned(c);
         }
         if reaped {
             let ids: Vec<_> = list.iter().map(|c| c.id.clone()).collect();

@@ -13,6 +13,7 @@ use super::run::{CreateArgs, attach_options, session};
 #[derive(Debug, Subcommand)]
 pub(crate) enum AttachCommand {
     /// Create a new container (without starting it).
+    #[command(disable_help_flag = true)]
     Create(Box<CreateArgs>),
     /// Start stopped or created containers.
     Start {

@@ -159,3 +159,15 @@ pub(crate) fn inspect_each(
     }
     Ok(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_verb_definition_is_consistent() {
+        // clap checks each subcommand (unique flag names, e.g. -h for hostname needs the
+        // generated help flag disabled) only when it is parsed; check them all here.
+        super::Cli::command().debug_assert();
+    }
+}
