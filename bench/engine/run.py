@@ -52,9 +52,10 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 CLONE_NEWNET = 0x40000000
 SHIM_SOCKET_DIR = "/run/containerd/s"  # containerd 1.6 puts runc v2 shim sockets here
 ENGINES = ("berth", "podman", "docker")
-MONITOR_COMM = {"berth": "berth", "podman": "conmon", "docker": "containerd-shim"}
-MONITOR_NAME = {"berth": "berth monitor", "podman": "conmon",
-                "docker": "containerd-shim-runc-v2"}
+# The parent of a container's init, by /proc/PID/comm (15 characters at most).
+MONITOR_COMM = {"berth": {"berth", "berth-monitor"}, "podman": {"conmon"},
+                "docker": {"containerd-shim"}}
+MONITOR_NAME = {"berth": "berth monitor", "containerd-shim": "containerd-shim-runc-v2"}
 CALL_TIMEOUT = 120  # seconds for one engine CLI call
 READY_TIMEOUT = 30  # seconds for a daemon to answer on its socket
 REMOVERS = 4  # concurrent `rm -f` calls when removing the idle containers
@@ -140,6 +141,28 @@ def smaps_rollup_kib(pid):
         raise BenchError("no /proc/{}/smaps_rollup".format(pid))
     return (fields["Rss"], fields.get("Pss", 0),
             fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0))
+
+
+def smaps_by_mapping(pid):
+    """{mapping name: [Rss, Private KiB]} of one process, from /proc/PID/smaps; anonymous
+    mappings are [anon], the binary and libraries by file name."""
+    out = {}
+    current = None
+    for line in read("/proc/{}/smaps".format(pid)).splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if not parts[0].endswith(":") or len(parts) >= 6 and "-" in parts[0]:
+            name = parts[5] if len(parts) >= 6 else "[anon]"
+            if name.startswith("/"):
+                # berth runs from a detached mount of its binary: the path is just "/".
+                name = os.path.basename(name) or "(own binary)"
+            current = out.setdefault(name, [0, 0])
+        elif current is not None and parts[0] == "Rss:":
+            current[0] += int(parts[1])
+        elif current is not None and parts[0] in ("Private_Clean:", "Private_Dirty:"):
+            current[1] += int(parts[1])
+    return out
 
 
 def wait_until(what, predicate, timeout=READY_TIMEOUT, proc=None, logfile=None):
@@ -469,6 +492,7 @@ class Engine:
         self.samples = {}  # measure -> [ms]
         self.mem = []  # (rss, pss, uss) KiB per monitor
         self.monitor_comms = set()
+        self.breakdown = {}  # one monitor's memory by mapping
         self.names = []  # containers this run made (names), removed at the end
 
     def cmd(self, *args):
@@ -835,9 +859,11 @@ def measure_idle(engines, args, errfile):
                 _, comm = ppid_and_comm(mon)
                 e.monitor_comms.add(comm)
                 e.mem.append(smaps_rollup_kib(mon))
-        if e.monitor_comms != {MONITOR_COMM[e.name]}:
+                if not e.breakdown:
+                    e.breakdown = smaps_by_mapping(mon)
+        if not e.monitor_comms <= MONITOR_COMM[e.name]:
             log("warning: {}'s container inits have parents {} (expected {})".format(
-                e.name, sorted(e.monitor_comms), MONITOR_COMM[e.name]))
+                e.name, sorted(e.monitor_comms), " or ".join(sorted(MONITOR_COMM[e.name]))))
         e.daemon_mem = [(n, smaps_rollup_kib(p)) for n, p in e.daemons()]
     log("ps: {} warm-up + {} rounds with {} containers each".format(args.warmup, args.n, count))
     for measured, e in rounds(engines, args):
@@ -901,11 +927,17 @@ def mem_table(engines, count):
         ratio = ["{:.2f}".format(uss[e.name] / uss[r]) if r in uss and uss[r] else "–"
                  for r in ("podman", "docker")]
         lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
-            "**berth**" if e.name == "berth" else e.name, MONITOR_NAME[e.name],
+            "**berth**" if e.name == "berth" else e.name,
+            " / ".join(MONITOR_NAME.get(c, c) for c in sorted(e.monitor_comms)),
             mib(statistics.median(rss)), mib(statistics.median(pss)), mib(statistics.median(us)),
             mib(pct(rss, 90)), mib(pct(us, 90)), *ratio))
     lines += ["", "Target: berth ≤ 1 MiB RSS and ≤ 0.25 MiB USS per monitor. Medians over the "
               "containers; USS = Private_Clean + Private_Dirty of /proc/PID/smaps_rollup."]
+    for e in rows:
+        top = sorted(e.breakdown.items(), key=lambda kv: -kv[1][0])[:5]
+        if top:
+            lines.append("{}'s monitor by mapping (RSS/private KiB): {}.".format(
+                e.name, ", ".join("{} {}/{}".format(k, v[0], v[1]) for k, v in top)))
     for e in rows:
         for name, (rss, pss, us) in getattr(e, "daemon_mem", []):
             base = getattr(e, "daemon_base", {}).get(name)
