@@ -46,6 +46,10 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # no root-owned __pycache__ in the tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from rootfs import busybox_rootfs  # noqa: E402 - bench/common, found through the line above
+
 PREFIX = "berth-test-{}-bench-engine".format(os.getpid())
 NETNS_DIR = "/run/netns"
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -755,26 +759,11 @@ def hard_limits():
 
 def busybox_tarball(sb):
     """A busybox rootfs tarball from Debian's busybox-static, as testutil builds it."""
-    busybox = "/bin/busybox"
-    ldd = subprocess.run(["ldd", busybox], capture_output=True, text=True)
-    if "not a dynamic executable" not in (ldd.stdout + ldd.stderr):
-        raise BenchError("{} is not static: install busybox-static".format(busybox))
     rootfs = sb.subdir("rootfs")
-    for d in ("bin", "etc", "proc", "sys", "dev", "tmp", "root"):
-        os.makedirs(os.path.join(rootfs, d), exist_ok=True)
-    shutil.copy2(busybox, os.path.join(rootfs, "bin", "busybox"))
-    applets = run_quiet([busybox, "--list-full"]).stdout.split()
-    for path in applets:
-        name = os.path.basename(path)
-        if name == "busybox":
-            continue  # a self-link would replace the binary
-        link = os.path.join(rootfs, "bin", name)
-        if not os.path.lexists(link):
-            os.symlink("busybox", link)
-    with open(os.path.join(rootfs, "etc", "passwd"), "w") as f:
-        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
-    with open(os.path.join(rootfs, "etc", "group"), "w") as f:
-        f.write("root:x:0:\nnogroup:x:65534:\n")
+    try:
+        busybox_rootfs(rootfs)
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        raise BenchError("busybox rootfs: {}".format(e))
     tarball = os.path.join(sb.dir, "busybox.tar")
     run_quiet(["tar", "-C", rootfs, "-cf", tarball, "."])
     return tarball
