@@ -329,7 +329,6 @@ class Sandbox:
                 except OSError:
                     pass
             time.sleep(0.1)
-            reap()
         for sock in shim_sockets:
             try:
                 os.unlink(sock)
@@ -468,16 +467,6 @@ def shim_socket(pid):
         return []
     key = os.path.join(addr, ns, cid).encode()
     return [os.path.join(SHIM_SOCKET_DIR, hashlib.sha256(key).hexdigest())]
-
-
-def reap():
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 # ---------------------------------------------------------------- engines
@@ -922,6 +911,16 @@ def mem_table(engines, count):
             mib(pct(rss, 90)), mib(pct(us, 90)), *ratio))
     lines += ["", "Target: berth ≤ 1 MiB RSS and ≤ 0.25 MiB USS per monitor. Medians over the "
               "containers; USS = Private_Clean + Private_Dirty of /proc/PID/smaps_rollup."]
+    if count >= 10:
+        tenth = max(1, count // 10)
+        trend = []
+        for e in rows:
+            us = [m[2] for m in e.mem]
+            trend.append("{} {:.2f} → {:.2f}".format(
+                e.name, statistics.mean(us[:tenth]) / 1024.0, statistics.mean(us[-tenth:]) / 1024.0))
+        lines.append("Mean USS MiB of the first and the last tenth of the monitors started (does a "
+                     "monitor's memory grow with the containers already there?): {}.".format(
+                         ", ".join(trend)))
     for e in rows:
         top = sorted(e.breakdown.items(), key=lambda kv: -kv[1][0])[:5]
         if top:
@@ -1079,7 +1078,6 @@ def main():
             except (BenchError, OSError) as err:
                 problems.append("{}: {}".format(e.name, err))
         problems += sb.sweep()
-        reap()
         left = sb.leftovers()
         for p in problems:
             log("cleanup: " + p)
