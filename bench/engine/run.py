@@ -837,8 +837,9 @@ def measure_idle(engines, args, errfile):
                 _, comm = ppid_and_comm(mon)
                 e.monitor_comms.add(comm)
                 e.mem.append(smaps_rollup_kib(mon))
-                if not e.breakdown:
-                    e.breakdown = smaps_by_mapping(mon)
+                last = mon
+        # The monitor started last: the one that found the most containers already there.
+        e.breakdown = smaps_by_mapping(last)
         if not e.monitor_comms <= MONITOR_COMM[e.name]:
             log("warning: {}'s container inits have parents {} (expected {})".format(
                 e.name, sorted(e.monitor_comms), " or ".join(sorted(MONITOR_COMM[e.name]))))
@@ -924,7 +925,7 @@ def mem_table(engines, count):
     for e in rows:
         top = sorted(e.breakdown.items(), key=lambda kv: -kv[1][0])[:5]
         if top:
-            lines.append("{}'s monitor by mapping (RSS/private KiB): {}.".format(
+            lines.append("{}'s last monitor by mapping (RSS/private KiB): {}.".format(
                 e.name, ", ".join("{} {}/{}".format(k, v[0], v[1]) for k, v in top)))
     for e in rows:
         for name, (rss, pss, us) in getattr(e, "daemon_mem", []):
