@@ -252,8 +252,10 @@ class Sandbox:
 
     def owned_processes(self):
         """Live processes of this run: their command line names one of its dirs, they are in
-        its netns, or in one of its cgroups (the cgroup parent, or a berth container's)."""
+        its netns, or in one of its cgroups (the cgroup parent, or a berth container's), and
+        the descendants of those (a container's processes, whatever their cgroup)."""
         me = os.getpid()
+        children = {}
         marks = [self.dir.encode(), self.run.encode()]
         try:
             ns = os.stat(self.netns) if self.netns_made else None
@@ -268,6 +270,8 @@ class Sandbox:
                     cmdline = f.read()
             except OSError:
                 continue
+            ppid, _ = ppid_and_comm(pid)
+            children.setdefault(ppid, []).append(pid)
             owned = any(m in cmdline for m in marks)
             if not owned and ns is not None:
                 try:
@@ -284,6 +288,12 @@ class Sandbox:
                         break
             if owned:
                 out.append(pid)
+        todo = list(out)
+        while todo:
+            for child in children.get(todo.pop(), []):
+                if child not in out:
+                    out.append(child)
+                    todo.append(child)
         return out
 
     def mounts(self):
@@ -566,6 +576,10 @@ class Berth(Engine):
         p = run_quiet(self.cmd("ps", "-aq", "--no-trunc"), env=self.env, check=False)
         ids = p.stdout.split()
         self.sb.berth_ids.update(ids)
+        try:  # the store's container dirs, should `ps` fail
+            self.sb.berth_ids.update(os.listdir(os.path.join(self.root, "containers")))
+        except OSError:
+            pass
         problems = []
         for cid in ids:
             q = run_quiet(self.rm_f([cid]), env=self.env, check=False)
