@@ -542,6 +542,9 @@ class Engine:
         with concurrent.futures.ThreadPoolExecutor(REMOVERS) as pool:
             return [p for problems in pool.map(batch, batches) for p in problems]
 
+    def track(self):
+        """Note the ids of the containers made so far, where the sweep needs them."""
+
     def close(self):
         """Remove every container of this run; returns problems."""
         return []
@@ -799,8 +802,7 @@ def measure_run(engines, args, errfile):
         if measured:
             e.samples.setdefault("run", []).append(dt)
     for e in engines:
-        if isinstance(e, Berth):
-            e.track()
+        e.track()
 
 
 def measure_exec(engines, args, errfile):
@@ -808,15 +810,16 @@ def measure_exec(engines, args, errfile):
         name = "{}-exec".format(PREFIX)
         e.names.append(name)
         run_quiet(e.run_d(name, "sleep", "3600"), env=e.env)
-        if isinstance(e, Berth):
-            e.track()
+        e.track()
     log("exec: {} warm-up + {} rounds".format(args.warmup, args.n))
     for measured, e in rounds(engines, args):
         dt = timed(e.cmd("exec", "{}-exec".format(PREFIX), "true"), e.env, errfile)
         if measured:
             e.samples.setdefault("exec", []).append(dt)
     for e in engines:
-        e.remove(["{}-exec".format(PREFIX)])
+        problems = e.remove(["{}-exec".format(PREFIX)])
+        if problems:
+            raise BenchError("; ".join(problems))
         e.names.remove("{}-exec".format(PREFIX))
 
 
@@ -832,8 +835,7 @@ def measure_idle(engines, args, errfile):
         if (i + 1) % 50 == 0:
             log("  {} of {}".format(i + 1, count))
     for e in engines:
-        if isinstance(e, Berth):
-            e.track()
+        e.track()
     time.sleep(args.settle)
     for e in engines:
         running = e.count_running()
