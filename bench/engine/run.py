@@ -1085,8 +1085,8 @@ def main():
         failure = str(e)
     finally:
         # Ctrl-C during the cleanup must not leave things half removed.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         log("cleaning up")
         problems = []
         for e in engines:
@@ -1110,6 +1110,8 @@ def main():
                        for e in engines}, f, indent=1)
     if failure:
         sys.exit("bench/engine: " + failure)
+    if left:
+        sys.exit(1)  # the warning above says what
 
 
 if __name__ == "__main__":
