@@ -45,6 +45,10 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # no root-owned __pycache__ in the tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from rootfs import busybox_rootfs  # noqa: E402 - bench/common, found through the line above
+
 PR_SET_CHILD_SUBREAPER = 36
 UNIFIED = "/sys/fs/cgroup/unified"
 IN_NS_ENV = "BERTH_BENCH_IN_PRIVATE_NS"
@@ -186,26 +190,7 @@ def wrapper_cost_ms(n, errfile):
 
 def make_bundle(parent):
     bundle = os.path.join(parent, "bundle")
-    rootfs = os.path.join(bundle, "rootfs")
-    for d in ("bin", "etc", "proc", "sys", "dev", "tmp"):
-        os.makedirs(os.path.join(rootfs, d), exist_ok=True)
-    busybox = shutil.which("busybox") or "/bin/busybox"
-    ldd = subprocess.run(["ldd", busybox], capture_output=True, text=True)
-    if "not a dynamic executable" not in (ldd.stdout + ldd.stderr):
-        raise RuntimeError("{} is not static; install busybox-static".format(busybox))
-    shutil.copy2(busybox, os.path.join(rootfs, "bin", "busybox"))
-    applets = subprocess.run([busybox, "--list-full"], capture_output=True, text=True, check=True)
-    for path in applets.stdout.split():
-        name = os.path.basename(path)
-        if name == "busybox":
-            continue  # a self-link would replace the binary
-        link = os.path.join(rootfs, "bin", name)
-        if not os.path.lexists(link):
-            os.symlink("busybox", link)
-    with open(os.path.join(rootfs, "etc", "passwd"), "w") as f:
-        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
-    with open(os.path.join(rootfs, "etc", "group"), "w") as f:
-        f.write("root:x:0:\nnogroup:x:65534:\n")
+    busybox_rootfs(os.path.join(bundle, "rootfs"))
     runc = shutil.which("runc")
     if runc:
         subprocess.run([runc, "spec", "--bundle", bundle], check=True)
