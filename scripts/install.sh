@@ -42,4 +42,10 @@ if ! berth images | awk '$1 == "busybox" && $2 == "latest" { found = 1 } END { e
 fi
 berth run --rm busybox sh -c \
   'echo "hello from container $(hostname): pid $$, uid $(id -u), $(ls /bin | wc -l) busybox applets"'
-echo "berth and berth-runtime are installed in /usr/local/bin; try: berth run --rm busybox uname -a"
+echo "berth, berth-monitor and berth-runtime are installed in /usr/local/bin"
+if [ -t 0 ] && [ -t 1 ]; then
+  echo "an interactive busybox shell in a new container (exit to leave, ctrl-p ctrl-q to detach):"
+  berth run -it --rm busybox sh
+else
+  echo "try: berth run -it --rm busybox sh"
+fi
