@@ -793,5 +793,30 @@ fn exec_stdin_is_passed_with_i_and_null_without() {
     ]);
     let plain = r.ok(&["exec", "ei", "grep", "CapEff", "/proc/self/status"]);
     assert_ne!(caps, plain, "--privileged adds capabilities");
-    r.ok(&["rm", "-f", "ei"]);
+
+    // -t without a terminal here: the process still gets a pty, through a runc-style runtime
+    // binary (exec --console-socket --detach --pid-file) as well as the in-process one.
+    let runtime = testutil::runtime_binary();
+    let runtime = runtime.to_str().expect("utf-8 path");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ext",
+        "--runtime",
+        runtime,
+        "bb",
+        "sleep",
+        "600",
+    ]);
+    for ctr in ["ei", "ext"] {
+        let out = r.run(&["exec", "-t", ctr, "sh", "-c", "tty; exit 5"]);
+        assert_eq!(out.status.code(), Some(5), "{ctr}: {}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("/dev/pts/"),
+            "{ctr}: {}",
+            describe(&out)
+        );
+    }
+    r.ok(&["rm", "-f", "ei", "ext"]);
 }

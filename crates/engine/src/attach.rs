@@ -21,8 +21,9 @@ use crate::state::Status;
 use crate::sys::SignalFd;
 
 /// A unix socket path for `name` in `dir` short enough for `sockaddr_un` (108 bytes): the path
-/// itself, or `/proc/self/fd/<dir fd>/<name>` while the returned descriptor stays open (the run
-/// root plus a 64-character id easily pass the limit).
+/// itself, or `/proc/<this pid>/fd/<dir fd>/<name>` while the returned descriptor stays open
+/// (the run root plus a 64-character id easily pass the limit). The pid rather than `self`
+/// lets a child (a runtime binary given a `--console-socket`) reach it too.
 pub(crate) fn socket_path(dir: &Path, name: &str) -> std::io::Result<(Option<OwnedFd>, PathBuf)> {
     let full = dir.join(name);
     if full.as_os_str().len() < 100 {
@@ -33,7 +34,11 @@ pub(crate) fn socket_path(dir: &Path, name: &str) -> std::io::Result<(Option<Own
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )?;
-    let path = PathBuf::from(format!("/proc/self/fd/{}/{name}", fd.as_raw_fd()));
+    let path = PathBuf::from(format!(
+        "/proc/{}/fd/{}/{name}",
+        std::process::id(),
+        fd.as_raw_fd()
+    ));
     Ok((Some(fd), path))
 }
 
