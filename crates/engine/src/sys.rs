@@ -64,8 +64,8 @@ impl Drop for SignalFd {
 /// and its own session, so it holds nothing of the caller's terminal.
 pub(crate) fn keep_terminal(master: OwnedFd) -> io::Result<()> {
     let null = c"/dev/null";
-    // SAFETY: the child runs only async-signal-safe calls (setsid, open, dup2, read, _exit) on
-    // descriptors and a stack buffer it owns, then exits without returning.
+    // SAFETY: the child runs only async-signal-safe calls (sigprocmask, setsid, open, dup2,
+    // read, _exit) on descriptors and a stack buffer it owns, then exits without returning.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
@@ -75,6 +75,10 @@ pub(crate) fn keep_terminal(master: OwnedFd) -> io::Result<()> {
         let mut buf = [0u8; 4096];
         // SAFETY: as above; `buf` outlives every read into it.
         unsafe {
+            // The relay left termination signals blocked; the keeper takes them normally.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
             libc::setsid();
             let n = libc::open(null.as_ptr(), libc::O_RDWR);
             if n >= 0 {
