@@ -674,3 +674,149 @@ fn health_checks_turn_healthy_then_unhealthy() {
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     r.ok(&["rm", "-f", "doc", "plain"]);
 }
+
+// ---- `exec -i` / `exec -t` ---------------------------------------------------------------
+// Kept together at the end of the file, on the helpers above as they are.
+
+/// `berth exec -it CTR sh` in a tmux pane: typing reaches the shell, its output comes back,
+/// a resize reaches the pty, the detach keys leave the process running, and the shell's exit
+/// code is the CLI's.
+#[test]
+fn exec_tty_session_types_resizes_and_exits_with_the_shells_code() {
+    if !testutil::require_root() {
+        return;
+    }
+    let r = Roots::new("mon-exec-tty");
+    if Command::new("tmux").arg("-V").output().is_err() {
+        panic!("tmux is needed for this test (apt install tmux)");
+    }
+    r.ok(&["run", "-d", "--name", "et", "bb", "sleep", "600"]);
+    let exec = format!(
+        "{}; echo exec-exit=$?; exec sleep 600",
+        r.shell("exec -it et sh")
+    );
+    let out = r.tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "ex",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &exec,
+    ]);
+    assert!(out.status.success(), "tmux: {}", describe(&out));
+    r.pane_shows("ex", "/ #");
+    r.tmux(&[
+        "send-keys",
+        "-t",
+        "ex",
+        "echo in-''exec; tty; stty size",
+        "Enter",
+    ]);
+    r.pane_shows("ex", "in-exec");
+    r.pane_shows("ex", "/dev/pts/");
+    r.pane_shows("ex", "30 100");
+    r.tmux(&["resize-window", "-t", "ex", "-x", "120", "-y", "40"]);
+    r.tmux(&["send-keys", "-t", "ex", "stty size", "Enter"]);
+    r.pane_shows("ex", "40 120");
+    r.tmux(&["send-keys", "-t", "ex", "exit 4", "Enter"]);
+    r.pane_shows("ex", "exec-exit=4");
+    assert_eq!(r.inspect("{{.State.Status}}", "et"), "running");
+
+    // ctrl-p ctrl-q: the CLI exits 0 and the process runs on, its terminal kept open.
+    let detached = format!(
+        "{}; echo detach-exit=$?; exec sleep 600",
+        r.shell("exec -it et sh -c 'echo ready-''to-detach; exec sleep 777'")
+    );
+    r.tmux(&["new-session", "-d", "-s", "det", &detached]);
+    r.pane_shows("det", "ready-to-detach");
+    r.tmux(&["send-keys", "-t", "det", "C-p", "C-q"]);
+    r.pane_shows("det", "detach-exit=0");
+    assert!(
+        eventually(|| r.ok(&["exec", "et", "ps"]).contains("sleep 777")),
+        "the detached process is gone: {}",
+        r.ok(&["exec", "et", "ps"])
+    );
+    let id = r.inspect("{{.Id}}", "et");
+    r.ok(&["rm", "-f", "et"]);
+    r.assert_clean(&id);
+}
+
+/// Without `-t`, `-i` hands the CLI's stdin to the process; without `-i` it reads /dev/null.
+#[test]
+fn exec_stdin_is_passed_with_i_and_null_without() {
+    if !testutil::require_root() {
+        return;
+    }
+    let r = Roots::new("mon-exec-i");
+    r.ok(&["run", "-d", "--name", "ei", "bb", "sleep", "600"]);
+    let piped = |args: &[&str]| {
+        use std::io::Write;
+        let mut child = r
+            .berth(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn berth");
+        // Leave stdin open without -i: cat must still end, on /dev/null's EOF.
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"hi\n").expect("write stdin");
+        if args.contains(&"-i") {
+            drop(stdin);
+            child.wait_with_output().expect("wait for berth")
+        } else {
+            let out = child.wait_with_output().expect("wait for berth");
+            drop(stdin);
+            out
+        }
+    };
+    let out = piped(&["exec", "-i", "ei", "cat"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    let out = piped(&["exec", "ei", "cat"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    let out = r.run(&["exec", "-i", "ei", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+    let out = r.run(&["exec", "-it", "--detach-keys", "ctrl-1", "ei", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let caps = r.ok(&[
+        "exec",
+        "--privileged",
+        "ei",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    let plain = r.ok(&["exec", "ei", "grep", "CapEff", "/proc/self/status"]);
+    assert_ne!(caps, plain, "--privileged adds capabilities");
+
+    // -t without a terminal here: the process still gets a pty, through a runc-style runtime
+    // binary (exec --console-socket --detach --pid-file) as well as the in-process one.
+    let runtime = testutil::runtime_binary();
+    let runtime = runtime.to_str().expect("utf-8 path");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ext",
+        "--runtime",
+        runtime,
+        "bb",
+        "sleep",
+        "600",
+    ]);
+    for ctr in ["ei", "ext"] {
+        let out = r.run(&["exec", "-t", ctr, "sh", "-c", "tty; exit 5"]);
+        assert_eq!(out.status.code(), Some(5), "{ctr}: {}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("/dev/pts/"),
+            "{ctr}: {}",
+            describe(&out)
+        );
+    }
+    r.ok(&["rm", "-f", "ei", "ext"]);
+}

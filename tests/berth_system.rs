@@ -384,6 +384,34 @@ fn system_df_prune_check_info_version() {
     let version = stdout(&b.ok(&["version", "-f", "{{.Server.Version}}"]));
     assert_eq!(version.trim(), env!("CARGO_PKG_VERSION"));
     assert!(stdout(&b.ok(&["version"])).starts_with("Client:\n Version:"));
+
+    // Images: a tag moved by a second commit leaves the first image dangling; `system prune`
+    // removes it (and the stopped container), `-a` also the tagged image no container uses,
+    // never the one `keep` runs.
+    b.ok(&["commit", "-m", "one", "kept", "snap:1"]);
+    let first = stdout(&b.ok(&["inspect", "-f", "{{.Id}}", "snap:1"]));
+    b.ok(&["commit", "-m", "two", "kept", "snap:1"]);
+    let images = || stdout(&b.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    let out = stdout(&b.ok(&["system", "prune", "-f"]));
+    assert!(
+        out.contains(&format!("Deleted Images:\ndeleted: {}\n", first.trim())),
+        "{out}"
+    );
+    assert!(out.contains("Deleted Containers:\n"), "{out}");
+    assert!(out.contains("Total reclaimed space: "), "{out}");
+    assert!(images().contains("snap:1"), "{}", images());
+    let out = stdout(&b.ok(&["system", "prune", "-a", "-f"]));
+    assert!(
+        out.starts_with("Deleted Images:\nuntagged: snap:1\ndeleted: sha256:"),
+        "{out}"
+    );
+    assert!(!out.contains("Total reclaimed space: 0B"), "{out}");
+    assert_eq!(images(), "bb:latest\n");
+    assert_eq!(
+        stdout(&b.ok(&["system", "prune", "-a", "-f"])),
+        "Total reclaimed space: 0B\n"
+    );
+    b.assert_consistent();
 }
 
 /// `run --runtime R`: the same container lifecycle through an OCI runtime binary.

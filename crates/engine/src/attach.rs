@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_monitor::proto::{self, Decoder};
-use runtime::console::RawMode;
+use runtime::console::{DetachMatcher, RawMode};
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
@@ -21,8 +21,9 @@ use crate::state::Status;
 use crate::sys::SignalFd;
 
 /// A unix socket path for `name` in `dir` short enough for `sockaddr_un` (108 bytes): the path
-/// itself, or `/proc/self/fd/<dir fd>/<name>` while the returned descriptor stays open (the run
-/// root plus a 64-character id easily pass the limit).
+/// itself, or `/proc/<this pid>/fd/<dir fd>/<name>` while the returned descriptor stays open
+/// (the run root plus a 64-character id easily pass the limit). The pid rather than `self`
+/// lets a child (a runtime binary given a `--console-socket`) reach it too.
 pub(crate) fn socket_path(dir: &Path, name: &str) -> std::io::Result<(Option<OwnedFd>, PathBuf)> {
     let full = dir.join(name);
     if full.as_os_str().len() < 100 {
@@ -33,7 +34,11 @@ pub(crate) fn socket_path(dir: &Path, name: &str) -> std::io::Result<(Option<Own
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )?;
-    let path = PathBuf::from(format!("/proc/self/fd/{}/{name}", fd.as_raw_fd()));
+    let path = PathBuf::from(format!(
+        "/proc/{}/fd/{}/{name}",
+        std::process::id(),
+        fd.as_raw_fd()
+    ));
     Ok((Some(fd), path))
 }
 
@@ -119,44 +124,6 @@ fn size_frame() -> Option<Vec<u8>> {
         .map(|ws| proto::resize(ws.ws_row, ws.ws_col))
 }
 
-/// Detach-key matching over the stdin byte stream.
-struct DetachMatcher<'a> {
-    keys: &'a [u8],
-    matched: usize,
-}
-
-impl DetachMatcher<'_> {
-    /// Feeds `data`; returns the bytes to send and whether the full sequence was typed. Bytes
-    /// of a partial match are held back until the match fails.
-    fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
-        let mut out = Vec::with_capacity(data.len());
-        for &b in data {
-            if self.keys.is_empty() {
-                out.push(b);
-                continue;
-            }
-            if b == self.keys[self.matched] {
-                self.matched += 1;
-                if self.matched == self.keys.len() {
-                    return (out, true);
-                }
-                continue;
-            }
-            out.extend_from_slice(&self.keys[..self.matched]);
-            self.matched = 0;
-            if b == self.keys[0] {
-                self.matched = 1;
-                if self.keys.len() == 1 {
-                    return (out, true);
-                }
-            } else {
-                out.push(b);
-            }
-        }
-        (out, false)
-    }
-}
-
 impl Engine {
     /// Connects to the attach socket of a running container (waiting while it restarts).
     ///
@@ -221,10 +188,7 @@ impl Engine {
         {
             write_all(sock.as_fd(), &f).map_err(io_err("attach", Path::new("")))?;
         }
-        let mut matcher = DetachMatcher {
-            keys: &opts.detach_keys,
-            matched: 0,
-        };
+        let mut matcher = DetachMatcher::new(&opts.detach_keys);
         let mut frames = Decoder::default();
         let mut stdin_open = opts.stdin;
         let mut buf = vec![0u8; 32 * 1024];
@@ -340,22 +304,5 @@ mod tests {
         for bad in ["ctrl-", "ctrl-pp", "xy", "ctrl-1"] {
             assert!(parse_detach_keys(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn detach_sequence_is_held_back_then_released() {
-        let mut m = DetachMatcher {
-            keys: DEFAULT_DETACH_KEYS,
-            matched: 0,
-        };
-        assert_eq!(m.feed(b"ab\x10"), (b"ab".to_vec(), false));
-        assert_eq!(m.feed(b"c"), (b"\x10c".to_vec(), false));
-        assert_eq!(m.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
-        assert_eq!(m.feed(b"\x11rest"), (Vec::new(), true));
-        let mut none = DetachMatcher {
-            keys: &[],
-            matched: 0,
-        };
-        assert_eq!(none.feed(b"\x10\x11"), (b"\x10\x11".to_vec(), false));
     }
 }

@@ -26,6 +26,14 @@ pub struct ExecOptions {
     pub user: Option<String>,
     /// `-d`: return once the process runs; its stdio is /dev/null.
     pub detach: bool,
+    /// `-i`: the process reads this process's stdin (else /dev/null).
+    pub interactive: bool,
+    /// `-t`: the process gets a terminal, relayed to this process's stdio.
+    pub tty: bool,
+    /// With `tty` and `interactive`: typing these detaches, the process runs on (empty: none).
+    pub detach_keys: Vec<u8>,
+    /// `--privileged`: every capability, whatever the container has.
+    pub privileged: bool,
 }
 
 impl Engine {
@@ -59,8 +67,11 @@ impl Engine {
             }
             _ => (String::new(), String::new()),
         };
-        let process = exec_process(base, opts, &passwd, &group)?;
+        let mut process = exec_process(base, opts, &passwd, &group)?;
         let oci = crate::oci::for_container(&self.paths, &c);
+        if opts.tty && !opts.detach {
+            return exec_terminal(&c, oci.as_ref(), &mut process, opts);
+        }
         if opts.detach {
             // The process inherits fds 0-2: give it /dev/null, not the caller's terminal or pipes.
             let saved = StdioSaved::to_null()?;
@@ -68,7 +79,84 @@ impl Engine {
             drop(saved);
             return r;
         }
+        // Docker's exec without -i reads nothing: give it /dev/null, not the caller's stdin.
+        let _saved = if opts.interactive {
+            None
+        } else {
+            Some(StdioSaved::stdin_to_null()?)
+        };
         oci.exec(c.id.as_str(), &process, false)
+    }
+}
+
+/// `exec -t` without `-d`: the process gets a pty whose master comes back over a console
+/// socket; this process relays it to its own stdio (raw mode, window size, detach keys) and
+/// reaps the process (a subreaper, for runtimes that exit before it does).
+fn exec_terminal(
+    c: &crate::containers::Container,
+    oci: &dyn crate::oci::OciRuntime,
+    process: &mut Process,
+    opts: &ExecOptions,
+) -> Result<i32> {
+    use runtime::console::{RelayOptions, Relayed};
+    process.set_terminal(Some(true));
+    if let Ok(ws) = rustix::termios::tcgetwinsize(rustix::stdio::stdout())
+        && ws.ws_row > 0
+        && ws.ws_col > 0
+        && let Ok(size) = oci_spec::runtime::BoxBuilder::default()
+            .height(u32::from(ws.ws_row))
+            .width(u32::from(ws.ws_col))
+            .build()
+    {
+        process.set_console_size(Some(size));
+    }
+    let tag = format!("exec-{}", std::process::id());
+    let sock_path = c.run_dir.join(format!("{tag}.sock"));
+    let pid_file = c.run_dir.join(format!("{tag}.pid"));
+    let _ = std::fs::remove_file(&sock_path);
+    let (_dir, short) = crate::attach::socket_path(&c.run_dir, &format!("{tag}.sock"))
+        .map_err(io_err("listen on", &sock_path))?;
+    let listener =
+        std::os::unix::net::UnixListener::bind(&short).map_err(io_err("listen on", &sock_path))?;
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .map_err(|e| io_err("become subreaper", &sock_path)(e.into()))?;
+    let started = oci.exec_terminal(c.id.as_str(), process, &short, &pid_file);
+    let _ = std::fs::remove_file(&sock_path);
+    let pid_text = std::fs::read_to_string(&pid_file);
+    let _ = std::fs::remove_file(&pid_file);
+    started?;
+    let pid: i32 = pid_text
+        .map_err(io_err("read", &pid_file))?
+        .trim()
+        .parse()
+        .map_err(|_| EngineError::InvalidValue {
+            what: "exec pid file content",
+            value: pid_file.display().to_string(),
+        })?;
+    let runtime_err = |source| EngineError::Runtime {
+        action: format!("relay the terminal of an exec in {}", c.id.short()),
+        source: Box::new(source),
+    };
+    // The runtime connected and sent the master before returning: it waits in the backlog.
+    let (conn, _) = listener.accept().map_err(io_err("accept on", &sock_path))?;
+    let master =
+        runtime::console::receive_master(std::os::fd::AsFd::as_fd(&conn)).map_err(runtime_err)?;
+    drop(conn);
+    let relay = RelayOptions {
+        stdin: opts.interactive,
+        detach_keys: if opts.interactive {
+            &opts.detach_keys
+        } else {
+            &[]
+        },
+    };
+    match runtime::console::relay(master, pid, relay).map_err(runtime_err)? {
+        Relayed::Exited(code) => Ok(code),
+        Relayed::Detached(master) => {
+            crate::sys::keep_terminal(master)
+                .map_err(|e| io_err("keep the terminal of", &sock_path)(e))?;
+            Ok(0)
+        }
     }
 }
 
@@ -99,6 +187,17 @@ fn exec_process(mut p: Process, opts: &ExecOptions, passwd: &str, group: &str) -
         env.push(e.clone());
     }
     p.set_env(Some(env));
+    if opts.privileged {
+        let all: oci_spec::runtime::Capabilities = crate::security::all_capabilities()
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect();
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        caps.set_bounding(Some(all.clone()));
+        caps.set_effective(Some(all.clone()));
+        caps.set_permitted(Some(all));
+        p.set_capabilities(Some(caps));
+    }
     if let Some(w) = &opts.workdir {
         p.set_cwd(w.into());
     }
@@ -117,10 +216,22 @@ fn exec_process(mut p: Process, opts: &ExecOptions, passwd: &str, group: &str) -
 
 /// Fds 0-2 pointed elsewhere until dropped.
 pub(crate) struct StdioSaved {
-    saved: [OwnedFd; 3],
+    saved: [Option<OwnedFd>; 3],
 }
 
 impl StdioSaved {
+    /// Points fd 0 at /dev/null until the guard drops.
+    pub(crate) fn stdin_to_null() -> Result<StdioSaved> {
+        let null = Path::new("/dev/null");
+        let null: OwnedFd = File::open(null).map_err(io_err("open", null))?.into();
+        let saved = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3)
+            .map_err(|e| io_err("save stdio", Path::new("/dev/null"))(e.into()))?;
+        let _ = rustix::stdio::dup2_stdin(&null);
+        Ok(StdioSaved {
+            saved: [Some(saved), None, None],
+        })
+    }
+
     /// Points fds 0-2 at /dev/null until the guard drops.
     pub(crate) fn to_null() -> Result<StdioSaved> {
         let null = Path::new("/dev/null");
@@ -138,9 +249,9 @@ impl StdioSaved {
                 .map_err(|e| io_err("save stdio", Path::new("/dev/null"))(e.into()))
         };
         let saved = [
-            dup(rustix::stdio::stdin())?,
-            dup(rustix::stdio::stdout())?,
-            dup(rustix::stdio::stderr())?,
+            Some(dup(rustix::stdio::stdin())?),
+            Some(dup(rustix::stdio::stdout())?),
+            Some(dup(rustix::stdio::stderr())?),
         ];
         let _ = rustix::stdio::dup2_stdin(to);
         let _ = rustix::stdio::dup2_stdout(to);
@@ -152,9 +263,15 @@ impl StdioSaved {
 impl Drop for StdioSaved {
     fn drop(&mut self) {
         let [i, o, e] = &self.saved;
-        let _ = rustix::stdio::dup2_stdin(i);
-        let _ = rustix::stdio::dup2_stdout(o);
-        let _ = rustix::stdio::dup2_stderr(e);
+        if let Some(i) = i {
+            let _ = rustix::stdio::dup2_stdin(i);
+        }
+        if let Some(o) = o {
+            let _ = rustix::stdio::dup2_stdout(o);
+        }
+        if let Some(e) = e {
+            let _ = rustix::stdio::dup2_stderr(e);
+        }
     }
 }
 
@@ -171,7 +288,7 @@ mod tests {
             env: vec!["FOO=bar".into()],
             workdir: Some("/tmp".into()),
             user: Some("1000:100".into()),
-            detach: false,
+            ..Default::default()
         };
         let p = exec_process(base, &opts, "", "").expect("process");
         assert_eq!(p.args().as_deref(), Some(&["sh".to_owned()][..]));

@@ -304,11 +304,20 @@ impl Engine {
         all: bool,
         filter: &ImageFilter,
     ) -> Result<(Vec<ImageRemoval>, u64)> {
+        self.prune_images_matching(all, |img| filter.matches(img, None, None))
+    }
+
+    /// [`Engine::prune_images`] with any predicate on the images (`system prune`'s filters).
+    pub(crate) fn prune_images_matching(
+        &self,
+        all: bool,
+        wanted: impl Fn(&crate::images::Image) -> bool,
+    ) -> Result<(Vec<ImageRemoval>, u64)> {
         let removals = self.store.write(|tx| {
             let mut out = Vec::new();
             for img in tx.list_images()? {
                 if (!all && !img.names.is_empty())
-                    || !filter.matches(&img, None, None)
+                    || !wanted(&img)
                     || !tx.image_users(&img.digest)?.is_empty()
                 {
                     continue;

@@ -41,6 +41,16 @@ pub(crate) trait OciRuntime: std::fmt::Debug {
     /// Runs `process` in the container with the caller's stdio; its exit code, or 0 once it
     /// runs when `detach`.
     fn exec(&self, id: &str, process: &Process, detach: bool) -> Result<i32>;
+    /// Starts `process` (with `process.terminal`) in the container and returns once it runs:
+    /// the pty master goes to `console_socket`, the process's pid to `pid_file`. The caller
+    /// (a child subreaper) reaps the process.
+    fn exec_terminal(
+        &self,
+        id: &str,
+        process: &Process,
+        console_socket: &Path,
+        pid_file: &Path,
+    ) -> Result<()>;
 }
 
 /// The runtime `c` was created with.
@@ -153,6 +163,24 @@ impl OciRuntime for InProcess {
         };
         runtime::container::exec(&self.root, id, process, &opts).map_err(self.err("exec in", id))
     }
+
+    fn exec_terminal(
+        &self,
+        id: &str,
+        process: &Process,
+        console_socket: &Path,
+        pid_file: &Path,
+    ) -> Result<()> {
+        let opts = runtime::container::ExecOptions {
+            detach: true,
+            console_socket: Some(console_socket.to_path_buf()),
+            pid_file: Some(pid_file.to_path_buf()),
+            ..Default::default()
+        };
+        runtime::container::exec(&self.root, id, process, &opts)
+            .map(drop)
+            .map_err(self.err("exec in", id))
+    }
 }
 
 /// An OCI runtime binary with runc's command line.
@@ -262,6 +290,47 @@ impl OciRuntime for External {
     }
 
     fn exec(&self, id: &str, process: &Process, detach: bool) -> Result<i32> {
+        let file = self.process_file(id, process)?;
+        let mut args: Vec<&std::ffi::OsStr> =
+            vec!["exec".as_ref(), "--process".as_ref(), file.as_os_str()];
+        if detach {
+            args.push("--detach".as_ref());
+        }
+        args.push(id.as_ref());
+        let r = self.exec_status(id, &args);
+        let _ = fs::remove_file(&file);
+        r
+    }
+
+    fn exec_terminal(
+        &self,
+        id: &str,
+        process: &Process,
+        console_socket: &Path,
+        pid_file: &Path,
+    ) -> Result<()> {
+        let file = self.process_file(id, process)?;
+        let args: [&std::ffi::OsStr; 9] = [
+            "exec".as_ref(),
+            "--process".as_ref(),
+            file.as_os_str(),
+            "--detach".as_ref(),
+            "--console-socket".as_ref(),
+            console_socket.as_os_str(),
+            "--pid-file".as_ref(),
+            pid_file.as_os_str(),
+            id.as_ref(),
+        ];
+        // runc's own stdio is not the process's here: keep it off the caller's terminal.
+        let r = self.quiet("exec", id, &args);
+        let _ = fs::remove_file(&file);
+        r
+    }
+}
+
+impl External {
+    /// `process` written where `exec --process` reads it.
+    fn process_file(&self, id: &str, process: &Process) -> Result<PathBuf> {
         let file = self
             .root
             .join(format!("{id}.exec-{}.json", std::process::id()));
@@ -273,19 +342,9 @@ impl OciRuntime for External {
         fs::File::create(&file)
             .and_then(|mut f| f.write_all(&json))
             .map_err(io_err("write", &file))?;
-        let mut args: Vec<&std::ffi::OsStr> =
-            vec!["exec".as_ref(), "--process".as_ref(), file.as_os_str()];
-        if detach {
-            args.push("--detach".as_ref());
-        }
-        args.push(id.as_ref());
-        let r = self.exec_status(id, &args);
-        let _ = fs::remove_file(&file);
-        r
+        Ok(file)
     }
-}
 
-impl External {
     /// `exec` passes the process's exit code through: a non-zero status is the process's, not
     /// a failure, unless the runtime logged an error.
     fn exec_status(&self, id: &str, args: &[&std::ffi::OsStr]) -> Result<i32> {

@@ -1,7 +1,8 @@
-//! The engine's unsafe operations: receiving signals as data (for the attach client).
+//! The engine's unsafe operations: receiving signals as data (for the attach client), and a
+//! forked keeper for the terminal of a detached `exec -t`.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Signals blocked and delivered on a descriptor instead; the old mask comes back on drop.
 pub(crate) struct SignalFd {
@@ -55,4 +56,44 @@ impl Drop for SignalFd {
         // SAFETY: `old` is the mask saved when the signals were blocked.
         unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
     }
+}
+
+/// Keeps `master` open in a forked process that reads and discards the terminal's output until
+/// every slave side is closed, so a process whose `exec -t` session detached keeps its
+/// terminal (closing the last master would hang it up). The keeper has /dev/null for stdio
+/// and its own session, so it holds nothing of the caller's terminal.
+pub(crate) fn keep_terminal(master: OwnedFd) -> io::Result<()> {
+    let null = c"/dev/null";
+    // SAFETY: the child runs only async-signal-safe calls (sigprocmask, setsid, open, dup2,
+    // read, _exit) on descriptors and a stack buffer it owns, then exits without returning.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let fd = master.as_raw_fd();
+        let mut buf = [0u8; 4096];
+        // SAFETY: as above; `buf` outlives every read into it.
+        unsafe {
+            // The relay left termination signals blocked; the keeper takes them normally.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            libc::setsid();
+            let n = libc::open(null.as_ptr(), libc::O_RDWR);
+            if n >= 0 {
+                libc::dup2(n, 0);
+                libc::dup2(n, 1);
+                libc::dup2(n, 2);
+            }
+            loop {
+                let r = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+                if r == 0 || (r < 0 && *libc::__errno_location() != libc::EINTR) {
+                    libc::_exit(0);
+                }
+            }
+        }
+    }
+    drop(master);
+    Ok(())
 }

@@ -114,6 +114,22 @@ impl Engine {
         Ok(out)
     }
 
+    /// `system prune`'s images: dangling ones (every one no container uses with `all`) passing
+    /// `filters` (`until=TIME`, `label=K[=V]`, `label!=K[=V]`), then their data. Returns the
+    /// removals and the bytes reclaimed.
+    ///
+    /// Errors: a bad filter, or the store cannot be written or the data collected.
+    pub fn prune_images_filtered(
+        &self,
+        all: bool,
+        filters: &[String],
+    ) -> Result<(Vec<crate::images::ImageRemoval>, u64)> {
+        let f = PruneFilter::parse(filters)?;
+        self.prune_images_matching(all, |img| {
+            f.matches(img.created.unwrap_or(Timestamp(0)), &img.labels)
+        })
+    }
+
     /// Removes unused anonymous volumes (named ones too with `all`: `volume prune -a`) passing
     /// `filters` (`label=`, `label!=`), and their directories.
     ///

@@ -1,6 +1,7 @@
 //! The terminal of `run` without `--console-socket`: the runtime itself receives the pty
 //! master and relays between its own terminal and the container's, as runc does for an
-//! interactive `runc run`.
+//! interactive `runc run`. The relay, raw mode and detach-key matching also serve callers
+//! holding a pty master of their own (`berth exec -t`, attach clients).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -52,13 +53,82 @@ fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Relay stdin -> `master` and `master` -> stdout until child `pid` exits; forward window-size
-/// changes and termination signals. Returns the child's shell-style exit status.
-pub(crate) fn relay(master: OwnedFd, pid: i32) -> Result<i32> {
+/// Detach-key matching over a stdin byte stream.
+#[derive(Debug)]
+pub struct DetachMatcher<'a> {
+    keys: &'a [u8],
+    matched: usize,
+}
+
+impl<'a> DetachMatcher<'a> {
+    /// A matcher for `keys` (empty: never detaches).
+    #[must_use]
+    pub fn new(keys: &'a [u8]) -> DetachMatcher<'a> {
+        DetachMatcher { keys, matched: 0 }
+    }
+
+    /// Feeds `data`; returns the bytes to send and whether the full sequence was typed. Bytes
+    /// of a partial match are held back until the match fails.
+    pub fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(data.len());
+        for &b in data {
+            if self.keys.is_empty() {
+                out.push(b);
+                continue;
+            }
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+                continue;
+            }
+            out.extend_from_slice(&self.keys[..self.matched]);
+            self.matched = 0;
+            if b == self.keys[0] {
+                self.matched = 1;
+                if self.keys.len() == 1 {
+                    return (out, true);
+                }
+            } else {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
+}
+
+/// What a [`relay`] does with this process's stdin.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayOptions<'a> {
+    /// Copy stdin to the terminal (raw mode when stdin is one); else stdin is left alone.
+    pub stdin: bool,
+    /// Typing these keys on stdin ends the relay with [`Relayed::Detached`] (empty: never).
+    pub detach_keys: &'a [u8],
+}
+
+/// How a [`relay`] ended.
+#[derive(Debug)]
+pub enum Relayed {
+    /// The child exited with this shell-style status (reaped).
+    Exited(i32),
+    /// The detach keys were typed; the child runs on and this is its terminal's master.
+    Detached(OwnedFd),
+}
+
+/// Relay stdin -> `master` and `master` -> stdout until child `pid` exits or the detach keys
+/// are typed; forward window-size changes and termination signals.
+///
+/// `pid` must be a child of this process (or of a subreaper chain ending here): it is reaped.
+pub fn relay(master: OwnedFd, pid: i32, opts: RelayOptions<'_>) -> Result<Relayed> {
     let stdin = rustix::stdio::stdin();
     let stdout = rustix::stdio::stdout();
     let is_tty = rustix::termios::isatty(stdin);
-    let _raw = if is_tty { RawMode::enter(stdin) } else { None };
+    let _raw = if is_tty && opts.stdin {
+        RawMode::enter(stdin)
+    } else {
+        None
+    };
     if is_tty {
         copy_size(stdin, master.as_fd());
     }
@@ -75,7 +145,8 @@ pub(crate) fn relay(master: OwnedFd, pid: i32) -> Result<i32> {
         .ok_or_else(|| {
             RuntimeError::Child("container exited before its terminal was attached".into())
         })?;
-    let mut stdin_open = true;
+    let mut matcher = DetachMatcher::new(opts.detach_keys);
+    let mut stdin_open = opts.stdin;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let mut fds = [
@@ -114,7 +185,11 @@ pub(crate) fn relay(master: OwnedFd, pid: i32) -> Result<i32> {
             match rustix::io::read(stdin, &mut buf) {
                 Ok(0) | Err(_) => stdin_open = false,
                 Ok(n) => {
-                    let _ = write_all(master.as_fd(), &buf[..n]);
+                    let (data, detach) = matcher.feed(&buf[..n]);
+                    let _ = write_all(master.as_fd(), &data);
+                    if detach {
+                        return Ok(Relayed::Detached(master));
+                    }
                 }
             }
         }
@@ -140,7 +215,9 @@ pub(crate) fn relay(master: OwnedFd, pid: i32) -> Result<i32> {
                 }
                 let _ = write_all(stdout, &buf[..n]);
             }
-            return sys::reap(pid).map_err(|e| RuntimeError::sys("wait for container", e));
+            return sys::reap(pid)
+                .map(Relayed::Exited)
+                .map_err(|e| RuntimeError::sys("wait for container", e));
         }
     }
 }
@@ -170,4 +247,21 @@ pub fn receive_master(conn: BorrowedFd<'_>) -> Result<OwnedFd> {
     Err(RuntimeError::Child(
         "container init sent no pty master".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_sequence_is_held_back_then_released() {
+        let keys = [0x10, 0x11];
+        let mut m = DetachMatcher::new(&keys);
+        assert_eq!(m.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        assert_eq!(m.feed(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(m.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
+        assert_eq!(m.feed(b"\x11rest"), (Vec::new(), true));
+        let mut none = DetachMatcher::new(&[]);
+        assert_eq!(none.feed(b"\x10\x11"), (b"\x10\x11".to_vec(), false));
+    }
 }

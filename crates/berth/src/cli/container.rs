@@ -70,6 +70,18 @@ pub(crate) struct ExecArgs {
     /// Return once the process runs.
     #[arg(short, long)]
     detach: bool,
+    /// Keep stdin open (else the process reads /dev/null).
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// Keys that detach from the process (default `ctrl-p,ctrl-q`).
+    #[arg(long)]
+    detach_keys: Option<String>,
+    /// Give the process every capability.
+    #[arg(long)]
+    privileged: bool,
     /// Environment variables (`KEY=VALUE`).
     #[arg(short, long = "env")]
     env: Vec<String>,
@@ -153,6 +165,13 @@ pub(crate) fn dispatch(engine: &Engine, command: &ContainerCommand) -> Result<i3
                 workdir: args.workdir.clone(),
                 user: args.user.clone(),
                 detach: args.detach,
+                interactive: args.interactive,
+                tty: args.tty,
+                detach_keys: match &args.detach_keys {
+                    Some(k) => engine::parse_detach_keys(k)?,
+                    None => engine::DEFAULT_DETACH_KEYS.to_vec(),
+                },
+                privileged: args.privileged,
             };
             return Ok(engine.exec(&args.container, &opts)?);
         }

@@ -459,24 +459,35 @@ fn prune(
         }
     }
     let (removals, reclaimed) = engine.prune_images(all, &filter)?;
-    if !removals.is_empty() {
-        writeln!(out, "Deleted Images:")?;
-        for r in &removals {
-            for u in &r.untagged {
-                writeln!(out, "untagged: {u}")?;
-            }
-            if let Some(d) = &r.deleted {
-                writeln!(out, "deleted: {}", d.config_digest)?;
-            }
-        }
-        writeln!(out)?;
-    }
+    write_deleted_images(out, &removals)?;
     writeln!(
         out,
         "Total reclaimed space: {}",
         human_size(i64::try_from(reclaimed).unwrap_or(i64::MAX))
     )?;
     Ok(0)
+}
+
+/// Docker's "Deleted Images:" section of `image prune` and `system prune` (nothing when
+/// nothing was removed).
+pub(crate) fn write_deleted_images(
+    out: &mut dyn Write,
+    removals: &[engine::ImageRemoval],
+) -> Result<()> {
+    if removals.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "Deleted Images:")?;
+    for r in removals {
+        for u in &r.untagged {
+            writeln!(out, "untagged: {u}")?;
+        }
+        if let Some(d) = &r.deleted {
+            writeln!(out, "deleted: {}", d.config_digest)?;
+        }
+    }
+    writeln!(out)?;
+    Ok(())
 }
 
 fn inspect(

@@ -59,6 +59,9 @@ pub(crate) enum SystemSub {
     ///
     /// Images are not pruned yet.
     Prune {
+        /// Remove every image no container uses, not only dangling ones.
+        #[arg(short, long)]
+        all: bool,
         /// Prune anonymous volumes no container uses.
         #[arg(long)]
         volumes: bool,
@@ -99,10 +102,11 @@ pub(crate) fn dispatch(engine: &Engine, command: &SystemCommand) -> Result<i32> 
         SystemCommand::System { command } => match command {
             SystemSub::Df { verbose } => df(engine, *verbose),
             SystemSub::Prune {
+                all,
                 volumes,
                 force,
                 filter,
-            } => prune(engine, *volumes, *force, filter),
+            } => prune(engine, *all, *volumes, *force, filter),
             SystemSub::Check { dry_run } => check(engine, *dry_run),
         },
     }
@@ -335,12 +339,23 @@ fn header(titles: &str) -> Vec<String> {
     titles.split('|').map(str::to_owned).collect()
 }
 
-fn prune(engine: &Engine, volumes: bool, force: bool, filters: &[String]) -> Result<i32> {
+fn prune(
+    engine: &Engine,
+    all: bool,
+    volumes: bool,
+    force: bool,
+    filters: &[String],
+) -> Result<i32> {
     if !force {
         let mut warning = "WARNING! This will remove:\n  - all stopped containers\n".to_owned();
         if volumes {
             warning.push_str("  - all anonymous volumes not used by at least one container\n");
         }
+        warning.push_str(if all {
+            "  - all images without at least one container associated to them\n"
+        } else {
+            "  - all dangling images\n"
+        });
         eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer)?;
@@ -369,6 +384,10 @@ fn prune(engine: &Engine, volumes: bool, force: bool, filters: &[String]) -> Res
             writeln!(out)?;
         }
     }
+    // Images last: the containers removed above may have been their only users.
+    let (images, freed) = engine.prune_images_filtered(all, filters)?;
+    super::image::write_deleted_images(&mut out, &images)?;
+    reclaimed = reclaimed.saturating_add(i64::try_from(freed).unwrap_or(i64::MAX));
     writeln!(out, "Total reclaimed space: {}", human_size(reclaimed))?;
     Ok(0)
 }

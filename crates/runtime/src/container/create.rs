@@ -397,7 +397,18 @@ pub fn run(root: &Path, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
         return Ok(0);
     }
     let status = match master {
-        Some(m) => crate::console::relay(m, created.pid)?,
+        Some(m) => {
+            let opts = crate::console::RelayOptions {
+                stdin: true,
+                detach_keys: &[],
+            };
+            match crate::console::relay(m, created.pid, opts)? {
+                crate::console::Relayed::Exited(status) => status,
+                crate::console::Relayed::Detached(_) => {
+                    unreachable!("no detach keys were given")
+                }
+            }
+        }
         None => sys::wait_forwarding(created.pid)
             .map_err(|e| RuntimeError::sys("wait for container", e))?,
     };
