@@ -7,13 +7,8 @@
 #![allow(clippy::expect_used)]
 
 use std::fs;
-use std::process::Output;
 
-use testutil::{Berth, cgroup_dir, describe, wait_until};
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use testutil::{Berth, cgroup_dir, describe, stdout, wait_until};
 
 /// One `Key:\tvalue` line of `/proc/self/status` as the container's process sees it.
 fn status_field(b: &Berth, flags: &[&str], key: &str) -> String {
@@ -111,7 +106,7 @@ fn pids_limit_stops_a_fork_loop() {
         "n=0; while [ $n -lt 40 ]; do sleep 30 & n=$((n+1)); done; echo all started",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!text(&out).contains("all started"), "{}", describe(&out));
+    assert!(!stdout(&out).contains("all started"), "{}", describe(&out));
     assert!(err.contains("can't fork"), "{}", describe(&out));
 }
 
