@@ -5,10 +5,7 @@
 // A test target: helpers outside `#[test]` functions fail the test with `expect` too.
 #![allow(clippy::expect_used)]
 
-mod berth_harness;
-
-use berth_harness::{Berth, cgroups_named, processes_with, stdout, wait_until};
-use testutil::describe;
+use testutil::{Berth, cgroups_named, describe, processes_with, stdout, wait_until};
 
 #[test]
 fn import_then_images_lists_the_name() {

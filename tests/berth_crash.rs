@@ -6,12 +6,9 @@
 
 #![allow(clippy::expect_used)]
 
-mod berth_harness;
-
 use std::time::Duration;
 
-use berth_harness::{Berth, processes_with, stdout, wait_until};
-use testutil::describe;
+use testutil::{Berth, describe, processes_with, stdout, wait_until};
 
 /// The engine's test hook: `berth` SIGKILLs itself at the crash point this names.
 const CRASH_AT: &str = "BERTH_TEST_CRASH_AT";

@@ -11,14 +11,13 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testutil::images::{ArchiveImage, ArchiveMembers, ArchiveStyle, Layer, hex, multilayer_layers};
-use testutil::{BerthCli, describe};
+use testutil::{Berth, describe, stdout, wait_until};
 
 /// The busybox rootfs tarball in the test's scratch dir, built once per test.
-fn busybox_tarball(b: &BerthCli) -> PathBuf {
+fn busybox_tarball(b: &Berth) -> PathBuf {
     let tarball = b.scratch.join("busybox.tar");
     if tarball.exists() {
         return tarball;
@@ -27,17 +26,13 @@ fn busybox_tarball(b: &BerthCli) -> PathBuf {
 }
 
 /// `berth import [extra...] busybox.tar name`; returns the image id.
-fn import_busybox(b: &BerthCli, name: &str, extra: &[&str]) -> String {
+fn import_busybox(b: &Berth, name: &str, extra: &[&str]) -> String {
     let tarball = busybox_tarball(b);
     let mut args = vec!["import"];
     args.extend_from_slice(extra);
     args.push(tarball.to_str().expect("utf-8 path"));
     args.push(name);
     b.stdout(&args).trim().to_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn stderr(out: &Output) -> String {
@@ -55,7 +50,7 @@ fn names(dir: &Path) -> BTreeSet<String> {
 }
 
 /// Blobs, layers and ingest files: what a failed write must leave as it found it.
-fn store_state(b: &BerthCli) -> [BTreeSet<String>; 3] {
+fn store_state(b: &Berth) -> [BTreeSet<String>; 3] {
     [
         names(&b.root.join("blobs/sha256")),
         names(&b.root.join("layers")),
@@ -72,15 +67,7 @@ fn assert_fails(out: &Output, needle: &str) {
     assert!(err.contains(needle), "error names {needle:?}: {err}");
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn inspect(b: &BerthCli, image: &str) -> Value {
+fn inspect(b: &Berth, image: &str) -> Value {
     let v: Value = serde_json::from_str(&b.stdout(&["image", "inspect", image])).expect("json");
     v[0].clone()
 }
@@ -107,7 +94,7 @@ fn list_tag_inspect_history_and_rmi_follow_docker() {
     if !testutil::require_root() {
         return;
     }
-    let b = BerthCli::new("img-verbs");
+    let b = Berth::new("img-verbs");
     let id = import_busybox(
         &b,
         "bb:1",
@@ -224,7 +211,7 @@ fn import_change_and_message_configure_the_image() {
     if !testutil::require_root() {
         return;
     }
-    let b = BerthCli::new("img-import");
+    let b = Berth::new("img-import");
     import_busybox(
         &b,
         "conf:1",
@@ -310,7 +297,7 @@ fn save_rmi_load_run_round_trip_and_skopeo_reads_the_archive() {
     if !testutil::require_root() {
         return;
     }
-    let b = BerthCli::new("img-save");
+    let b = Berth::new("img-save");
     let id = import_busybox(&b, "bb:1", &["-c", "CMD [\"echo\", \"from saved\"]"]);
     b.ok(&["tag", "bb:1", "bb:2"]);
     let archive = b.scratch.join("saved.tar");
@@ -375,7 +362,7 @@ fn save_rmi_load_run_round_trip_and_skopeo_reads_the_archive() {
     // stdout → stdin, into a second store.
     let out = b.ok(&["save", "bb:1"]);
     assert_eq!(out.stdout, bytes_of_single_save(&b, "bb:1"));
-    let other = BerthCli::new("img-save-2");
+    let other = Berth::new("img-save-2");
     let res = other.cmd_with_input(&["load"], &out.stdout);
     assert!(res.status.success(), "{}", describe(&res));
     assert_eq!(stdout(&res), "Loaded image: bb:1\n");
@@ -393,7 +380,7 @@ fn save_rmi_load_run_round_trip_and_skopeo_reads_the_archive() {
     );
     // Saved by id: no names; load prints the id.
     let by_id = other.ok(&["save", &id[7..19]]);
-    let third = BerthCli::new("img-save-3");
+    let third = Berth::new("img-save-3");
     let res = third.cmd_with_input(&["load"], &by_id.stdout);
     assert_eq!(
         stdout(&res),
@@ -404,7 +391,7 @@ fn save_rmi_load_run_round_trip_and_skopeo_reads_the_archive() {
 }
 
 /// `berth save -o FILE image` read back: saves are deterministic.
-fn bytes_of_single_save(b: &BerthCli, image: &str) -> Vec<u8> {
+fn bytes_of_single_save(b: &Berth, image: &str) -> Vec<u8> {
     let path = b.scratch.join("single.tar");
     b.ok(&["save", "-o", path.to_str().expect("utf-8"), image]);
     fs::read(path).expect("read single save")
@@ -425,7 +412,7 @@ fn load_reads_three_archive_styles_with_whiteouts_opaque_dirs_and_links() {
         ArchiveStyle::DockerLegacy,
         ArchiveStyle::Oci,
     ] {
-        let b = BerthCli::new("img-styles");
+        let b = Berth::new("img-styles");
         let mut img = ArchiveImage::new("multi:1", multilayer_layers(&busybox), &["/bin/sh"]);
         img.gzip = style != ArchiveStyle::DockerLegacy;
         let archive = ArchiveMembers::of(&[img], style).tar();
@@ -450,7 +437,7 @@ fn commit_captures_changes_of_stopped_and_running_containers() {
     if !testutil::require_root() {
         return;
     }
-    let b = BerthCli::new("img-commit");
+    let b = Berth::new("img-commit");
     import_busybox(&b, "bb", &[]);
     b.ok(&[
         "run",
@@ -588,7 +575,7 @@ fn image_prune_removes_dangling_then_unused_images() {
     if !testutil::require_root() {
         return;
     }
-    let b = BerthCli::new("img-prune");
+    let b = Berth::new("img-prune");
     let first = import_busybox(&b, "bb:1", &[]);
     // The same name on a new image leaves the first one dangling.
     let second = import_busybox(&b, "bb:1", &["-c", "ENV X=1"]);
@@ -673,7 +660,7 @@ fn hostile_archives_and_tarballs_fail_cleanly_and_write_nothing_outside_the_stor
     if !testutil::require_root() {
         return;
     }
-    let b = BerthCli::new("img-hostile");
+    let b = Berth::new("img-hostile");
     let good = import_busybox(&b, "bb:1", &[]);
     let canary = b.scratch.join("canary");
     fs::create_dir_all(&canary).expect("canary dir");
@@ -876,7 +863,7 @@ fn debian_minbase_image_runs() {
             return;
         }
     };
-    let b = BerthCli::new("img-debian");
+    let b = Berth::new("img-debian");
     b.ok(&["import", tarball.to_str().expect("utf-8"), "debian"]);
     let version = b.stdout(&["run", "--rm", "debian", "cat", "/etc/debian_version"]);
     assert!(
@@ -905,7 +892,7 @@ fn concurrent_loads_removals_and_prunes_keep_the_store_consistent() {
     if !testutil::require_root() {
         return;
     }
-    let b = BerthCli::new("img-concurrent");
+    let b = Berth::new("img-concurrent");
     let busybox = fs::read(testutil::HOST_BUSYBOX).expect("read busybox");
     let img = ArchiveImage::new("multi:1", multilayer_layers(&busybox), &["/bin/sh"]);
     let archive = ArchiveMembers::of(&[img], ArchiveStyle::Docker25).tar();
@@ -963,7 +950,7 @@ fn a_load_killed_midway_leaves_only_what_the_next_collection_removes() {
     if !testutil::require_root() {
         return;
     }
-    let b = BerthCli::new("img-killed");
+    let b = Berth::new("img-killed");
     let busybox = fs::read(testutil::HOST_BUSYBOX).expect("read busybox");
     let mut img = ArchiveImage::new("multi:1", multilayer_layers(&busybox), &["/bin/sh"]);
     img.gzip = false;

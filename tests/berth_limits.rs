@@ -7,29 +7,15 @@
 #![allow(clippy::expect_used)]
 
 use std::fs;
-use std::process::Output;
 
-use testutil::{BerthRoots, cgroup_dir, describe, wait_until};
-
-fn roots(tag: &str) -> Option<BerthRoots> {
-    if !testutil::require_root() {
-        return None;
-    }
-    let b = BerthRoots::new(tag);
-    b.import_busybox_with("bb", |_| {});
-    Some(b)
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use testutil::{Berth, cgroup_dir, describe, stdout, wait_until};
 
 /// One `Key:\tvalue` line of `/proc/self/status` as the container's process sees it.
-fn status_field(b: &BerthRoots, flags: &[&str], key: &str) -> String {
+fn status_field(b: &Berth, flags: &[&str], key: &str) -> String {
     let mut args = vec!["run", "--rm"];
     args.extend_from_slice(flags);
     args.extend_from_slice(&["bb", "cat", "/proc/self/status"]);
-    let status = b.ok(&args);
+    let status = b.stdout(&args);
     status
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{key}:")))
@@ -43,7 +29,9 @@ fn cap_mask(hex: &str) -> u64 {
 
 #[test]
 fn memory_limit_oom_kill_exits_137_and_is_recorded() {
-    let Some(b) = roots("limits-oom") else { return };
+    let Some(b) = Berth::with_busybox("limits-oom") else {
+        return;
+    };
     let out = b.cmd(&[
         "run",
         "--name",
@@ -68,10 +56,10 @@ fn memory_limit_oom_kill_exits_137_and_is_recorded() {
 
 #[test]
 fn oom_kill_disable_makes_the_hog_wait() {
-    let Some(b) = roots("limits-oomoff") else {
+    let Some(b) = Berth::with_busybox("limits-oomoff") else {
         return;
     };
-    let id = b.ok(&[
+    let id = b.stdout(&[
         "run",
         "-d",
         "--memory",
@@ -98,12 +86,12 @@ fn oom_kill_disable_makes_the_hog_wait() {
     });
     assert!(oom_control().contains("oom_kill 0"), "{}", oom_control());
     assert_eq!(b.inspect("{{.State.Status}}", id), "running");
-    let _ = b.ok(&["rm", "-f", id]);
+    let _ = b.stdout(&["rm", "-f", id]);
 }
 
 #[test]
 fn pids_limit_stops_a_fork_loop() {
-    let Some(b) = roots("limits-pids") else {
+    let Some(b) = Berth::with_busybox("limits-pids") else {
         return;
     };
     // 40 background sleeps cannot all start under a limit of 20.
@@ -118,16 +106,16 @@ fn pids_limit_stops_a_fork_loop() {
         "n=0; while [ $n -lt 40 ]; do sleep 30 & n=$((n+1)); done; echo all started",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!text(&out).contains("all started"), "{}", describe(&out));
+    assert!(!stdout(&out).contains("all started"), "{}", describe(&out));
     assert!(err.contains("can't fork"), "{}", describe(&out));
 }
 
 #[test]
 fn cpus_sets_the_cfs_quota_and_the_kernel_throttles() {
-    let Some(b) = roots("limits-cpus") else {
+    let Some(b) = Berth::with_busybox("limits-cpus") else {
         return;
     };
-    let id = b.ok(&[
+    let id = b.stdout(&[
         "run",
         "-d",
         "--cpus",
@@ -139,7 +127,7 @@ fn cpus_sets_the_cfs_quota_and_the_kernel_throttles() {
     ]);
     let id = id.trim();
     // Seen from inside: the container's own cpu cgroup is its /sys/fs/cgroup/cpu.
-    let inside = b.ok(&["exec", id, "cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"]);
+    let inside = b.stdout(&["exec", id, "cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"]);
     assert_eq!(inside.trim(), "50000");
     let dir = cgroup_dir("cpu", id).expect("the container's cpu cgroup");
     let read = |f: &str| fs::read_to_string(dir.join(f)).expect("read cpu cgroup file");
@@ -152,12 +140,12 @@ fn cpus_sets_the_cfs_quota_and_the_kernel_throttles() {
             .and_then(|n| n.parse::<u64>().ok())
             .is_some_and(|n| n > 0)
     });
-    let _ = b.ok(&["rm", "-f", id]);
+    let _ = b.stdout(&["rm", "-f", id]);
 }
 
 #[test]
 fn capabilities_default_drop_add_and_privileged() {
-    let Some(b) = roots("limits-caps") else {
+    let Some(b) = Berth::with_busybox("limits-caps") else {
         return;
     };
     // Docker's 14: chown, dac_override, fowner, fsetid, kill, setgid, setuid, setpcap,
@@ -197,7 +185,7 @@ fn capabilities_default_drop_add_and_privileged() {
         own_bounding
     );
     assert_eq!(status_field(&b, &["--privileged"], "Seccomp"), "0");
-    let out = b.ok(&[
+    let out = b.stdout(&[
         "run",
         "--rm",
         "--privileged",
@@ -211,7 +199,7 @@ fn capabilities_default_drop_add_and_privileged() {
 
 #[test]
 fn default_seccomp_profile_blocks_what_docker_blocks() {
-    let Some(b) = roots("limits-seccomp") else {
+    let Some(b) = Berth::with_busybox("limits-seccomp") else {
         return;
     };
     assert_eq!(status_field(&b, &[], "Seccomp"), "2");
@@ -223,7 +211,7 @@ fn default_seccomp_profile_blocks_what_docker_blocks() {
         "{}",
         describe(&out)
     );
-    let _ = b.ok(&[
+    let _ = b.stdout(&[
         "run",
         "--rm",
         "--security-opt",
@@ -238,7 +226,7 @@ fn default_seccomp_profile_blocks_what_docker_blocks() {
         "0"
     );
     // CAP_SYS_ADMIN opens unshare in the default profile, as in Docker's.
-    let _ = b.ok(&[
+    let _ = b.stdout(&[
         "run",
         "--rm",
         "--cap-add",
@@ -259,7 +247,7 @@ fn default_seccomp_profile_blocks_what_docker_blocks() {
     let opt = format!("seccomp={}", profile.display());
     let out = b.cmd(&["run", "--rm", "--security-opt", &opt, "bb", "mkdir", "/x"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let _ = b.ok(&[
+    let _ = b.stdout(&[
         "run",
         "--rm",
         "--security-opt",
@@ -273,7 +261,9 @@ fn default_seccomp_profile_blocks_what_docker_blocks() {
 
 #[test]
 fn no_new_privileges() {
-    let Some(b) = roots("limits-nnp") else { return };
+    let Some(b) = Berth::with_busybox("limits-nnp") else {
+        return;
+    };
     assert_eq!(status_field(&b, &[], "NoNewPrivs"), "0");
     assert_eq!(
         status_field(&b, &["--security-opt", "no-new-privileges"], "NoNewPrivs"),
@@ -294,7 +284,7 @@ fn user_names_resolve_in_the_image() {
     if !testutil::require_root() {
         return;
     }
-    let b = BerthRoots::new("limits-user");
+    let b = Berth::new("limits-user");
     b.import_busybox_with("bb", |rootfs| {
         let etc = rootfs.join("etc");
         fs::create_dir_all(&etc).expect("mkdir etc");
@@ -309,7 +299,7 @@ fn user_names_resolve_in_the_image() {
         )
         .expect("write group");
     });
-    let out = b.ok(&[
+    let out = b.stdout(&[
         "run",
         "--rm",
         "-u",
@@ -320,7 +310,7 @@ fn user_names_resolve_in_the_image() {
         "id -u; id -g; id -G; echo $HOME",
     ]);
     assert_eq!(out, "1000\n1000\n1000 10\n/home/app\n");
-    let out = b.ok(&[
+    let out = b.stdout(&[
         "run",
         "--rm",
         "-u",
@@ -334,19 +324,19 @@ fn user_names_resolve_in_the_image() {
     ]);
     assert_eq!(out, "1000\n50\n50 10 4242\n");
     assert_eq!(
-        b.ok(&["run", "--rm", "bb", "sh", "-c", "echo $HOME"]),
+        b.stdout(&["run", "--rm", "bb", "sh", "-c", "echo $HOME"]),
         "/root\n"
     );
     // exec resolves names in the running container's /etc.
-    let id = b.ok(&["run", "-d", "bb", "sleep", "1000"]);
+    let id = b.stdout(&["run", "-d", "bb", "sleep", "1000"]);
     let id = id.trim();
     assert_eq!(
-        b.ok(&["exec", "-u", "app:staff", id, "sh", "-c", "id -u; id -g"]),
+        b.stdout(&["exec", "-u", "app:staff", id, "sh", "-c", "id -u; id -g"]),
         "1000\n50\n"
     );
     let out = b.cmd(&["exec", "-u", "nobody", id, "true"]);
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
-    let _ = b.ok(&["rm", "-f", id]);
+    let _ = b.stdout(&["rm", "-f", id]);
     let out = b.cmd(&["run", "--rm", "-u", "nobody", "bb", "true"]);
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     assert!(
@@ -358,8 +348,8 @@ fn user_names_resolve_in_the_image() {
 }
 
 /// Process states (`/proc/<pid>/stat` third field) and names inside container `id`.
-fn processes(b: &BerthRoots, id: &str) -> Vec<(String, String)> {
-    let out = b.ok(&["exec", id, "sh", "-c", "cat /proc/[0-9]*/stat"]);
+fn processes(b: &Berth, id: &str) -> Vec<(String, String)> {
+    let out = b.stdout(&["exec", id, "sh", "-c", "cat /proc/[0-9]*/stat"]);
     out.lines()
         .filter_map(|l| {
             let (name, rest) = l.split_once(" (")?.1.split_once(") ")?;
@@ -370,14 +360,14 @@ fn processes(b: &BerthRoots, id: &str) -> Vec<(String, String)> {
 
 #[test]
 fn init_is_pid_1_reaps_orphans_and_forwards_signals() {
-    let Some(b) = roots("limits-init") else {
+    let Some(b) = Berth::with_busybox("limits-init") else {
         return;
     };
     // The inner shell leaves a short sleep orphaned: it is re-parented to pid 1.
     let script = "sh -c 'sleep 0.1 &'; exec sleep 1000";
-    let with = b.ok(&["run", "-d", "--init", "bb", "sh", "-c", script]);
+    let with = b.stdout(&["run", "-d", "--init", "bb", "sh", "-c", script]);
     let with = with.trim();
-    let cmdline = b.ok(&["exec", with, "cat", "/proc/1/cmdline"]);
+    let cmdline = b.stdout(&["exec", with, "cat", "/proc/1/cmdline"]);
     assert!(
         cmdline.starts_with("/sbin/docker-init\0--\0sh\0"),
         "{cmdline:?}"
@@ -387,7 +377,7 @@ fn init_is_pid_1_reaps_orphans_and_forwards_signals() {
         ps.iter().filter(|(n, _)| n == "sleep").count() == 1 && !ps.iter().any(|(_, s)| s == "Z")
     });
     // Without an init, pid 1 (sleep) never reaps it.
-    let without = b.ok(&["run", "-d", "bb", "sh", "-c", script]);
+    let without = b.stdout(&["run", "-d", "bb", "sh", "-c", script]);
     let without = without.trim();
     wait_until("the orphan to become a zombie", || {
         processes(&b, without)
@@ -395,17 +385,19 @@ fn init_is_pid_1_reaps_orphans_and_forwards_signals() {
             .any(|(n, s)| n == "sleep" && s == "Z")
     });
     // SIGTERM reaches the command through the init (sleep as pid 1 would ignore it).
-    let _ = b.ok(&["stop", "-t", "30", with]);
+    let _ = b.stdout(&["stop", "-t", "30", with]);
     assert_eq!(b.inspect("{{.State.ExitCode}}", with), "143");
-    let _ = b.ok(&["rm", "-f", with, without]);
+    let _ = b.stdout(&["rm", "-f", with, without]);
 }
 
 #[test]
 fn etc_files_name_the_container() {
-    let Some(b) = roots("limits-etc") else { return };
-    let id = b.ok(&["run", "-d", "bb", "sleep", "1000"]);
+    let Some(b) = Berth::with_busybox("limits-etc") else {
+        return;
+    };
+    let id = b.stdout(&["run", "-d", "bb", "sleep", "1000"]);
     let short = &id.trim()[..12];
-    let cat = |f: &str| b.ok(&["exec", short, "cat", f]);
+    let cat = |f: &str| b.stdout(&["exec", short, "cat", f]);
     assert_eq!(cat("/etc/hostname"), format!("{short}\n"));
     let hosts = cat("/etc/hosts");
     assert!(hosts.starts_with("127.0.0.1\tlocalhost\n"), "{hosts}");
@@ -416,9 +408,9 @@ fn etc_files_name_the_container() {
         "no loopback nameserver: {resolv}"
     );
     assert!(resolv.contains("nameserver "), "{resolv}");
-    let _ = b.ok(&["rm", "-f", short]);
+    let _ = b.stdout(&["rm", "-f", short]);
 
-    let out = b.ok(&[
+    let out = b.stdout(&[
         "run",
         "--rm",
         "-h",
@@ -434,7 +426,7 @@ fn etc_files_name_the_container() {
 
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let host_hosts = fs::read_to_string("/etc/hosts").unwrap_or_default();
-    let out = b.ok(&[
+    let out = b.stdout(&[
         "run",
         "--rm",
         "--network",
@@ -449,10 +441,10 @@ fn etc_files_name_the_container() {
 
 #[test]
 fn update_changes_the_live_limits() {
-    let Some(b) = roots("limits-update") else {
+    let Some(b) = Berth::with_busybox("limits-update") else {
         return;
     };
-    let id = b.ok(&[
+    let id = b.stdout(&[
         "run", "-d", "--name", "svc", "--memory", "64m", "bb", "sleep", "1000",
     ]);
     let id = id.trim();
@@ -464,7 +456,7 @@ fn update_changes_the_live_limits() {
             .to_owned()
     };
     assert_eq!(limit(), (64 << 20).to_string());
-    let out = b.ok(&[
+    let out = b.stdout(&[
         "update",
         "--memory",
         "128m",
@@ -509,14 +501,14 @@ fn update_changes_the_live_limits() {
 
 #[test]
 fn process_settings_reach_the_container() {
-    let Some(b) = roots("limits-process") else {
+    let Some(b) = Berth::with_busybox("limits-process") else {
         return;
     };
     let env_file = b.scratch.join("env");
     fs::write(&env_file, "# comment\nFROM_FILE=1\n\nOVERRIDDEN=file\n").expect("write env");
     let label_file = b.scratch.join("labels");
     fs::write(&label_file, "team=infra\n").expect("write labels");
-    let out = b.ok(&[
+    let out = b.stdout(&[
         "run",
         "--name",
         "proc",
@@ -565,7 +557,9 @@ fn process_settings_reach_the_container() {
 
 #[test]
 fn bad_flags_are_one_line_errors_and_leave_nothing() {
-    let Some(b) = roots("limits-bad") else { return };
+    let Some(b) = Berth::with_busybox("limits-bad") else {
+        return;
+    };
     for (flags, expect) in [
         (&["--memory", "abc"][..], "invalid size: 'abc'"),
         (&["--memory", "1m"][..], "minimum memory limit"),

@@ -7,80 +7,61 @@
 // A test target: helpers outside `#[test]` functions fail the test with `expect` too.
 #![allow(clippy::expect_used)]
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-use testutil::describe;
+use testutil::{Berth, cgroups_named, describe, eventually};
 
-/// Private roots (and a tmux server) for one test.
+/// Private roots with busybox as `bb` (and a tmux server) for one test.
 struct Roots {
-    root: PathBuf,
-    run_root: PathBuf,
-    scratch: PathBuf,
+    b: Berth,
     tmux: String,
+}
+
+impl Deref for Roots {
+    type Target = Berth;
+    fn deref(&self) -> &Berth {
+        &self.b
+    }
 }
 
 impl Roots {
     fn new(tag: &str) -> Roots {
-        let name = testutil::unique_name(tag);
-        let scratch = std::env::temp_dir().join(&name);
-        std::fs::create_dir_all(&scratch).expect("create scratch dir");
-        let r = Roots {
-            root: scratch.join("root"),
-            run_root: Path::new("/run").join(&name),
-            tmux: name.clone(),
-            scratch,
-        };
-        let rootfs = r.scratch.join("rootfs");
-        testutil::busybox_rootfs(&rootfs);
-        let tar = r.scratch.join("bb.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .expect("run tar");
-        assert!(st.success(), "tar the busybox rootfs");
-        r.ok(&["import", tar.to_str().expect("utf-8 path"), "bb"]);
-        r
+        let b = Berth::new(tag);
+        b.import_busybox("bb");
+        let tmux = b
+            .run_root
+            .file_name()
+            .expect("run root name")
+            .to_string_lossy()
+            .into_owned();
+        Roots { b, tmux }
     }
 
     /// `berth` with this test's roots, as a shell command line (for tmux).
     fn shell(&self, args: &str) -> String {
         format!(
             "{} --root {} --run-root {} {args}",
-            berth().display(),
+            testutil::berth_binary().display(),
             self.root.display(),
             self.run_root.display()
         )
     }
 
+    /// `berth args` with stdin closed, not yet run.
     fn berth(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(berth());
-        c.arg("--root")
-            .arg(&self.root)
-            .arg("--run-root")
-            .arg(&self.run_root)
-            .args(args)
-            .stdin(Stdio::null());
+        let mut c = self.command(args);
+        c.stdin(Stdio::null());
         c
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.berth(args).output().expect("spawn berth")
+        self.cmd(args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "berth {args:?}: {}", describe(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn inspect(&self, what: &str, object: &str) -> String {
-        self.ok(&["inspect", "-f", what, object]).trim().to_owned()
+        self.stdout(args)
     }
 
     fn tmux(&self, args: &[&str]) -> Output {
@@ -102,17 +83,13 @@ impl Roots {
         assert!(found, "pane {target} never showed {text:?}:\n{last}");
     }
 
-    fn mounts(&self) -> Vec<PathBuf> {
-        testutil::mounts_under(&[&self.scratch, &self.run_root])
-    }
-
     /// Nothing left of a container: no mount, no cgroup, no process naming it.
     fn assert_clean(&self, id: &str) {
         assert!(self.mounts().is_empty(), "mounts left: {:?}", self.mounts());
         assert!(
-            cgroups_of(id).is_empty(),
+            cgroups_named(id).is_empty(),
             "cgroups left: {:?}",
-            cgroups_of(id)
+            cgroups_named(id)
         );
     }
 }
@@ -120,52 +97,7 @@ impl Roots {
 impl Drop for Roots {
     fn drop(&mut self) {
         let _ = self.tmux(&["kill-server"]);
-        testutil::remove_berth_roots(&berth(), &self.root, &self.run_root, &self.scratch);
     }
-}
-
-fn berth() -> PathBuf {
-    testutil::runtime_binary().with_file_name("berth")
-}
-
-/// Polls `f` for up to 30 s.
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Cgroup directories named after container `id` in any v1 hierarchy.
-fn cgroups_of(id: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for ctl in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let mut stack = vec![(ctl.path(), 0)];
-        while let Some((dir, depth)) = stack.pop() {
-            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                    continue;
-                }
-                if e.file_name().to_string_lossy().contains(id) {
-                    out.push(e.path());
-                }
-                if depth < 3 {
-                    stack.push((e.path(), depth + 1));
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The parent pid of `pid`, from /proc.

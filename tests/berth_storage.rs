@@ -6,13 +6,10 @@
 // A test target: helpers outside `#[test]` functions fail the test with `expect` too.
 #![allow(clippy::expect_used)]
 
-mod berth_harness;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use berth_harness::{Berth, stdout, wait_until};
-use testutil::describe;
+use testutil::{Berth, describe, stdout, wait_until};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

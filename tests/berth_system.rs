@@ -4,13 +4,10 @@
 
 #![allow(clippy::expect_used)]
 
-mod berth_harness;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use berth_harness::{Berth, stdout, wait_until};
-use testutil::describe;
+use testutil::{Berth, describe, stdout, wait_until};
 
 fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()

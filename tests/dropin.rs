@@ -261,7 +261,7 @@ fn docker_and_berth_load_each_others_saved_images() {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let docker = Docker::start();
-    let berth = testutil::BerthCli::new("dropin-save");
+    let berth = testutil::Berth::new("dropin-save");
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let rootfs = dropin::image::rootfs_tar(&berth.scratch.join("image"));
         let rootfs = rootfs.to_string_lossy();

@@ -4,13 +4,13 @@
 //! a terminal in raw mode for `-t`, forwards window-size changes and (with `--sig-proxy`)
 //! signals, and ends on the container's exit code, the detach keys, or a lost monitor.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_monitor::proto::{self, Decoder};
-use runtime::console::{DetachMatcher, RawMode};
+use runtime::console::{DetachMatcher, RawMode, write_all};
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
@@ -103,18 +103,6 @@ pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
         .collect()
 }
 
-fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> std::io::Result<()> {
-    while !data.is_empty() {
-        match rustix::io::write(fd, data) {
-            Ok(0) => return Err(Errno::PIPE.into()),
-            Ok(n) => data = &data[n..],
-            Err(Errno::INTR | Errno::AGAIN) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
 /// The size of the terminal on stdin (or stdout) as a resize frame.
 fn size_frame() -> Option<Vec<u8>> {
     [rustix::stdio::stdin(), rustix::stdio::stdout()]
@@ -172,14 +160,7 @@ impl Engine {
             .flatten();
         let mut signals = vec![libc::SIGWINCH];
         if opts.sig_proxy && !opts.tty {
-            signals.extend([
-                libc::SIGINT,
-                libc::SIGTERM,
-                libc::SIGHUP,
-                libc::SIGQUIT,
-                libc::SIGUSR1,
-                libc::SIGUSR2,
-            ]);
+            signals.extend(runtime::PROXIED_SIGNALS);
         }
         let sigs =
             SignalFd::new(&signals).map_err(io_err("block signals", Path::new("signalfd")))?;

@@ -12,9 +12,10 @@ use crate::changes::apply_changes;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::id::{Digest, Timestamp};
-use crate::image_verbs::{check_new_reference, image_digest, parse_rfc3339, tree_size};
+use crate::image_verbs::{check_new_reference, image_digest, tree_size};
 use crate::images::{Image, NewImage};
 use crate::state::Status;
+use crate::times::parse_rfc3339;
 
 /// `docker import` options.
 #[derive(Debug, Clone, Default)]

@@ -14,6 +14,7 @@ use crate::error::{EngineError, Result};
 use crate::filter::{invalid, labels_match, parse_label, split};
 use crate::id::{Digest, Timestamp};
 use crate::images::{Image, ImageRemoval};
+use crate::times::{parse_rfc3339, parse_time};
 
 /// Docker's `--filter` for images; the default matches every image.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,7 +54,9 @@ impl ImageFilter {
                 "reference" => f.references.push(value.to_owned()),
                 "before" => f.before = Some(value.to_owned()),
                 "since" => f.since = Some(value.to_owned()),
-                "until" => f.until = Some(parse_until(value).ok_or_else(|| invalid(raw))?),
+                "until" => {
+                    f.until = Some(parse_time(value, Timestamp::now()).map_err(|_| invalid(raw))?)
+                }
                 _ => return Err(invalid(raw)),
             }
         }
@@ -80,84 +83,6 @@ impl ImageFilter {
             && since.is_none_or(|s| created > s)
             && self.until.is_none_or(|u| created < u)
     }
-}
-
-/// `until=`: a Unix timestamp (seconds), an RFC 3339 time, or a duration ago (`10m`, `2h`).
-fn parse_until(value: &str) -> Option<Timestamp> {
-    if let Ok(secs) = value.parse::<i64>() {
-        return Some(Timestamp(secs.saturating_mul(1_000_000_000)));
-    }
-    if let Some(t) = parse_rfc3339(value) {
-        return Some(t);
-    }
-    let (num, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit())?);
-    let n: i64 = num.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return None,
-    };
-    Some(Timestamp(
-        Timestamp::now().0 - secs.saturating_mul(1_000_000_000),
-    ))
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` (image configs' `created`).
-pub(crate) fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
-    let mut nanos = 0i64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(frac.len());
-        let mut n: i64 = 0;
-        for (i, c) in frac[..digits].bytes().enumerate() {
-            if i < 9 {
-                n = n * 10 + i64::from(c - b'0');
-            }
-        }
-        for _ in digits.min(9)..9 {
-            n *= 10;
-        }
-        nanos = n;
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let oh: i64 = rest.get(1..3)?.parse().ok()?;
-            let om: i64 = rest.get(4..6)?.parse().ok()?;
-            sign * (oh * 3600 + om * 60)
-        }
-    };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
-    Some(Timestamp(
-        secs.checked_mul(1_000_000_000)?.checked_add(nanos)?,
-    ))
 }
 
 /// Docker's `reference=` match: a glob (`*` and `?` within one path component) against the

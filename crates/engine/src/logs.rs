@@ -9,7 +9,8 @@ use berth_monitor::jsonlog;
 
 use crate::containers::Container;
 use crate::engine::{Engine, POLL, io_err};
-use crate::error::{EngineError, Result};
+use crate::error::Result;
+use crate::id::Timestamp;
 
 /// What `logs` prints.
 #[derive(Debug, Clone, Default)]
@@ -26,86 +27,10 @@ pub struct LogsOptions {
     pub until: Option<i64>,
 }
 
-/// Parses `--since`/`--until`: RFC 3339 (`2024-05-01T10:00:00Z`), a date (`2024-05-01`), a
-/// Unix time (`1714557600`, `1714557600.5`), or a duration before `now` (`10m`, `1h30m`,
-/// `45s`). Returns nanoseconds since the epoch.
+/// Parses `--since`/`--until` ([`parse_time`](crate::parse_time)'s forms) to nanoseconds since
+/// the epoch, as [`LogsOptions`] holds them.
 pub fn parse_log_time(s: &str, now: i64) -> Result<i64> {
-    let bad = || EngineError::InvalidValue {
-        what: "time (RFC 3339, Unix seconds or a duration like 10m)",
-        value: s.to_owned(),
-    };
-    if let Some(t) = jsonlog::parse_time(s) {
-        return Ok(t);
-    }
-    if s.len() == 10
-        && let Some(t) = jsonlog::parse_time(&format!("{s}T00:00:00Z"))
-    {
-        return Ok(t);
-    }
-    if let Some(t) = unix_time(s) {
-        return Ok(t);
-    }
-    let d = go_duration(s).ok_or_else(bad)?;
-    Ok(now - d)
-}
-
-fn unix_time(s: &str) -> Option<i64> {
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
-        return None;
-    }
-    let mut nanos: i64 = 0;
-    for (i, b) in frac.bytes().enumerate() {
-        nanos += i64::from(b - b'0') * 10i64.pow(8 - u32::try_from(i).ok()?);
-    }
-    secs.parse::<i64>()
-        .ok()?
-        .checked_mul(1_000_000_000)?
-        .checked_add(nanos)
-}
-
-/// Parses a duration in Go's syntax (`1h30m`, `10s`, `500ms`), as Docker's duration flags
-/// take it; returns nanoseconds.
-pub fn parse_duration(s: &str) -> Result<i64> {
-    go_duration(s).ok_or_else(|| EngineError::InvalidValue {
-        what: "duration (like 30s, 1m30s, 500ms)",
-        value: s.to_owned(),
-    })
-}
-
-/// Go's duration syntax (`1h30m`, `10s`, `500ms`) in nanoseconds.
-fn go_duration(s: &str) -> Option<i64> {
-    let mut rest = s;
-    let mut total: f64 = 0.0;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[u..];
-        total += value * unit;
-    }
-    // Durations beyond i64 nanoseconds (292 years) are refused by the range check.
-    (total < 9.2e18).then_some(total as i64)
+    crate::times::parse_time(s, Timestamp(now)).map(|t| t.0)
 }
 
 /// One decoded log line.

@@ -12,6 +12,7 @@ use crate::id::Timestamp;
 use crate::images::Image;
 use crate::ps::ContainerSize;
 use crate::state::Status;
+use crate::times::parse_time;
 use crate::volumes::{Volume, VolumeFilter};
 
 /// What `system df` counts.
@@ -291,142 +292,9 @@ impl PruneFilter {
     }
 }
 
-/// Docker's time values (`--since`, `--until`, `until=`): a Go duration before `now` (`10m`,
-/// `1h30m`), Unix seconds with an optional fraction (`1700000000.5`), or an RFC 3339 date or
-/// date-time (`2024-05-01`, `2024-05-01T10:00:00`, with `Z` or `±hh:mm`; without a zone, UTC).
-///
-/// Errors: `InvalidArgument` for anything else.
-pub fn parse_time(value: &str, now: Timestamp) -> Result<Timestamp> {
-    let bad = || EngineError::InvalidValue {
-        what: "time (a duration like 10m, Unix seconds, or RFC 3339)",
-        value: value.to_owned(),
-    };
-    let v = value.trim();
-    if let Some(d) = parse_duration(v) {
-        return Ok(Timestamp(now.0 - d));
-    }
-    if let Some((secs, frac)) = v.split_once('.').or(Some((v, ""))).filter(|(s, f)| {
-        !s.is_empty()
-            && s.bytes().all(|b| b.is_ascii_digit())
-            && f.bytes().all(|b| b.is_ascii_digit())
-    }) {
-        let secs: i64 = secs.parse().map_err(|_| bad())?;
-        let mut frac = frac.to_owned();
-        frac.truncate(9);
-        while frac.len() < 9 {
-            frac.push('0');
-        }
-        let nanos: i64 = frac.parse().map_err(|_| bad())?;
-        return Ok(Timestamp(secs * 1_000_000_000 + nanos));
-    }
-    parse_rfc3339(v).ok_or_else(bad)
-}
-
-/// A Go duration (`1h30m`, `10s`, `500ms`) in nanoseconds.
-fn parse_duration(s: &str) -> Option<i64> {
-    if s.is_empty() || !s.as_bytes()[0].is_ascii_digit() {
-        return None;
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let n: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += n * scale;
-        rest = &rest[unit_end..];
-    }
-    #[allow(clippy::cast_possible_truncation)]
-    Some(total as i64)
-}
-
-/// `YYYY-MM-DD[THH:MM[:SS[.frac]]][Z|±hh:mm]` in nanoseconds since the epoch.
-fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-    let (date, time) = s.split_once('T').unwrap_or((s, ""));
-    let mut d = date.split('-');
-    let (y, m, day): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let (clock, offset) = match time.find(['Z', '+', '-']) {
-        Some(i) => (&time[..i], &time[i..]),
-        None => (time, ""),
-    };
-    let offset_secs = match offset {
-        "" | "Z" => 0,
-        o => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            let (h, mi) = o[1..].split_once(':')?;
-            sign * (h.parse::<i64>().ok()? * 3600 + mi.parse::<i64>().ok()? * 60)
-        }
-    };
-    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut parts = hms.split(':').filter(|p| !p.is_empty());
-    let h: i64 = parts.next().map_or(Some(0), |p| p.parse().ok())?;
-    let mi: i64 = parts.next().map_or(Some(0), |p| p.parse().ok())?;
-    let sec: i64 = parts.next().map_or(Some(0), |p| p.parse().ok())?;
-    let mut frac = frac.to_owned();
-    frac.truncate(9);
-    while frac.len() < 9 {
-        frac.push('0');
-    }
-    let nanos: i64 = frac.parse().ok()?;
-    let days = days_from_civil(y, m, day);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_secs;
-    Some(Timestamp(secs * 1_000_000_000 + nanos))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_in_every_docker_form() {
-        let now = Timestamp(1_700_000_000_000_000_000);
-        for (text, want) in [
-            ("10m", now.0 - 600_000_000_000),
-            ("1h30m", now.0 - 5_400_000_000_000),
-            ("1700000000", 1_700_000_000_000_000_000),
-            ("1700000000.5", 1_700_000_000_500_000_000),
-            ("2023-11-14T22:13:20Z", 1_700_000_000_000_000_000),
-            ("2023-11-14T23:13:20+01:00", 1_700_000_000_000_000_000),
-            ("1970-01-02", 86_400_000_000_000),
-        ] {
-            assert_eq!(parse_time(text, now).unwrap().0, want, "{text}");
-        }
-        for bad in ["", "soon", "10x", "2023-13-01", "1.2.3"] {
-            assert!(parse_time(bad, now).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn prune_filters() {

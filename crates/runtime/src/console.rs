@@ -42,9 +42,14 @@ fn copy_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
     }
 }
 
-fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> std::io::Result<()> {
+/// Writes all of `buf` to `fd`, retrying on `EINTR`/`EAGAIN`; a write that takes nothing is
+/// `EPIPE`.
+///
+/// Errors: the first failed write.
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> std::io::Result<()> {
     while !buf.is_empty() {
         match rustix::io::write(fd, buf) {
+            Ok(0) => return Err(rustix::io::Errno::PIPE.into()),
             Ok(n) => buf = &buf[n..],
             Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
             Err(e) => return Err(e.into()),

@@ -26,3 +26,4 @@ mod sys;
 
 pub use error::{Result, RuntimeError};
 pub use mounts::propagation_flag;
+pub use sys::PROXIED_SIGNALS;

@@ -277,28 +277,32 @@ pub(crate) fn mount(
     check(ret as libc::c_long).map(drop)
 }
 
+/// The termination and user signals a foreground client passes on to the process it runs
+/// (`exec`, `attach --sig-proxy`).
+pub const PROXIED_SIGNALS: [libc::c_int; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
 /// Wait for child `pid` while forwarding the usual termination and job-control signals to it;
 /// returns its exit status the way a shell reports it (128 + signal when killed).
 ///
 /// The signals are blocked and taken synchronously with sigwaitinfo, so no handler runs.
 pub(crate) fn wait_forwarding(pid: i32) -> io::Result<i32> {
-    const FORWARD: [libc::c_int; 8] = [
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-        libc::SIGWINCH,
-        libc::SIGCONT,
-    ];
+    let forward = PROXIED_SIGNALS
+        .into_iter()
+        .chain([libc::SIGWINCH, libc::SIGCONT]);
     // SAFETY: sigset_t is plain data; sigemptyset initialises it before any other use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: set is a valid, exclusively borrowed sigset_t for each call below, and
     // sigprocmask's old-set pointer may be null.
     unsafe {
         libc::sigemptyset(&mut set);
-        for s in FORWARD {
+        for s in forward {
             libc::sigaddset(&mut set, s);
         }
         libc::sigaddset(&mut set, libc::SIGCHLD);

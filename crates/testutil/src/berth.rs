@@ -1,52 +1,67 @@
-//! [`BerthCli`]: the `berth` binary under private `--root` / `--run-root` directories named with
-//! the test prefix, torn down on drop (containers removed, stray mounts detached, dirs removed).
+//! [`Berth`]: the `berth` binary under a test's private `--root` and `--run-root`, named with
+//! the [`PREFIX`](crate::PREFIX) so the janitor can sweep them, with a busybox image import
+//! and a `Drop` that leaves nothing behind (containers, monitors, mounts, directories) even
+//! when the test fails; plus probes for what a container can leave behind.
 
-use crate::runtime::{describe, runtime_binary};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::describe;
+
+/// `target/<profile>/berth`, next to berth-runtime.
+#[must_use]
+pub fn berth_binary() -> PathBuf {
+    crate::runtime_binary().with_file_name("berth")
+}
 
 /// One test's `berth`: its roots live in `<tmp>/berth-test-<pid>-<n>-<tag>/root` and
 /// `/run/berth-test-<pid>-<n>-<tag>`; `scratch` is free for the test's own files.
 #[derive(Debug)]
-pub struct BerthCli {
+pub struct Berth {
     /// `--root`.
     pub root: PathBuf,
     /// `--run-root`.
     pub run_root: PathBuf,
-    /// The test's private directory (holds `root`).
+    /// The test's private directory (holds `root`), removed on drop.
     pub scratch: PathBuf,
 }
 
-impl BerthCli {
+impl Berth {
     /// Fresh roots for the test `tag`.
     ///
     /// # Panics
     /// The scratch directory cannot be created.
     #[must_use]
-    pub fn new(tag: &str) -> BerthCli {
+    pub fn new(tag: &str) -> Berth {
         let name = crate::unique_name(tag);
         let scratch = std::env::temp_dir().join(&name);
-        let b = BerthCli {
+        std::fs::create_dir_all(&scratch)
+            .unwrap_or_else(|e| panic!("create {}: {e}", scratch.display()));
+        Berth {
             root: scratch.join("root"),
             run_root: Path::new("/run").join(&name),
             scratch,
-        };
-        std::fs::create_dir_all(&b.scratch)
-            .unwrap_or_else(|e| panic!("create {}: {e}", b.scratch.display()));
-        b
+        }
     }
 
-    /// `target/<profile>/berth`.
+    /// Fresh roots with the busybox image imported as `bb`; `None` (the test skips) without
+    /// root.
     #[must_use]
-    pub fn binary() -> PathBuf {
-        runtime_binary().with_file_name("berth")
+    pub fn with_busybox(tag: &str) -> Option<Berth> {
+        if !crate::require_root() {
+            return None;
+        }
+        let b = Berth::new(tag);
+        b.import_busybox("bb");
+        Some(b)
     }
 
-    /// A `berth` command with this test's roots.
+    /// A `berth` command with this test's roots (stdin inherited unless the caller sets it).
     #[must_use]
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(Self::binary());
+        let mut c = Command::new(berth_binary());
         c.arg("--root")
             .arg(&self.root)
             .arg("--run-root")
@@ -109,27 +124,115 @@ impl BerthCli {
     ///
     /// # Panics
     /// berth fails.
-    #[must_use]
     pub fn stdout(&self, args: &[&str]) -> String {
-        String::from_utf8_lossy(&self.ok(args).stdout).into_owned()
+        stdout(&self.ok(args))
     }
 
-    /// Mounts under either root.
+    /// `berth inspect -f FORMAT OBJECT`, trimmed.
+    ///
+    /// # Panics
+    /// berth fails.
+    #[must_use]
+    pub fn inspect(&self, format: &str, object: &str) -> String {
+        self.stdout(&["inspect", "-f", format, object])
+            .trim()
+            .to_owned()
+    }
+
+    /// Imports a busybox rootfs as image `name`; returns the image id.
+    ///
+    /// # Panics
+    /// The tarball or the import fails.
+    pub fn import_busybox(&self, name: &str) -> String {
+        self.import_busybox_with(name, |_| {})
+    }
+
+    /// Imports a busybox rootfs as image `name` after `customize` edited it; returns the image
+    /// id. The tarball is written with the `tar` crate: GNU tar fails with "file changed as we
+    /// read it" when another test hard-links the shared busybox binary meanwhile.
+    ///
+    /// # Panics
+    /// The tarball or the import fails.
+    pub fn import_busybox_with(&self, name: &str, customize: impl FnOnce(&Path)) -> String {
+        let rootfs = self.scratch.join(format!("rootfs-{name}"));
+        crate::busybox_rootfs(&rootfs);
+        customize(&rootfs);
+        let tarball = self.scratch.join(format!("{name}.tar"));
+        crate::images::tar_dir(&rootfs, &tarball);
+        self.stdout(&["import", &tarball.to_string_lossy(), name])
+            .trim()
+            .to_owned()
+    }
+
+    /// Full ids of every container (`ps -aq --no-trunc`).
+    ///
+    /// # Panics
+    /// berth fails.
+    #[must_use]
+    pub fn containers(&self) -> Vec<String> {
+        self.stdout(&["ps", "-aq", "--no-trunc"])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Mount points under either root.
     #[must_use]
     pub fn mounts(&self) -> Vec<PathBuf> {
-        crate::mounts()
+        mounts_under(&[&self.scratch, &self.run_root])
+    }
+
+    /// Everything container `id` could have left behind: mounts under the roots, cgroups
+    /// named after it, processes naming it; empty when nothing is left.
+    #[must_use]
+    pub fn leftovers(&self, id: &str) -> String {
+        let mut out = String::new();
+        let mounts: Vec<PathBuf> = self
+            .mounts()
             .into_iter()
-            .map(|m| m.point)
-            .filter(|p| p.starts_with(&self.scratch) || p.starts_with(&self.run_root))
-            .collect()
+            .filter(|m| m.to_string_lossy().contains(id))
+            .collect();
+        if !mounts.is_empty() {
+            out.push_str(&format!("mounts {mounts:?} "));
+        }
+        let cgroups = cgroups_named(id);
+        if !cgroups.is_empty() {
+            out.push_str(&format!("cgroups {cgroups:?} "));
+        }
+        let procs = processes_with(id);
+        if !procs.is_empty() {
+            out.push_str(&format!("processes {procs:?}"));
+        }
+        out
+    }
+
+    /// Asserts that `system check --dry-run` finds nothing.
+    ///
+    /// # Panics
+    /// It finds something.
+    pub fn assert_consistent(&self) {
+        let out = self.cmd(&["system", "check", "--dry-run"]);
+        assert_eq!(
+            stdout(&out),
+            "no problems found\n",
+            "system check: {}",
+            describe(&out)
+        );
+        assert_eq!(out.status.code(), Some(0));
     }
 }
 
-impl Drop for BerthCli {
+impl Drop for Berth {
     fn drop(&mut self) {
         let ids = self.cmd(&["ps", "-aq", "--no-trunc"]);
         for id in String::from_utf8_lossy(&ids.stdout).lines() {
             let _ = self.cmd(&["rm", "-f", id]);
+        }
+        // What a killed berth or monitor left: orphan runtime state, mounts; then any monitor
+        // still running under this run root (its command line names it).
+        let _ = self.cmd(&["system", "check"]);
+        for pid in processes_with(&self.run_root.to_string_lossy()) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
         let mut mounts = self.mounts();
         mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -139,4 +242,108 @@ impl Drop for BerthCli {
         let _ = std::fs::remove_dir_all(&self.scratch);
         let _ = std::fs::remove_dir_all(&self.run_root);
     }
+}
+
+/// A command's stdout as text.
+#[must_use]
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Mount points at or below any of `dirs`.
+#[must_use]
+pub fn mounts_under(dirs: &[&Path]) -> Vec<PathBuf> {
+    crate::mounts()
+        .into_iter()
+        .map(|m| m.point)
+        .filter(|p| dirs.iter().any(|d| p.starts_with(d)))
+        .collect()
+}
+
+/// Cgroup directories (any hierarchy, any depth up to 4) whose name contains `id`.
+#[must_use]
+pub fn cgroups_named(id: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, id: &str, depth: u32, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().contains(id) {
+                out.push(p.clone());
+            }
+            if depth < 4 {
+                walk(&p, id, depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), id, 0, &mut out);
+    out
+}
+
+/// The directory of the v1 hierarchy `controller` (or cgroup2's, for `""`) whose name is `id`,
+/// searched a few levels deep under `/sys/fs/cgroup`.
+#[must_use]
+pub fn cgroup_dir(controller: &str, id: &str) -> Option<PathBuf> {
+    fn find(dir: &Path, id: &str, depth: u32) -> Option<PathBuf> {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let p = e.path();
+            if e.file_name().to_string_lossy() == id {
+                return Some(p);
+            }
+            if depth > 0
+                && let Some(found) = find(&p, id, depth - 1)
+            {
+                return Some(found);
+            }
+        }
+        None
+    }
+    let base = Path::new("/sys/fs/cgroup").join(controller);
+    find(&base, id, 4)
+}
+
+/// Processes (other than this one) whose command line mentions `needle`.
+#[must_use]
+pub fn processes_with(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if pid != std::process::id() && String::from_utf8_lossy(&cmdline).contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Polls `f` every 20 ms for up to 30 s; whether it came to hold.
+pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `f` until it holds ([`eventually`]); fails the test on timeout.
+///
+/// # Panics
+/// On timeout.
+pub fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    assert!(eventually(f), "timed out waiting for {what}");
 }

@@ -46,15 +46,23 @@ pub fn busybox_tarball(dir: &std::path::Path) -> std::path::PathBuf {
     let rootfs = dir.join("rootfs");
     crate::busybox_rootfs(&rootfs);
     let path = dir.join("busybox.tar");
+    tar_dir(&rootfs, &path);
+    path
+}
+
+/// Writes the tree `dir` as the tarball `path` (symlinks kept as links), with the `tar` crate.
+///
+/// # Panics
+/// The tree or the tarball cannot be read or written.
+pub fn tar_dir(dir: &std::path::Path, path: &std::path::Path) {
     let file =
-        std::fs::File::create(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        std::fs::File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
     let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
     tar.follow_symlinks(false);
-    tar.append_dir_all(".", &rootfs)
+    tar.append_dir_all(".", dir)
         .and_then(|()| tar.into_inner())
         .and_then(|mut w| w.flush())
-        .unwrap_or_else(|e| panic!("tar {}: {e}", rootfs.display()));
-    path
+        .unwrap_or_else(|e| panic!("tar {}: {e}", dir.display()));
 }
 
 /// A layer tar built entry by entry. Names are written into the header verbatim (so `../x`

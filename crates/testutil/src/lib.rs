@@ -5,14 +5,12 @@
 //! name ([`unique_name`]) so that [`janitor`] can remove what an earlier, killed run left behind
 //! without touching the objects of test processes still running. Entry points: [`Bundle`],
 //! [`Runtime`], [`ContainerGuard`], [`MountGuard`], [`NetnsGuard`], [`CgroupGuard`],
-//! [`ChildGuard`], [`janitor`], [`leaks`]; image fixtures in [`images`] and
+//! [`ChildGuard`], [`Berth`] (the `berth` binary under private roots), [`janitor`], [`leaks`]; image fixtures in [`images`] and
 //! [`debian_minbase`]; [`Uml`] boots a User-Mode Linux guest (cgroup v2).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 mod berth;
-mod berth_roots;
-mod berth_teardown;
 mod bundle;
 mod contest;
 mod debian;
@@ -26,9 +24,10 @@ mod runtime;
 mod sys;
 mod uml;
 
-pub use berth::BerthCli;
-pub use berth_roots::{BerthRoots, berth_binary, cgroup_dir, wait_until};
-pub use berth_teardown::{mounts_under, remove_berth_roots};
+pub use berth::{
+    Berth, berth_binary, cgroup_dir, cgroups_named, eventually, mounts_under, processes_with,
+    stdout, wait_until,
+};
 pub use bundle::{Bundle, default_spec};
 pub use contest::{
     ContestMount, contest_binary, is_static_elf, parse_contest_mounts, parse_kv, target_dir,

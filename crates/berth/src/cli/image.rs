@@ -212,7 +212,7 @@ pub(crate) fn dispatch(engine: &Engine, command: &ImageCommand) -> Result<i32> {
         ImageCommand::Image(g) => match g {
             ImageGroup::Ls(a) => list(engine, a, out),
             ImageGroup::Inspect { format, images } => {
-                inspect(engine, images, format.as_deref(), out)
+                super::inspect_each(images, format.as_deref(), out, |i| engine.inspect_image(i))
             }
             ImageGroup::Rm(a) => rmi(engine, a, out),
             ImageGroup::Prune { all, force, filter } => prune(engine, *all, *force, filter, out),
@@ -488,35 +488,6 @@ pub(crate) fn write_deleted_images(
     }
     writeln!(out)?;
     Ok(())
-}
-
-fn inspect(
-    engine: &Engine,
-    images: &[String],
-    format: Option<&str>,
-    out: &mut dyn Write,
-) -> Result<i32> {
-    let mut found = Vec::new();
-    let mut code = 0;
-    for i in images {
-        match engine.inspect_image(i) {
-            Ok(v) => found.push(v),
-            Err(e @ engine::EngineError::NotFound { .. }) => {
-                eprintln!("berth: {e}");
-                code = 1;
-            }
-            Err(e) => return Err(e).with_context(|| format!("inspect {i}")),
-        }
-    }
-    match format {
-        Some(f) => {
-            for v in &found {
-                writeln!(out, "{}", render::template(f, v)?)?;
-            }
-        }
-        None => render::json(out, &found)?,
-    }
-    Ok(code)
 }
 
 fn save(engine: &Engine, a: &SaveArgs) -> Result<i32> {
