@@ -299,3 +299,44 @@ fn damage_done_by_hand_is_found_and_repaired() {
         "{df}"
     );
 }
+
+#[test]
+fn berth_killed_during_commit_leaves_nothing_frozen_or_recorded() {
+    let Some(b) = Berth::with_busybox("crash-commit") else {
+        return;
+    };
+    let id = stdout(&b.ok(&["run", "-d", "--name", "busy", "bb", "sleep", "30"]))
+        .trim()
+        .to_owned();
+    let images = stdout(&b.ok(&["images", "-q", "--no-trunc"]));
+    // Killed while the container is frozen for the commit: check names it and thaws it.
+    crash_at(
+        &b,
+        &["commit", "busy", "snap:1"],
+        "commit-after-pause",
+        || {
+            let report = stdout(&b.cmd(&["system", "check", "--dry-run"]));
+            assert!(report.contains("frozen by a commit"), "{report}");
+        },
+    );
+    let report = stdout(&b.cmd(&["system", "check", "--dry-run"]));
+    assert!(report.contains("no problems found"), "{report}");
+    assert_eq!(
+        stdout(&b.ok(&["exec", "busy", "echo", "alive"])).trim(),
+        "alive"
+    );
+    // Killed after the layer was stored, before the image was recorded: no new image.
+    crash_at(
+        &b,
+        &["commit", "busy", "snap:1"],
+        "commit-after-layer",
+        || {},
+    );
+    assert_eq!(stdout(&b.ok(&["images", "-q", "--no-trunc"])), images);
+    b.ok(&["exec", "busy", "true"]);
+    // And the next commit works.
+    b.ok(&["commit", "busy", "snap:1"]);
+    b.ok(&["rm", "-f", "busy"]);
+    b.assert_consistent();
+    assert_all_clean(&b, &[id]);
+}

@@ -61,6 +61,12 @@ pub enum Problem {
         /// The container's live pid.
         pid: i32,
     },
+    /// A running container frozen by a `commit` that was killed before it thawed it.
+    /// Repair: thaw it.
+    FrozenByCommit {
+        /// Container id.
+        id: ContainerId,
+    },
     /// Runtime state (an OCI runtime's state directory) for a container with no record or one
     /// that is not running (killed mid-`rm` or mid-start). Repair: the runtime's forced
     /// delete (kills leftovers, removes the cgroup).
@@ -216,10 +222,19 @@ pub fn start_time(pid: i32) -> Option<u64> {
 /// Records the calling process as the monitor of the container whose run directory is
 /// `run_dir` (written before the store names its pid, replaced atomically).
 pub(crate) fn record_monitor(run_dir: &Path) -> Result<()> {
+    record_process(run_dir, MONITOR_FILE)
+}
+
+/// The file in a container's run directory naming a `commit` that froze the container:
+/// `<pid> <start time>`, removed once it thawed it.
+pub(crate) const COMMIT_FREEZE_FILE: &str = "commit-freeze";
+
+/// Writes `<pid> <start time>` of this process to `run_dir/name` (atomically).
+pub(crate) fn record_process(run_dir: &Path, name: &str) -> Result<()> {
     let pid = rustix::process::getpid().as_raw_nonzero().get();
     let start = start_time(pid).unwrap_or(0);
-    let tmp = run_dir.join(format!(".{MONITOR_FILE}.tmp"));
-    let path = run_dir.join(MONITOR_FILE);
+    let tmp = run_dir.join(format!(".{name}.tmp"));
+    let path = run_dir.join(name);
     fs::create_dir_all(run_dir).map_err(|source| EngineError::Io {
         action: "create directory",
         path: run_dir.to_owned(),
@@ -228,10 +243,16 @@ pub(crate) fn record_monitor(run_dir: &Path) -> Result<()> {
     fs::write(&tmp, format!("{pid} {start}\n"))
         .and_then(|()| fs::rename(&tmp, &path))
         .map_err(|source| EngineError::Io {
-            action: "record monitor in",
+            action: "record process in",
             path,
             source,
         })
+}
+
+/// Whether the process recorded in `run_dir/name` by [`record_process`] still runs.
+pub(crate) fn recorded_process_alive(run_dir: &Path, name: &str) -> bool {
+    recorded(run_dir, name)
+        .is_some_and(|(pid, start)| is_alive(pid) && start_time(pid) == Some(start))
 }
 
 /// Whether the monitor recorded with pid `pid` for the container whose run directory is
@@ -265,7 +286,11 @@ pub(crate) fn monitor_recorded_alive(run_dir: &Path) -> bool {
 
 /// The `(pid, start time)` a monitor recorded in `run_dir`.
 fn recorded_monitor(run_dir: &Path) -> Option<(i32, u64)> {
-    let text = fs::read_to_string(run_dir.join(MONITOR_FILE)).ok()?;
+    recorded(run_dir, MONITOR_FILE)
+}
+
+fn recorded(run_dir: &Path, name: &str) -> Option<(i32, u64)> {
+    let text = fs::read_to_string(run_dir.join(name)).ok()?;
     let mut it = text.split_whitespace();
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }

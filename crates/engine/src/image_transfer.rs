@@ -205,14 +205,13 @@ impl Engine {
             created: Timestamp::now().to_rfc3339(),
         };
         let freeze = req.pause && c.state.status == Status::Running;
-        let root = self.runtime_root();
+        let oci = crate::oci::for_container(&self.paths, &c);
         if freeze {
-            runtime::container::pause(&root, c.id.as_str()).map_err(|source| {
-                EngineError::Runtime {
-                    action: format!("pause container {} to commit it", c.id.short()),
-                    source: Box::new(source),
-                }
-            })?;
+            // Recorded first: a commit killed while the container is frozen leaves a record
+            // `system check` finds and thaws.
+            crate::check::record_process(&c.run_dir, crate::check::COMMIT_FREEZE_FILE)?;
+            oci.pause(c.id.as_str())?;
+            crate::repair::crash_point("commit-after-pause");
         }
         let result = self.writing(|_lock| {
             let committed = self
@@ -230,16 +229,18 @@ impl Engine {
             self.images
                 .unpack(&img)
                 .map_err(image_err("commit: unpack the new layer"))?;
+            crate::repair::crash_point("commit-after-layer");
             Ok(self
                 .record_image(&committed.manifest, req.reference.as_slice())?
                 .0)
         });
-        if freeze && let Err(e) = runtime::container::resume(&root, c.id.as_str()) {
-            tracing::warn!(
-                "resume container {} after commit: {}",
-                c.id.short(),
-                runtime::error::chain(&e)
-            );
+        if freeze {
+            match oci.resume(c.id.as_str()) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(c.run_dir.join(crate::check::COMMIT_FREEZE_FILE));
+                }
+                Err(e) => tracing::warn!("resume container {} after commit: {e}", c.id.short()),
+            }
         }
         result
     }

@@ -89,6 +89,7 @@ impl Engine {
             .map(|c| (c.id.to_string(), c))
             .collect();
         problems.extend(self.runtime_problems(&containers));
+        problems.extend(containers.values().filter_map(frozen_by_dead_commit));
         let mut out = Vec::new();
         for problem in problems {
             let repair = repair
@@ -169,6 +170,15 @@ impl Engine {
             Problem::OrphanBundle { path } => self
                 .remove_orphan(&file_name(path))
                 .map(|()| "removed".to_owned()),
+            Problem::FrozenByCommit { id } => {
+                let c = record(id)?;
+                crate::oci::for_container(&self.paths, c)
+                    .resume(id.as_str())
+                    .map(|()| {
+                        let _ = fs::remove_file(c.run_dir.join(crate::check::COMMIT_FREEZE_FILE));
+                        "thawed".to_owned()
+                    })
+            }
             Problem::OrphanRuntimeState { path } => {
                 let id = file_name(path);
                 let runtime = runtime_of(&self.paths, path);
@@ -347,6 +357,10 @@ impl Problem {
                 "container {}: its monitor is gone while its process {pid} runs",
                 id.short()
             ),
+            Problem::FrozenByCommit { id } => format!(
+                "container {}: frozen by a commit that did not finish",
+                id.short()
+            ),
             Problem::OrphanRuntimeState { path } => format!(
                 "runtime state {} belongs to no running container",
                 path.display()
@@ -367,4 +381,13 @@ impl Problem {
             }
         }
     }
+}
+
+/// A running container whose commit-freeze record names a process that is gone.
+fn frozen_by_dead_commit(c: &Container) -> Option<Problem> {
+    use crate::check::{COMMIT_FREEZE_FILE, recorded_process_alive};
+    (c.state.status == crate::state::Status::Running
+        && c.run_dir.join(COMMIT_FREEZE_FILE).exists()
+        && !recorded_process_alive(&c.run_dir, COMMIT_FREEZE_FILE))
+    .then(|| Problem::FrozenByCommit { id: c.id.clone() })
 }
