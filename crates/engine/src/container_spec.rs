@@ -3,7 +3,7 @@
 //! capabilities, `no_new_privs`, seccomp, rlimits, cgroup resources, devices, sysctls,
 //! `--privileged`, `--domainname`, `--shm-size`, `--init`, and the `/etc` file mounts.
 //!
-//! [`apply`] edits the config [`crate::bundle::oci_config`] built, so the fixed defaults stay in
+//! `apply` edits the config [`crate::bundle::oci_config`] built, so the fixed defaults stay in
 //! one place and every setting here is applied (and validated) at create time.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
