@@ -251,3 +251,24 @@ fn inspect_shows_state_pid_exit_code_and_repo_tags() {
     assert_eq!(stdout(&b.ok(&["ps", "-aq"])), "");
     assert!(b.mounts().is_empty(), "mounts left: {:?}", b.mounts());
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_like_sigpipe() {
+    if !testutil::require_root() {
+        return;
+    }
+    let b = Berth::new("cli-pipe");
+    b.import_busybox("busybox:1");
+    // `berth image inspect x | head -c0`: the reader is gone before berth writes.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = b
+        .command(&["image", "inspect", "busybox:1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run berth");
+    assert_eq!(out.status.code(), Some(141), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

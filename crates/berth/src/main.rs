@@ -42,6 +42,19 @@ fn main() -> ExitCode {
     }
     match cli::dispatch(&cli, &paths) {
         Ok(c) => code(c),
+        Err(e)
+            if e.chain().any(|c| {
+                let pipe = std::io::ErrorKind::BrokenPipe;
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == pipe)
+                    || c.downcast_ref::<serde_json::Error>()
+                        .is_some_and(|j| j.io_error_kind() == Some(pipe))
+            }) =>
+        {
+            // The reader went away (`berth inspect x | head`): end quietly, as a process killed
+            // by SIGPIPE would (128 + 13).
+            code(141)
+        }
         Err(e) => {
             let exit = e
                 .chain()
