@@ -19,6 +19,16 @@ pub(crate) fn invalid(raw: &str) -> EngineError {
     }
 }
 
+/// A boolean filter value (`dangling=true`) as Docker takes it: `true`/`1`, `false`/`0`, any
+/// case; `raw` is the whole filter, for the error.
+pub(crate) fn parse_bool(raw: &str, value: &str) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(invalid(raw)),
+    }
+}
+
 /// `label=key` or `label=key=value`.
 pub(crate) fn parse_label(value: &str) -> (String, Option<String>) {
     match value.split_once('=') {

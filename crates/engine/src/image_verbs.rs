@@ -43,13 +43,7 @@ impl ImageFilter {
             let raw = raw.as_ref();
             let (key, value) = split(raw)?;
             match key {
-                "dangling" => {
-                    f.dangling = Some(match value.to_ascii_lowercase().as_str() {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => return Err(invalid(raw)),
-                    });
-                }
+                "dangling" => f.dangling = Some(crate::filter::parse_bool(raw, value)?),
                 "label" => f.labels.push(parse_label(value)),
                 "reference" => f.references.push(value.to_owned()),
                 "before" => f.before = Some(value.to_owned()),

@@ -70,13 +70,7 @@ impl VolumeFilter {
             let bad = || crate::filter::invalid(raw);
             let (key, value) = crate::filter::split(raw)?;
             match key {
-                "dangling" => {
-                    f.dangling = Some(match value {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => return Err(bad()),
-                    });
-                }
+                "dangling" => f.dangling = Some(crate::filter::parse_bool(raw, value)?),
                 "name" => f.names.push(value.to_owned()),
                 "label" => f.labels.push(crate::filter::parse_label(value)),
                 _ => return Err(bad()),
