@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the shipping berth-monitor, the idle half of the per-container monitor (one runs per
 # container): static and non-PIE, so it maps no C library and relocates nothing. Measured with
-# 200 idle containers (bench/monitor-memory): ~0.51 MiB RSS and ~0.08 MiB USS each (the dynamic
+# 200 idle containers (bench/engine/run.py): ~0.51 MiB RSS and ~0.08 MiB USS each (the dynamic
 # release build, 25 containers: ~0.59 and ~0.15). `berth` looks for it next to itself.
 # Output: target/small/berth-monitor
 set -euo pipefail
