@@ -54,6 +54,58 @@ fn memory_limit_oom_kill_exits_137_and_is_recorded() {
     assert_eq!(b.inspect("{{.State.OOMKilled}}", "calm"), "false");
 }
 
+/// The cgroup path of each hierarchy in a `/proc/<pid>/cgroup` text (`0::` for cgroup2).
+fn cgroup_lines(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            Some((ctrls.to_owned(), path.to_owned()))
+        })
+        .collect()
+}
+
+/// Init and an `exec`'d process enter the container's cgroup in every hierarchy the host has
+/// (each v1 one and, on a hybrid host, the cgroup2 one): they put themselves there as they are
+/// forked; the monitor stays out.
+#[test]
+fn container_processes_are_in_every_hierarchy_and_the_monitor_is_not() {
+    let Some(b) = Berth::with_busybox("limits-cgroups") else {
+        return;
+    };
+    let id = stdout(&b.ok(&["run", "-d", "bb", "sleep", "60"]))
+        .trim()
+        .to_owned();
+    let init = b.inspect("{{.State.Pid}}", &id);
+    let host = fs::read_to_string("/proc/self/cgroup").expect("own cgroups");
+    let expect_all_in = |what: &str, text: &str| {
+        let lines = cgroup_lines(text);
+        assert_eq!(lines.len(), cgroup_lines(&host).len(), "{what}: {text}");
+        for (ctrls, path) in lines {
+            assert!(
+                path.ends_with(&id),
+                "{what} not in the container's {ctrls:?} cgroup: {text}"
+            );
+        }
+    };
+    let text = fs::read_to_string(format!("/proc/{init}/cgroup")).expect("init's cgroups");
+    expect_all_in("init", &text);
+    expect_all_in(
+        "exec",
+        &b.stdout(&["exec", &id, "cat", "/proc/self/cgroup"]),
+    );
+    let monitor = fs::read_to_string(format!("/proc/{init}/stat"))
+        .expect("init's stat")
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_owned))
+        .expect("init's parent");
+    let text = fs::read_to_string(format!("/proc/{monitor}/cgroup")).expect("monitor's cgroups");
+    assert!(
+        cgroup_lines(&text).iter().all(|(_, p)| !p.contains(&id)),
+        "the monitor is in the container's cgroup: {text}"
+    );
+}
+
 #[test]
 fn oom_kill_disable_makes_the_hog_wait() {
     let Some(b) = Berth::with_busybox("limits-oomoff") else {

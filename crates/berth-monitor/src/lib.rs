@@ -21,8 +21,11 @@ pub mod proto;
 pub struct Invocation {
     /// Full container id.
     pub id: String,
-    /// The `berth` binary to exec when the container exits.
+    /// The `berth` binary to exec when the container exits (its path, for `argv[0]`).
     pub berth: String,
+    /// A descriptor of that binary to execute it by (one a container cannot write, so the
+    /// `berth` started through it runs protected without re-executing itself).
+    pub exe_fd: Option<i32>,
     /// `--root` of that berth.
     pub root: String,
     /// `--run-root` of that berth.
@@ -78,6 +81,7 @@ impl Invocation {
             ("pty", self.pty_fd),
             ("stdin", self.stdin_fd),
             ("listen", self.listen_fd),
+            ("exe", self.exe_fd),
         ];
         for (k, v) in fds {
             if let Some(fd) = v {
@@ -119,6 +123,7 @@ impl Invocation {
                 "pty" => inv.pty_fd = fd(v)?,
                 "stdin" => inv.stdin_fd = fd(v)?,
                 "listen" => inv.listen_fd = fd(v)?,
+                "exe" => inv.exe_fd = fd(v)?,
                 "client" => inv.client_fds.extend(fd(v)?),
                 // A newer berth may pass more: an older monitor still relays and waits (a
                 // monitor that gave up would orphan the container).
@@ -166,6 +171,7 @@ mod tests {
         let inv = Invocation {
             id: "abc".into(),
             berth: "/usr/bin/berth".into(),
+            exe_fd: Some(4),
             root: "/var/lib/berth".into(),
             run_root: "/run/berth".into(),
             pid: 42,

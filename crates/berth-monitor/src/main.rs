@@ -27,6 +27,11 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     };
+    // Kept open (but not inherited) for the `berth` processes started through it.
+    let exe = inv.exe_fd.and_then(sys::adopt);
+    if let Some(fd) = &exe {
+        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+    }
     let code = match Monitor::new(&inv) {
         Ok(mut m) => m.run(),
         Err(e) => {
@@ -34,7 +39,7 @@ fn main() -> ExitCode {
             berth_monitor::wait_child(inv.pid)
         }
     };
-    let err = std::process::Command::new(&inv.berth)
+    let err = berth(&inv)
         .arg("--root")
         .arg(&inv.root)
         .arg("--run-root")
@@ -47,7 +52,19 @@ fn main() -> ExitCode {
         .arg(inv.backoff_ms.to_string())
         .exec();
     eprintln!("berth-monitor: exec {}: {err}", inv.berth);
+    drop(exe);
     ExitCode::from(125)
+}
+
+/// A command that runs `berth`: through the descriptor berth handed over when there is one (see
+/// [`Invocation::exe_fd`]), named by its path in `argv[0]` either way.
+fn berth(inv: &Invocation) -> std::process::Command {
+    let mut c = match inv.exe_fd {
+        Some(fd) => std::process::Command::new(format!("/proc/self/fd/{fd}")),
+        None => std::process::Command::new(&inv.berth),
+    };
+    c.arg0(&inv.berth);
+    c
 }
 
 /// One output of the container: a pipe, or the pty master.
@@ -134,7 +151,7 @@ impl Monitor {
         let pid = Pid::from_raw(inv.pid).ok_or(Errno::SRCH)?;
         let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
         let health = (inv.health_interval_ms > 0).then(|| {
-            let mut command = std::process::Command::new(&inv.berth);
+            let mut command = berth(inv);
             command
                 .args([
                     "--root",

@@ -25,7 +25,6 @@ fn main() -> ExitCode {
     }
     if let Command::Monitor {
         id,
-        detached,
         exited,
         backoff_ms,
         health,
@@ -33,7 +32,6 @@ fn main() -> ExitCode {
     {
         let args = engine::monitor::MonitorArgs {
             id: id.clone(),
-            detached: *detached,
             exited: *exited,
             backoff_ms: *backoff_ms,
             health: *health,

@@ -62,10 +62,11 @@ pub enum CgroupError {
         /// How long removal was retried.
         waited: Duration,
     },
-    /// Opening a cgroup directory (for a BPF attachment) failed.
-    #[error("open cgroup directory {path}")]
+    /// Opening a cgroup directory (for a BPF attachment or a fork into it) or a `tasks` file
+    /// failed.
+    #[error("open {path}")]
     Open {
-        /// The directory.
+        /// The directory or file.
         path: PathBuf,
         /// The underlying error.
         #[source]

@@ -3,9 +3,9 @@
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, HostConfig};
@@ -192,36 +192,66 @@ impl Engine {
         Ok(self.start(reference, false)?.container)
     }
 
-    /// Spawns `berth monitor <id>`, which leaves at once for a detached grandchild; reads that
-    /// one's report (`ok` or `err <code> <message>`) from the pipe on its stdout.
+    /// Starts `berth monitor <id>` as a detached grandchild (nobody's child: it outlives this
+    /// process whatever happens to it) and reads its report (`ok` or `err <code> <message>`)
+    /// from the pipe on its stdout.
     fn start_monitor(&self, c: &Container, attach: bool) -> Result<Started> {
+        // argv[0] is the path on disk: the monitor finds berth-monitor next to it.
         let exe =
             std::env::current_exe().map_err(io_err("find berth", Path::new("/proc/self/exe")))?;
+        // The monitor's children join the container: it runs from a binary they cannot write,
+        // started from it directly rather than re-executing itself.
+        let protected =
+            runtime::selfexe::protected_exe().map_err(|source| EngineError::Runtime {
+                action: "protect the berth binary for the monitor".into(),
+                source: Box::new(source),
+            })?;
         let monitor_log = c.bundle.join("monitor.log");
         let stderr = File::create(&monitor_log).map_err(io_err("create", &monitor_log))?;
+        let null = File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map_err(io_err("open", Path::new("/dev/null")))?;
         let (mine, theirs) = if attach {
             let (a, b) = UnixStream::pair().map_err(io_err("create socket pair", &c.run_dir))?;
-            (Some(a), Stdio::from(std::os::fd::OwnedFd::from(b)))
+            (Some(a), OwnedFd::from(b))
         } else {
-            (None, Stdio::null())
+            (None, OwnedFd::from(null))
         };
-        let mut child = Command::new(exe)
-            .arg("--root")
-            .arg(&self.paths.root)
-            .arg("--run-root")
-            .arg(&self.paths.run_root)
-            .arg("monitor")
-            .arg(c.id.as_str())
-            .stdin(theirs)
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .map_err(io_err("spawn monitor", &monitor_log))?;
+        let (report_r, report_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| io_err("create pipe", &c.run_dir)(e.into()))?;
+        let c_str = |s: &std::ffi::OsStr| std::ffi::CString::new(s.as_encoded_bytes()).ok();
+        let argv: Vec<std::ffi::CString> = [
+            exe.as_os_str(),
+            "--root".as_ref(),
+            self.paths.root.as_os_str(),
+            "--run-root".as_ref(),
+            self.paths.run_root.as_os_str(),
+            "monitor".as_ref(),
+            c.id.as_str().as_ref(),
+        ]
+        .into_iter()
+        .filter_map(c_str)
+        .collect();
+        let envp: Vec<std::ffi::CString> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k;
+                kv.push("=");
+                kv.push(v);
+                c_str(&kv)
+            })
+            .collect();
+        crate::sys::spawn_detached(
+            protected.as_fd(),
+            &argv,
+            &envp,
+            [theirs.as_fd(), report_w.as_fd(), stderr.as_fd()],
+        )
+        .map_err(io_err("spawn monitor", &monitor_log))?;
+        drop((theirs, report_w, stderr, protected));
         let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            let _ = BufReader::new(out).read_line(&mut line);
-        }
-        let _ = child.wait();
+        let _ = BufReader::new(File::from(report_r)).read_line(&mut line);
         let line = line.trim_end();
         if line == "ok" {
             return Ok(Started {
@@ -322,11 +352,8 @@ impl Engine {
             let now = self.store.read(|tx| tx.container_by_id(&c.id))?;
             // Recording the exit clears `monitor_pid`, but the monitor still cleans up (runtime
             // delete, unmount) after that: wait for the pid the caller saw as well.
-            let monitor_gone = now
-                .state
-                .monitor_pid
-                .or(c.state.monitor_pid)
-                .is_none_or(|p| !crate::check::monitor_alive(p, &c.run_dir));
+            let monitor = now.state.monitor_pid.or(c.state.monitor_pid);
+            let monitor_gone = monitor.is_none_or(|p| !crate::check::monitor_alive(p, &c.run_dir));
             if !now.state.status.is_active() && monitor_gone {
                 return Ok(true);
             }
@@ -335,10 +362,17 @@ impl Engine {
                 self.repair_orphaned(&now);
                 return Ok(true);
             }
-            if Instant::now() >= deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Ok(false);
             }
-            std::thread::sleep(POLL);
+            match monitor {
+                // Wakes as the monitor exits; then the record says how.
+                Some(p) => {
+                    crate::check::wait_monitor_gone(p, &c.run_dir, left);
+                }
+                None => std::thread::sleep(POLL.min(left)),
+            }
         }
     }
 

@@ -3,8 +3,8 @@
 //! binary (crate `berth-monitor`) it execs into once the container runs.
 //!
 //! ```text
-//! berth run/start ── spawn ──> berth monitor <id>          (exits at once: the CLI never waits
-//!                                └─ spawn ─> berth monitor <id> --detached    on the monitor)
+//! berth run/start ── fork, fork, execveat (protected binary) ──> berth monitor <id>
+//!                                   (a grandchild: the CLI never waits on the monitor)
 //!                                   setsid, child subreaper; stdin = an attach client (or
 //!                                   /dev/null), stdout = the report pipe
 //!                                   mount, attach.sock, create + start, record Started
@@ -42,8 +42,6 @@ use crate::store::{Paths, Store};
 pub struct MonitorArgs {
     /// Full container id.
     pub id: String,
-    /// Already the detached grandchild of the CLI.
-    pub detached: bool,
     /// The container's init exited with this code (from the idle monitor).
     pub exited: Option<i32>,
     /// The restart backoff in effect, in milliseconds.
@@ -60,29 +58,13 @@ const BACKOFF_RESET: Duration = Duration::from_secs(10);
 /// Runs the monitor; returns its exit status (the container's exit code where it has one).
 #[must_use]
 pub fn monitor(paths: &Paths, args: &MonitorArgs) -> i32 {
+    // Started through a descriptor (`/proc/self/fd/<n>`), the process would be named `<n>`.
+    let _ = rustix::thread::set_name(c"berth");
     if args.health {
         return crate::health::check(paths, &args.id);
     }
     if let Some(code) = args.exited {
         return exited(paths, &args.id, code, args.backoff_ms);
-    }
-    if !args.detached {
-        // Leave the CLI at once: the grandchild is reparented to the nearest subreaper, so no
-        // `berth` command ever has to wait on it and killing the CLI does not touch it.
-        let exe = std::env::args_os().next().unwrap_or_default();
-        let spawned = std::process::Command::new("/proc/self/exe")
-            .arg0(exe)
-            .args(std::env::args_os().skip(1))
-            .arg("--detached")
-            .spawn();
-        return match spawned {
-            Ok(_) => 0,
-            Err(e) => {
-                let line = format!("err 125 spawn monitor: {e}\n");
-                let _ = rustix::io::write(rustix::stdio::stdout(), line.as_bytes());
-                125
-            }
-        };
     }
     let _ = rustix::process::setsid();
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
@@ -335,10 +317,14 @@ fn idle(
         let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty());
         fd.as_raw_fd()
     };
+    // This process runs protected: berth-monitor starts `berth` through this descriptor, so
+    // that one does too without re-executing itself.
+    let exe = runtime::selfexe::protected_exe().ok();
     let (max_size, max_file) = log_limits(c);
     let inv = berth_monitor::Invocation {
         id: c.id.as_str().to_owned(),
         berth: berth_binary().to_string_lossy().into_owned(),
+        exe_fd: exe.as_ref().map(inherit),
         root: paths.root.to_string_lossy().into_owned(),
         run_root: paths.run_root.to_string_lossy().into_owned(),
         pid: running.pid,
@@ -362,6 +348,7 @@ fn idle(
         .exec();
     eprintln!("berth monitor: exec {}: {err}", idle_binary().display());
     drop((
+        exe,
         running.out,
         running.err,
         running.pty,

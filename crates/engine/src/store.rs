@@ -11,6 +11,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::error::{EngineError, Result};
@@ -141,8 +142,18 @@ impl Store {
             .map_err(EngineError::sqlite("set busy timeout"))?;
         set_wal(&conn, busy_timeout)?;
         // FULL: a committed change survives power loss too, not only a killed process.
-        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
-            .map_err(EngineError::sqlite("set connection pragmas"))?;
+        // Every berth command is a short process, usually the only one with the database open:
+        // SQLite's checkpoint when the last connection closes (copy the WAL back, two fsyncs,
+        // delete the WAL) would cost each command more than its own work. Commits checkpoint
+        // instead once the WAL holds `wal_autocheckpoint` pages; kept small, because the next
+        // process to open the database alone re-reads the whole WAL to rebuild its index.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(EngineError::sqlite("set connection options"))?;
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; \
+             PRAGMA wal_autocheckpoint = 256; PRAGMA journal_size_limit = 2097152;",
+        )
+        .map_err(EngineError::sqlite("set connection pragmas"))?;
         let store = Self {
             conn,
             paths: paths.clone(),

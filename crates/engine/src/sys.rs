@@ -1,5 +1,5 @@
-//! The engine's unsafe operations: receiving signals as data (for the attach client), and a
-//! forked keeper for the terminal of a detached `exec -t`.
+//! The engine's unsafe operations: receiving signals as data (for the attach client), a
+//! forked keeper for the terminal of a detached `exec -t`, and the detached start of a monitor.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -96,4 +96,75 @@ pub(crate) fn keep_terminal(master: OwnedFd) -> io::Result<()> {
     }
     drop(master);
     Ok(())
+}
+
+/// Starts `exe` (a descriptor of an executable, see `runtime::selfexe::protected_exe`) with
+/// `argv` and `envp` as a grandchild that nobody waits for: the intermediate child exits at
+/// once, so the new process is reparented to the nearest subreaper (or init) and outlives the
+/// caller whatever happens to it. Its stdio are `stdio`; signal dispositions and mask start
+/// clean. If the exec fails, the grandchild writes `err 125 <reason>` to its stdout (the
+/// caller's report pipe) and exits 125.
+pub(crate) fn spawn_detached(
+    exe: std::os::fd::BorrowedFd<'_>,
+    argv: &[std::ffi::CString],
+    envp: &[std::ffi::CString],
+    stdio: [std::os::fd::BorrowedFd<'_>; 3],
+) -> io::Result<()> {
+    // Everything the children touch is made here: after fork they only make
+    // async-signal-safe calls.
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    let failed = b"err 125 exec the monitor failed\n";
+    let fds = stdio.map(|fd| fd.as_raw_fd());
+    // SAFETY: the children run only async-signal-safe calls (fork, dup, dup2, sigprocmask,
+    // signal, execveat, write, _exit) on memory prepared above, and never return.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            let grandchild = libc::fork();
+            if grandchild != 0 {
+                libc::_exit(i32::from(grandchild < 0));
+            }
+            // A source that is itself 0..2 could be overwritten by an earlier dup2: copy all
+            // three above 2 first.
+            let high = fds.map(|fd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3));
+            for (target, fd) in high.iter().enumerate() {
+                libc::dup2(*fd, target as libc::c_int);
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            // Rust ignores SIGPIPE; an ignored signal would stay ignored across exec.
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::syscall(
+                libc::SYS_execveat,
+                exe.as_raw_fd(),
+                c"".as_ptr(),
+                argv_ptrs.as_ptr(),
+                envp_ptrs.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            );
+            libc::write(1, failed.as_ptr().cast(), failed.len());
+            libc::_exit(125);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above; `status` is a valid out pointer.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::other("fork the monitor failed"))
+    }
 }

@@ -14,7 +14,7 @@
 //! 3. where the kernel lacks the new mount API, from a sealed memfd copy (runc's original fix).
 
 use std::ffi::CString;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use rustix::fs::{MemfdFlags, Mode, OFlags, SealFlags};
@@ -52,17 +52,46 @@ pub fn reexec_protected() -> Result<()> {
         return Ok(());
     }
     let (argv, envp) = args_and_env();
-    if let Ok(tree) = rustix::mount::open_tree(
+    if let Some(tree) = read_only_mount() {
+        // Only returns on failure; fall back to the copy below.
+        let _ = sys::fexecve(tree.as_fd(), &argv, &envp);
+    }
+    let copy = sealed_copy()?;
+    let err = sys::fexecve(copy.as_fd(), &argv, &envp);
+    Err(RuntimeError::sys("re-execute from sealed copy", err))
+}
+
+/// A descriptor of this process's binary that a container cannot write, for starting another
+/// process of it that will join containers: execute it with `execveat(fd, "", AT_EMPTY_PATH)`
+/// or through `/proc/self/fd/<fd>`, and the new process runs protected from its first
+/// instruction, with no re-execution of its own. This binary itself when it already runs
+/// protected, else a read-only detached mount of it, else a sealed copy.
+pub fn protected_exe() -> Result<OwnedFd> {
+    if running_protected() {
+        return rustix::fs::open(
+            "/proc/self/exe",
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| RuntimeError::io("open", "/proc/self/exe", e.into()));
+    }
+    match read_only_mount() {
+        Some(tree) => Ok(tree),
+        None => sealed_copy(),
+    }
+}
+
+/// A detached, read-only bind mount of this process's binary.
+fn read_only_mount() -> Option<OwnedFd> {
+    let tree = rustix::mount::open_tree(
         rustix::fs::CWD,
         "/proc/self/exe",
         rustix::mount::OpenTreeFlags::OPEN_TREE_CLONE
             | rustix::mount::OpenTreeFlags::OPEN_TREE_CLOEXEC,
-    ) && sys::mount_setattr(tree.as_fd(), false, crate::mounts::attr::RDONLY, 0).is_ok()
-    {
-        // Only returns on failure; fall back to the copy below.
-        let _ = sys::fexecve(tree.as_fd(), &argv, &envp);
-    }
-    reexec_sealed_copy(&argv, &envp)
+    )
+    .ok()?;
+    sys::mount_setattr(tree.as_fd(), false, crate::mounts::attr::RDONLY, 0).ok()?;
+    Some(tree)
 }
 
 fn args_and_env() -> (Vec<CString>, Vec<CString>) {
@@ -79,7 +108,8 @@ fn args_and_env() -> (Vec<CString>, Vec<CString>) {
     (argv, envp)
 }
 
-fn reexec_sealed_copy(argv: &[CString], envp: &[CString]) -> Result<()> {
+/// A sealed memfd copy of this process's binary (runc's original fix).
+fn sealed_copy() -> Result<OwnedFd> {
     let exe = rustix::fs::open(
         "/proc/self/exe",
         OFlags::RDONLY | OFlags::CLOEXEC,
@@ -105,6 +135,5 @@ fn reexec_sealed_copy(argv: &[CString], envp: &[CString]) -> Result<()> {
     }
     rustix::fs::fcntl_add_seals(&memfd, SEALS)
         .map_err(|e| RuntimeError::sys("seal runtime binary copy", e.into()))?;
-    let err = sys::fexecve(memfd.as_fd(), argv, envp);
-    Err(RuntimeError::sys("re-execute from sealed copy", err))
+    Ok(memfd)
 }

@@ -37,6 +37,56 @@ pub(crate) fn fork() -> io::Result<Forked> {
     }
 }
 
+/// `fork()` with the child started inside the cgroup2 directory `cgroup` (`clone3` with
+/// `CLONE_INTO_CGROUP`), so nobody has to move it there afterwards. Same single-thread rule as
+/// [`fork`].
+pub(crate) fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<Forked> {
+    /// `struct clone_args` up to `cgroup` (`CLONE_ARGS_SIZE_VER2`).
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: u64::try_from(cgroup.as_raw_fd()).unwrap_or(u64::MAX),
+    };
+    // SAFETY: `args` is a valid, fully initialised clone_args of the size passed. Without a
+    // stack and without CLONE_VM the child continues like a fork()ed one on a copy-on-write copy
+    // of the caller's stack; the caller is single-threaded, so no lock is held by another
+    // thread, and glibc keeps no pid cache since 2.25.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::from_ref(&args),
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match check(ret)? {
+        0 => Ok(Forked::Child),
+        p => Ok(Forked::Parent(p as i32)),
+    }
+}
+
 /// Fork a child whose parent is the caller's parent (`CLONE_PARENT`), so the runtime process that
 /// created the intermediate child can wait for it directly. Same single-thread rule as [`fork`].
 pub(crate) fn clone_parent() -> io::Result<Forked> {

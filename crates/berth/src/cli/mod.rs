@@ -90,9 +90,6 @@ pub(crate) enum Command {
     Monitor {
         /// Full container id.
         id: String,
-        /// Already detached from the CLI.
-        #[arg(long)]
-        detached: bool,
         /// The container exited with this code (from the idle monitor).
         #[arg(long, allow_hyphen_values = true)]
         exited: Option<i32>,

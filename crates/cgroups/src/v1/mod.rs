@@ -224,6 +224,14 @@ impl CgroupManager for V1Manager {
         Ok(())
     }
 
+    fn self_join(&self) -> Result<crate::SelfJoin, CgroupError> {
+        self.ensure()?;
+        let mut v1: Vec<&Path> = self.hierarchies.iter().map(|h| h.dir.as_path()).collect();
+        v1.sort();
+        v1.dedup();
+        crate::SelfJoin::open(self.unified.as_ref().map(|u| u.dir.as_path()), &v1)
+    }
+
     fn set(&self, r: &oci_spec::runtime::LinuxResources) -> Result<(), CgroupError> {
         self.ensure()?;
         set::all(self, r)
@@ -249,6 +257,11 @@ impl CgroupManager for V1Manager {
     }
 
     fn kill_all(&self, signal: i32) -> Result<(), CgroupError> {
+        // Freezing (and thawing) costs milliseconds; an empty cgroup has no task that could
+        // fork past the signal, and nothing else enters it but by an explicit move.
+        if self.pids()?.is_empty() {
+            return Ok(());
+        }
         let freezer = self.dir("freezer").filter(|d| d.exists());
         let froze = match freezer {
             Some(d) if files::read(d, "freezer.state")?.trim() == "THAWED" => {

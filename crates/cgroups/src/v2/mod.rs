@@ -156,6 +156,11 @@ impl CgroupManager for V2Manager {
         Ok(())
     }
 
+    fn self_join(&self) -> Result<crate::SelfJoin, CgroupError> {
+        self.ensure()?;
+        crate::SelfJoin::open(Some(&self.dir), &[])
+    }
+
     fn apply_exec(&self, pid: i32, init_pid: i32) -> Result<(), CgroupError> {
         let err = match self.apply(pid) {
             Err(e @ CgroupError::Write { .. })

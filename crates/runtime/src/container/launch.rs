@@ -121,10 +121,32 @@ pub(crate) fn spawn(
     stage2: impl FnOnce(BorrowedFd<'_>) -> Result<Infallible>,
 ) -> Result<Spawned> {
     let (parent_sock, child_sock) = sync::pair().map_err(|e| RuntimeError::sys("socketpair", e))?;
-    match sys::fork().map_err(|e| RuntimeError::sys("fork", e))? {
+    // The child enters the cgroup by itself (see `CgroupManager::self_join`): forked into the
+    // cgroup2 directory, and writing itself into each v1 hierarchy first thing. Where the
+    // kernel refuses the fork into the cgroup (a v2 cgroup that admits no tasks at its top,
+    // see `apply_exec`; a kernel before 5.7), the parent moves it, the slow way.
+    let join = setup.cgroup.self_join()?;
+    let (forked, joined) = match &join.clone_into {
+        Some(dir) => match sys::fork_into_cgroup(dir.as_fd()) {
+            Ok(f) => (f, true),
+            Err(e) => {
+                tracing::debug!(error = %e, "fork into cgroup refused; moving the child instead");
+                (
+                    sys::fork().map_err(|e| RuntimeError::sys("fork", e))?,
+                    false,
+                )
+            }
+        },
+        None => (sys::fork().map_err(|e| RuntimeError::sys("fork", e))?, true),
+    };
+    match forked {
         Forked::Child => {
             drop(parent_sock);
-            if let Err(e) = stage1(child_sock.as_fd(), ns, stage2) {
+            let res = join.join_v1().map_err(RuntimeError::from).and_then(|()| {
+                drop(join);
+                stage1(child_sock.as_fd(), ns, stage2)
+            });
+            if let Err(e) = res {
                 let errno = i64::from(e.program_errno().unwrap_or(0));
                 let _ = sync::send(child_sock.as_fd(), Tag::Error, errno, &chain(&e), None);
                 sys::exit_child(1);
@@ -133,12 +155,13 @@ pub(crate) fn spawn(
         }
         Forked::Parent(stage1_pid) => {
             drop(child_sock);
+            drop(join);
             let mut guard = ChildGuard(vec![stage1_pid]);
-            // The cgroup is joined while stage 1 creates namespaces: on cgroup v1 the first
-            // write to cgroup.procs waits for an RCU grace period, time stage 1 can use.
-            match setup.init_pid {
-                Some(init) => setup.cgroup.apply_exec(stage1_pid, init)?,
-                None => setup.cgroup.apply(stage1_pid)?,
+            if !joined {
+                match setup.init_pid {
+                    Some(init) => setup.cgroup.apply_exec(stage1_pid, init)?,
+                    None => setup.cgroup.apply(stage1_pid)?,
+                }
             }
             if let Some(r) = setup.resources {
                 setup.cgroup.set(r)?;
