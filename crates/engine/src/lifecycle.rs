@@ -76,7 +76,7 @@ impl Engine {
             host_config.runtime = crate::oci::resolve_binary(&host_config.runtime)?;
         }
         let planned = crate::mount_flags::plan(&config, &host_config)?;
-        let mut c = self.store.write(|tx| {
+        let mut c = self.store.write_relaxed(|tx| {
             let mounts = crate::mounts::record_volumes(tx, &planned, &host_config.volumes_from)?;
             tx.create_container(NewContainer {
                 name: req.name.clone(),
@@ -414,7 +414,7 @@ impl Engine {
         }
         self.cleanup(&c);
         crate::repair::crash_point("rm-after-cleanup");
-        let removed = match self.store.write(|tx| tx.remove_container(&c.id)) {
+        let removed = match self.store.write_relaxed(|tx| tx.remove_container(&c.id)) {
             Ok(r) => r,
             Err(EngineError::NotFound { .. }) => c.clone(),
             Err(e) => return Err(e),

@@ -120,7 +120,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 fn record_start_failure(paths: &Paths, store: &Store, c: &Container, code: i32, msg: &str) {
     eprintln!("berth monitor: {msg}");
     cleanup(paths, c);
-    let _ = store.write(|tx| {
+    let _ = store.write_relaxed(|tx| {
         tx.transition(
             &c.id,
             Transition::StartFailed {
@@ -244,7 +244,7 @@ fn start(
         running.pty = Some(master);
     }
     let now = store
-        .write(|tx| {
+        .write_relaxed(|tx| {
             tx.transition(
                 &c.id,
                 Transition::Started {
@@ -388,7 +388,7 @@ fn exited(paths: &Paths, id: &str, code: i32, backoff_ms: u64) -> i32 {
     let oom_killed = crate::oom::oom_killed(paths, &c);
     // Decide and record in one transaction, so a concurrent `stop` is either seen here or
     // sees `restarting`.
-    let decided = store.write(|tx| {
+    let decided = store.write_relaxed(|tx| {
         let now = tx.container_by_id(&c.id)?;
         let st = &now.state;
         let restart = !now.host_config.auto_remove
@@ -433,7 +433,7 @@ fn exited(paths: &Paths, id: &str, code: i32, backoff_ms: u64) -> i32 {
         return restart_after(paths, &store, &c, delay);
     }
     if c.host_config.auto_remove {
-        if let Err(e) = store.write(|tx| tx.remove_container(&c.id)) {
+        if let Err(e) = store.write_relaxed(|tx| tx.remove_container(&c.id)) {
             eprintln!("berth monitor: remove container: {}", chain(&e));
         }
         let _ = crate::storage::remove_anonymous_volumes(&store, paths, &c);
@@ -455,7 +455,7 @@ fn restart_after(paths: &Paths, store: &Store, c: &Container, delay_ms: u64) -> 
         }
         if now.state.stopped_by_user {
             let last = now.state.exit_code.unwrap_or(0);
-            let _ = store.write(|tx| {
+            let _ = store.write_relaxed(|tx| {
                 tx.transition(
                     &c.id,
                     Transition::Exited {

@@ -190,6 +190,26 @@ impl Store {
         self.run(TransactionBehavior::Immediate, f)
     }
 
+    /// [`write`](Self::write) for the records of a container's life (created, started, exited,
+    /// removed): the commit does not wait for the disk, so it survives a killed process but
+    /// perhaps not a power loss, after which the repair (`system check`, lazy repair) handles
+    /// what a lost commit leaves: every container is dead after a reboot, and a bundle without
+    /// its record is an orphan it removes. These commits are on the path of every `berth run`,
+    /// and each `fsync` costs milliseconds on a busy disk.
+    pub fn write_relaxed<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL;")
+            .map_err(EngineError::sqlite("relax synchronous"))?;
+        let out = self.run(TransactionBehavior::Immediate, f);
+        let restored = self
+            .conn
+            .execute_batch("PRAGMA synchronous = FULL;")
+            .map_err(EngineError::sqlite("restore synchronous"));
+        let out = out?;
+        restored?;
+        Ok(out)
+    }
+
     /// Runs `f` in a read transaction: a consistent snapshot that never waits for writers.
     /// `f` should only read; a write in it may fail with `Unavailable` when another process
     /// wrote since the snapshot began.
