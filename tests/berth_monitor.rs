@@ -607,6 +607,47 @@ fn health_checks_turn_healthy_then_unhealthy() {
     r.ok(&["rm", "-f", "doc", "plain"]);
 }
 
+/// An image's `Healthcheck` runs with no `--health-*` flag (Docker's merge: a flag overrides
+/// one setting, `--no-healthcheck` all of it).
+#[test]
+fn image_healthcheck_runs_without_flags() {
+    if !testutil::require_root() {
+        return;
+    }
+    let r = Roots::new("mon-imghealth");
+    let tarball = std::fs::read(testutil::images::busybox_tarball(&r.scratch)).expect("tarball");
+    let mut img =
+        testutil::images::ArchiveImage::new("checked:1", vec![tarball], &["sleep", "600"]);
+    img.config["Healthcheck"] = serde_json::json!({
+        "Test": ["CMD-SHELL", "echo from-image"],
+        "Interval": 200_000_000_i64,
+        "Retries": 2,
+    });
+    let archive = testutil::images::docker_archive(&[img]);
+    let out = r.cmd_with_input(&["load"], &archive);
+    assert!(out.status.success(), "{}", describe(&out));
+    r.ok(&["run", "-d", "--name", "img", "checked:1"]);
+    assert!(
+        eventually(|| r.inspect("{{.State.Health.Status}}", "img") == "healthy"),
+        "healthy: {}",
+        r.inspect("{{json .State.Health}}", "img")
+    );
+    assert!(
+        r.inspect("{{json .State.Health.Log}}", "img")
+            .contains("from-image")
+    );
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "off",
+        "--no-healthcheck",
+        "checked:1",
+    ]);
+    assert_eq!(r.inspect("{{json .State.Health}}", "off"), "null");
+    r.ok(&["rm", "-f", "img", "off"]);
+}
+
 // ---- `exec -i` / `exec -t` ---------------------------------------------------------------
 // Kept together at the end of the file, on the helpers above as they are.
 

@@ -66,7 +66,8 @@ impl Engine {
     pub fn create(&self, req: &CreateRequest) -> Result<Container> {
         let _op = self.operation()?;
         let (record, img) = self.resolve_image(&req.config.image)?;
-        let config = merge_config(&req.config, img.config.config().as_ref());
+        let config = merge_config(&req.config, img.config.config().as_ref())
+            .with_image_healthcheck(img.healthcheck.as_ref());
         let mut host_config = req.host_config.clone();
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "none".into();
@@ -502,9 +503,85 @@ fn merge_config(user: &Config, image: Option<&oci_spec::image::Config>) -> Confi
     c
 }
 
+impl Config {
+    /// Docker's merge of the image's `Healthcheck` (`image`, as Docker writes it in the image
+    /// config): taken whole when the user gave none, else it fills the test and each setting the
+    /// user left at 0.
+    fn with_image_healthcheck(mut self, image: Option<&serde_json::Value>) -> Config {
+        let Some(img) = image
+            .and_then(|v| serde_json::from_value::<crate::config::HealthConfig>(v.clone()).ok())
+        else {
+            return self;
+        };
+        let Some(h) = &mut self.healthcheck else {
+            self.healthcheck = Some(img);
+            return self;
+        };
+        if h.test.is_empty() {
+            h.test = img.test;
+        }
+        for (mine, theirs) in [
+            (&mut h.interval, img.interval),
+            (&mut h.timeout, img.timeout),
+            (&mut h.start_period, img.start_period),
+            (&mut h.start_interval, img.start_interval),
+            (&mut h.retries, img.retries),
+        ] {
+            if *mine == 0 {
+                *mine = theirs;
+            }
+        }
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_healthcheck_fills_what_the_user_left_out() {
+        let image = serde_json::json!({
+            "Test": ["CMD-SHELL", "check"], "Interval": 5, "Timeout": 6, "Retries": 7
+        });
+        let c = Config::default().with_image_healthcheck(Some(&image));
+        let h = c.healthcheck.unwrap();
+        assert_eq!(
+            (h.test.len(), h.interval, h.timeout, h.retries),
+            (2, 5, 6, 7)
+        );
+        let user = Config {
+            healthcheck: Some(crate::config::HealthConfig {
+                interval: 1,
+                ..Default::default()
+            }),
+            ..Config::default()
+        };
+        let h = user
+            .with_image_healthcheck(Some(&image))
+            .healthcheck
+            .unwrap();
+        assert_eq!((h.test[1].as_str(), h.interval, h.retries), ("check", 1, 7));
+        // --no-healthcheck stays NONE.
+        let none = Config {
+            healthcheck: Some(crate::config::HealthConfig {
+                test: vec!["NONE".into()],
+                ..Default::default()
+            }),
+            ..Config::default()
+        };
+        let h = none
+            .with_image_healthcheck(Some(&image))
+            .healthcheck
+            .unwrap();
+        assert_eq!(h.test, ["NONE"]);
+        assert!(
+            Config::default()
+                .with_image_healthcheck(None)
+                .healthcheck
+                .is_none()
+        );
+    }
 
     fn image_config() -> oci_spec::image::Config {
         serde_json::from_value(serde_json::json!({

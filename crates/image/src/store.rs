@@ -88,6 +88,9 @@ pub struct Image {
     pub config_digest: Digest,
     /// The config.
     pub config: ImageConfiguration,
+    /// Docker's `config.Healthcheck` (`Test`, `Interval`, ... as Docker writes them), which the
+    /// OCI image config has no field for.
+    pub healthcheck: Option<serde_json::Value>,
     /// `rootfs.diff_ids`, bottom first.
     pub diff_ids: Vec<DiffId>,
     /// The chain id of each layer stack, bottom first; the last names the whole image.
@@ -180,6 +183,13 @@ impl ImageStore {
                 source,
             })?;
         let config = parse_config(&bytes).map_err(manifest_err(&config_digest))?;
+        let healthcheck = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|mut v| {
+                v.pointer_mut("/config/Healthcheck")
+                    .map(serde_json::Value::take)
+            })
+            .filter(serde_json::Value::is_object);
         let diff_ids = diff_ids(&config).map_err(manifest_err(&config_digest))?;
         if diff_ids.len() != manifest.layers().len() {
             return Err(ImageError::Manifest {
@@ -196,6 +206,7 @@ impl ImageStore {
             manifest: *manifest,
             config_digest,
             config,
+            healthcheck,
             diff_ids,
             chain_ids,
         })
