@@ -91,25 +91,14 @@ pub(crate) fn dispatch(engine: &Engine, command: &AttachCommand) -> Result<i32> 
                 drop(stdout);
                 return session(engine, c.id.as_str(), sock, &opts);
             }
-            let mut failed = false;
-            for name in containers {
-                match engine.start(name, false) {
-                    Ok(_) => writeln!(stdout, "{name}")?,
-                    Err(e) => {
-                        eprintln!("berth: start {name}: {e}");
-                        failed = true;
-                    }
-                }
-            }
-            if failed {
-                anyhow::bail!("failed to start containers");
-            }
+            return super::each(containers, &mut stdout, |c| {
+                engine.start(c, false).map(|_| ())
+            });
         }
         AttachCommand::Restart { time, containers } => {
-            for name in containers {
-                engine.restart(name, Duration::from_secs(*time))?;
-                writeln!(stdout, "{name}")?;
-            }
+            return super::each(containers, &mut stdout, |c| {
+                engine.restart(c, Duration::from_secs(*time)).map(|_| ())
+            });
         }
         AttachCommand::Attach {
             detach_keys,

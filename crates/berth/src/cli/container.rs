@@ -1,6 +1,5 @@
 //! Verbs on existing containers.
 
-use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -133,30 +132,28 @@ pub(crate) fn dispatch(engine: &Engine, command: &ContainerCommand) -> Result<i3
             engine.logs(container, &opts, &mut stdout, &mut stderr)?;
         }
         ContainerCommand::Stop { time, containers } => {
-            for c in containers {
-                engine.stop_default(c, time.map(Duration::from_secs))?;
-                writeln!(stdout, "{c}")?;
-            }
+            return super::each(containers, &mut stdout, |c| {
+                engine
+                    .stop_default(c, time.map(Duration::from_secs))
+                    .map(|_| ())
+            });
         }
         ContainerCommand::Kill { signal, containers } => {
             let sig = render::signal(signal)?;
-            for c in containers {
-                engine.kill(c, sig)?;
-                writeln!(stdout, "{c}")?;
-            }
+            return super::each(containers, &mut stdout, |c| engine.kill(c, sig).map(|_| ()));
         }
         ContainerCommand::Rm {
             force,
             volumes,
             containers,
         } => {
-            for c in containers {
+            return super::each(containers, &mut stdout, |c| {
                 let removed = engine.remove(c, *force)?;
                 if *volumes {
                     engine.remove_anonymous_volumes(&removed)?;
                 }
-                writeln!(stdout, "{c}")?;
-            }
+                Ok(())
+            });
         }
         ContainerCommand::Exec(args) => {
             let opts = ExecOptions {

@@ -157,6 +157,26 @@ pub(crate) fn inspect_each(
     Ok(code)
 }
 
+/// Docker's multi-container verbs: each container's name on success, one error line per
+/// failure, and exit status 1 when any failed.
+pub(crate) fn each(
+    containers: &[String],
+    out: &mut dyn Write,
+    mut f: impl FnMut(&str) -> engine::Result<()>,
+) -> Result<i32> {
+    let mut code = 0;
+    for c in containers {
+        match f(c) {
+            Ok(()) => writeln!(out, "{c}")?,
+            Err(e) => {
+                eprintln!("berth: {}", runtime::error::chain(&e));
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;

@@ -98,10 +98,10 @@ pub(crate) fn dispatch(engine: &Engine, command: &ProcessCommand) -> Result<i32>
             }
         }
         ProcessCommand::Pause { containers } => {
-            return each(containers, &mut out, |c| engine.pause(c).map(|_| ()));
+            return super::each(containers, &mut out, |c| engine.pause(c).map(|_| ()));
         }
         ProcessCommand::Unpause { containers } => {
-            return each(containers, &mut out, |c| engine.unpause(c).map(|_| ()));
+            return super::each(containers, &mut out, |c| engine.unpause(c).map(|_| ()));
         }
         ProcessCommand::Rename {
             container,
@@ -112,24 +112,4 @@ pub(crate) fn dispatch(engine: &Engine, command: &ProcessCommand) -> Result<i32>
         ProcessCommand::Stats(args) => return crate::cli::stats::stats(engine, args),
     }
     Ok(0)
-}
-
-/// Docker's multi-container verbs: each container's name on success, one error line per
-/// failure, and exit status 1 when any failed.
-fn each(
-    containers: &[String],
-    out: &mut dyn Write,
-    mut f: impl FnMut(&str) -> engine::Result<()>,
-) -> Result<i32> {
-    let mut code = 0;
-    for c in containers {
-        match f(c) {
-            Ok(()) => writeln!(out, "{c}")?,
-            Err(e) => {
-                eprintln!("berth: {}", runtime::error::chain(&e));
-                code = 1;
-            }
-        }
-    }
-    Ok(code)
 }
