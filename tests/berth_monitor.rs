@@ -455,7 +455,28 @@ fn logs_rotate_and_filter() {
     let followed = r.ok(&["logs", "-f", "rot"]);
     let want: String = (0..200).map(|i| format!("line-{i}\n")).collect();
     assert_eq!(followed, want);
-    r.ok(&["rm", "chatty", "slow", "rot"]);
+    // Bursts that rotate several times between two looks of the follower: the files in
+    // between are read too (max-file=6 keeps them long enough).
+    let script = "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); \
+                  [ $((i % 60)) = 0 ] && sleep 0.3; done";
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "burst",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=6",
+        "bb",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let followed = r.ok(&["logs", "-f", "burst"]);
+    let want: String = (0..300).map(|i| format!("line-{i}\n")).collect();
+    assert_eq!(followed, want);
+    r.ok(&["rm", "chatty", "slow", "rot", "burst"]);
 }
 
 #[test]

@@ -122,6 +122,21 @@ impl Engine {
                 .zip(current.metadata().ok())
                 .is_some_and(|(p, f)| p.ino() != f.ino());
             if rotated && let Ok(f) = File::open(&path) {
+                // The old file is complete now that it rotated away: its last lines.
+                new.extend(reader.read(&mut current, &path)?);
+                // More than one rotation since the last look: the files between the one just
+                // finished (now `.k`) and the new current one hold lines not read yet.
+                let done = current.metadata().map(|m| m.ino()).ok();
+                let finished_at = (1..max_file(&c)).find(|&n| {
+                    std::fs::metadata(jsonlog::rotated(&path, n))
+                        .is_ok_and(|m| Some(m.ino()) == done)
+                });
+                for n in (1..finished_at.unwrap_or(1)).rev() {
+                    let between = jsonlog::rotated(&path, n);
+                    if let Ok(mut f) = File::open(&between) {
+                        new.extend(LineReader::default().read(&mut f, &between)?);
+                    }
+                }
                 current = f;
                 reader = LineReader::default();
                 new.extend(reader.read(&mut current, &path)?);
