@@ -49,25 +49,22 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlags) -> io::Res
 /// Make sure a directory exists at `path` inside `root` (creating missing components with `mode`)
 /// and return an `O_PATH` descriptor of it.
 pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, mode: u32) -> io::Result<OwnedFd> {
-    let rel = relative(path);
-    let mut prefix = PathBuf::new();
-    let mut parent = open_in_root(root, Path::new("/"), OFlags::PATH | OFlags::DIRECTORY)?;
-    for c in rel.components() {
-        prefix.push(c);
-        let dir = match open_in_root(root, &prefix, OFlags::PATH | OFlags::DIRECTORY) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                match rustix::fs::mkdirat(&parent, c.as_os_str(), Mode::from_raw_mode(mode)) {
-                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                open_in_root(root, &prefix, OFlags::PATH | OFlags::DIRECTORY)?
-            }
-            Err(e) => return Err(e),
-        };
-        parent = dir;
+    // Usually it exists already (a mount point the image has): one lookup. Else the parent is
+    // made the same way and the last component created in it.
+    match open_in_root(root, path, OFlags::PATH | OFlags::DIRECTORY) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        r => return r,
     }
-    Ok(parent)
+    let rel = relative(path);
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return open_in_root(root, path, OFlags::PATH | OFlags::DIRECTORY);
+    };
+    let parent = mkdir_all_in_root(root, parent, mode)?;
+    match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(mode)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    open_in_root(root, &rel, OFlags::PATH | OFlags::DIRECTORY)
 }
 
 /// Make sure a regular file (or, if something else is already there, that thing) exists at `path`
