@@ -134,6 +134,39 @@ fn berth_killed_at_each_crash_point_is_repaired() {
     assert_all_clean(&b, &seen);
 }
 
+/// A `run` that was to record its container's exit, SIGKILLed as it begins: its monitor sees
+/// it go and records the exit (and removes an `--rm` container) by itself.
+#[test]
+fn run_killed_taking_the_exit_leaves_it_to_the_monitor() {
+    let Some(b) = Berth::with_busybox("crash-take-exit") else {
+        return;
+    };
+    let kill_taking = |args: &[&str]| {
+        let out = b
+            .command(args)
+            .env(CRASH_AT, "take-exit")
+            .output()
+            .expect("run berth");
+        assert_eq!(out.status.code(), None, "SIGKILLed: {}", describe(&out));
+    };
+    kill_taking(&["run", "--name", "kept", "bb", "sh", "-c", "exit 5"]);
+    wait_until("the monitor records the exit", || {
+        b.inspect("{{.State.Status}} {{.State.ExitCode}}", "kept") == "exited 5"
+    });
+    let kept = b.inspect("{{.Id}}", "kept");
+    kill_taking(&["run", "--rm", "--name", "gone", "bb", "true"]);
+    wait_until("the monitor removes the --rm container", || {
+        ids(&b) == [kept.clone()]
+    });
+    let check = b.ok(&["system", "check"]);
+    assert!(
+        stdout(&check).contains("no problems"),
+        "{}",
+        describe(&check)
+    );
+    assert_all_clean(&b, &[kept]);
+}
+
 /// Runs `berth ARGS` and SIGKILLs it after `ms` milliseconds (or lets it finish first).
 fn kill_after(b: &Berth, args: &[&str], ms: u64) {
     let mut child = b

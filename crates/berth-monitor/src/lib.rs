@@ -52,6 +52,10 @@ pub struct Invocation {
     pub client_fds: Vec<i32>,
     /// Close the container's stdin when the first client that sent stdin leaves (`StdinOnce`).
     pub stdin_once: bool,
+    /// The first of `client_fds` (the `run` that started the container and waits for it) takes
+    /// the exit: after [`proto::EXIT`] the monitor waits for its [`proto::EXIT_DONE`] and ends,
+    /// and hands the exit to `berth` only if that client goes away without it.
+    pub exit_client: bool,
     /// The restart backoff in effect, in milliseconds, handed back on exit.
     pub backoff_ms: u64,
     /// Run `berth monitor <id> --health` this often (0: no health check).
@@ -72,6 +76,7 @@ impl Invocation {
             format!("max-size={}", self.max_size),
             format!("max-file={}", self.max_file),
             format!("stdin-once={}", u8::from(self.stdin_once)),
+            format!("exit-client={}", u8::from(self.exit_client)),
             format!("backoff-ms={}", self.backoff_ms),
             format!("health-interval-ms={}", self.health_interval_ms),
         ];
@@ -114,6 +119,7 @@ impl Invocation {
                 "max-size" => inv.max_size = v.parse().map_err(|_| arg.clone())?,
                 "max-file" => inv.max_file = v.parse().map_err(|_| arg.clone())?,
                 "stdin-once" => inv.stdin_once = num(v)? != 0,
+                "exit-client" => inv.exit_client = num(v)? != 0,
                 "backoff-ms" => inv.backoff_ms = v.parse().map_err(|_| arg.clone())?,
                 "health-interval-ms" => {
                     inv.health_interval_ms = v.parse().map_err(|_| arg.clone())?;
@@ -185,6 +191,7 @@ mod tests {
             listen_fd: Some(8),
             client_fds: vec![9, 10],
             stdin_once: true,
+            exit_client: true,
             backoff_ms: 200,
             health_interval_ms: 30_000,
         };

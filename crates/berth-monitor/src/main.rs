@@ -33,7 +33,13 @@ fn main() -> ExitCode {
         let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
     }
     let code = match Monitor::new(&inv) {
-        Ok(mut m) => m.run(),
+        Ok(mut m) => {
+            let code = m.run();
+            if m.exit_taken() {
+                return ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(125));
+            }
+            code
+        }
         Err(e) => {
             eprintln!("berth-monitor: {e}");
             berth_monitor::wait_child(inv.pid)
@@ -80,6 +86,8 @@ struct Client {
     frames: Decoder,
     sent_stdin: bool,
     alive: bool,
+    /// This client records the exit (`Invocation::exit_client`).
+    takes_exit: bool,
 }
 
 struct Monitor {
@@ -215,12 +223,18 @@ impl Monitor {
             .map(adopt_cloexec)
             .transpose()?;
         let mut clients = Vec::new();
-        for fd in inv.client_fds.iter().filter_map(|&n| sys::adopt(n)) {
+        for (i, fd) in inv
+            .client_fds
+            .iter()
+            .filter_map(|&n| sys::adopt(n))
+            .enumerate()
+        {
             clients.push(Client {
                 sock: adopt_cloexec(fd)?,
                 frames: Decoder::default(),
                 sent_stdin: false,
                 alive: true,
+                takes_exit: inv.exit_client && i == 0,
             });
         }
         for s in &streams {
@@ -342,6 +356,7 @@ impl Monitor {
                 frames: Decoder::default(),
                 sent_stdin: false,
                 alive: true,
+                takes_exit: false,
             });
         }
     }
@@ -523,6 +538,49 @@ impl Monitor {
         }
         self.broadcast(&proto::int(proto::EXIT, code));
         code
+    }
+}
+
+/// How long the client that took the exit may take to record it before `berth` is handed it.
+const EXIT_TAKEOVER: Duration = Duration::from_secs(30);
+
+impl Monitor {
+    /// After [`Monitor::finish`]: whether the client that took the exit (if one did and is
+    /// still here) says it recorded it. Its hang-up without that, or silence for
+    /// [`EXIT_TAKEOVER`], leaves the exit to `berth`.
+    fn exit_taken(&mut self) -> bool {
+        let Some(c) = self.clients.iter_mut().find(|c| c.alive && c.takes_exit) else {
+            return false;
+        };
+        let deadline = Instant::now() + EXIT_TAKEOVER;
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let timeout = rustix::event::Timespec {
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            let mut fds = [PollFd::new(&c.sock, PollFlags::IN)];
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(_) => return false,
+            }
+            let n = match rustix::io::read(&c.sock, &mut buf) {
+                Ok(0) => return false,
+                Ok(n) => n,
+                Err(Errno::INTR | Errno::AGAIN) => continue,
+                Err(_) => return false,
+            };
+            c.frames.push(&buf[..n]);
+            while let Ok(Some((kind, _))) = c.frames.next_frame() {
+                if kind == proto::EXIT_DONE {
+                    return true;
+                }
+            }
+        }
     }
 }
 

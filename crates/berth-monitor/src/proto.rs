@@ -2,8 +2,9 @@
 //! a little-endian `u32` payload length, the payload.
 //!
 //! Client to monitor: [`STDIN`] data, [`CLOSE_STDIN`], [`RESIZE`] (rows, cols as two `u16`),
-//! [`SIGNAL`] (an `i32`). Monitor to client: [`STDOUT`] and [`STDERR`] data (a terminal's
-//! output is `STDOUT`), then [`EXIT`] (the container's exit code as an `i32`) when the run ends.
+//! [`SIGNAL`] (an `i32`), and from the client that took the exit, [`EXIT_DONE`] after
+//! [`EXIT`]. Monitor to client: [`STDOUT`] and [`STDERR`] data (a terminal's output is
+//! `STDOUT`), then [`EXIT`] (the container's exit code as an `i32`) when the run ends.
 
 /// Data for the container's stdin.
 pub const STDIN: u8 = 0;
@@ -19,6 +20,9 @@ pub const RESIZE: u8 = 4;
 pub const CLOSE_STDIN: u8 = 5;
 /// Send this signal (`i32`) to the container's init.
 pub const SIGNAL: u8 = 6;
+/// From the client that took the exit (`Invocation::exit_client`), after [`EXIT`]: it recorded
+/// the exit and cleaned up, so the monitor ends without handing the exit to `berth`.
+pub const EXIT_DONE: u8 = 7;
 
 /// Largest payload accepted; bigger frames are a protocol error.
 pub const MAX_PAYLOAD: usize = 1 << 20;

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         exited,
         backoff_ms,
         health,
+        exit_client,
     } = &cli.command
     {
         let args = engine::monitor::MonitorArgs {
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
             exited: *exited,
             backoff_ms: *backoff_ms,
             health: *health,
+            exit_client: *exit_client,
         };
         return code(engine::monitor::monitor(&paths, &args));
     }

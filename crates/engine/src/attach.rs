@@ -151,7 +151,7 @@ impl Engine {
     /// the user detaches, or the monitor goes away.
     ///
     /// Errors: the terminal or the signal mask cannot be set up.
-    pub fn attach_session(&self, sock: UnixStream, opts: &AttachOptions) -> Result<AttachEnd> {
+    pub fn attach_session(&self, sock: &UnixStream, opts: &AttachOptions) -> Result<AttachEnd> {
         let stdin = rustix::stdio::stdin();
         let (stdout, stderr) = (rustix::stdio::stdout(), rustix::stdio::stderr());
         let sock_err = |e: Errno| io_err("attach", Path::new("attach.sock"))(e.into());
@@ -175,7 +175,7 @@ impl Engine {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             let mut fds = [
-                PollFd::new(&sock, PollFlags::IN),
+                PollFd::new(sock, PollFlags::IN),
                 PollFd::new(&sigs.fd, PollFlags::IN),
                 PollFd::new(
                     &stdin,
@@ -192,7 +192,7 @@ impl Engine {
             }
             let (s, g, i) = (fds[0].revents(), fds[1].revents(), fds[2].revents());
             if !s.is_empty() {
-                let n = match rustix::io::read(&sock, &mut buf) {
+                let n = match rustix::io::read(sock, &mut buf) {
                     Ok(n) => n,
                     Err(Errno::INTR | Errno::AGAIN) => continue,
                     Err(_) => 0,
@@ -252,6 +252,32 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// For the `run` whose monitor left it the exit (`Started::takes_exit`), once the session
+    /// saw [`AttachEnd::Exited`]: records the exit, cleans up and removes an `--rm` container,
+    /// as the monitor would, then tells the monitor on `sock` and waits for it to end. This
+    /// saves starting `berth` again in the monitor for every short `run`. If the restart
+    /// policy (changed by `update` meanwhile) restarts the container, nothing is done here:
+    /// the monitor, seeing the session end, restarts it.
+    ///
+    /// Errors: no such container.
+    pub fn take_exit(&self, reference: &str, code: i32, sock: &UnixStream) -> Result<()> {
+        crate::repair::crash_point("take-exit");
+        let c = self.container(reference)?;
+        let monitor = c
+            .state
+            .monitor_pid
+            .and_then(|p| crate::check::pin_monitor(p, &c.run_dir));
+        if let crate::monitor::Settled::Done =
+            crate::monitor::settle(&self.paths, &self.store, &c, code, false)
+        {
+            let _ = write_all(sock.as_fd(), &proto::encode(proto::EXIT_DONE, &[]));
+            if let Some(fd) = monitor {
+                crate::check::wait_pidfd(&fd, Duration::from_secs(10));
+            }
+        }
+        Ok(())
     }
 
     /// Waits until the container is no longer running (nor restarting) and its monitor is

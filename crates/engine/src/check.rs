@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -282,28 +283,34 @@ pub fn monitor_alive(pid: i32, run_dir: &Path) -> bool {
 /// Waits up to `timeout` for the monitor `pid` of `run_dir` (see [`monitor_alive`]) to exit;
 /// `true` once it is gone. Sleeps on a pidfd, so the caller wakes as the monitor exits.
 pub(crate) fn wait_monitor_gone(pid: i32, run_dir: &Path, timeout: Duration) -> bool {
-    use rustix::event::{PollFd, PollFlags};
-    let Some(p) = rustix::process::Pid::from_raw(pid) else {
-        return true;
-    };
-    let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) else {
-        return !monitor_alive(pid, run_dir);
-    };
-    // Checked once the descriptor pins the process: the pid cannot be reused from now on.
-    if !monitor_alive(pid, run_dir) {
-        return true;
+    match pin_monitor(pid, run_dir) {
+        Some(fd) => wait_pidfd(&fd, timeout),
+        None => !monitor_alive(pid, run_dir),
     }
+}
+
+/// A pidfd of the monitor `pid` of `run_dir` while it runs (checked once the descriptor pins
+/// the process, so the pid cannot have been reused); `None` when it is gone.
+pub(crate) fn pin_monitor(pid: i32, run_dir: &Path) -> Option<OwnedFd> {
+    let p = rustix::process::Pid::from_raw(pid)?;
+    let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()?;
+    monitor_alive(pid, run_dir).then_some(fd)
+}
+
+/// Waits up to `timeout` for the process of `pidfd` to exit (a zombie counts, as in
+/// [`is_alive`]); `true` once it has.
+pub(crate) fn wait_pidfd(pidfd: &OwnedFd, timeout: Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags};
     let timeout = rustix::event::Timespec {
         tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
         tv_nsec: i64::from(timeout.subsec_nanos()),
     };
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
     loop {
-        // Readable once the process has exited (a zombie counts, as in `is_alive`).
         match rustix::event::poll(&mut fds, Some(&timeout)) {
             Ok(n) => return n > 0,
             Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return !monitor_alive(pid, run_dir),
+            Err(_) => return false,
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct Started {
     pub container: Container,
     /// Connected to the monitor from before the start, so no output is missed.
     pub attach: Option<UnixStream>,
+    /// The monitor leaves the exit to this attach connection: once the session ends with the
+    /// container's exit, call [`Engine::take_exit`].
+    pub takes_exit: bool,
 }
 
 impl Engine {
@@ -166,6 +169,7 @@ impl Engine {
                 return Ok(Started {
                     container: c,
                     attach,
+                    takes_exit: false,
                 });
             }
             from => {
@@ -214,6 +218,10 @@ impl Engine {
             .write(true)
             .open("/dev/null")
             .map_err(io_err("open", Path::new("/dev/null")))?;
+        // The `run` that waits for the container records its exit, unless a restart policy
+        // keeps the container going (then the monitor does, as for everyone else).
+        let takes_exit =
+            attach && c.host_config.restart_policy.name == crate::config::RestartPolicyName::No;
         let (mine, theirs) = if attach {
             let (a, b) = UnixStream::pair().map_err(io_err("create socket pair", &c.run_dir))?;
             (Some(a), OwnedFd::from(b))
@@ -231,8 +239,10 @@ impl Engine {
             self.paths.run_root.as_os_str(),
             "monitor".as_ref(),
             c.id.as_str().as_ref(),
+            if takes_exit { "--exit-client" } else { "" }.as_ref(),
         ]
         .into_iter()
+        .filter(|a| !a.is_empty())
         .filter_map(c_str)
         .collect();
         let envp: Vec<std::ffi::CString> = std::env::vars_os()
@@ -258,6 +268,7 @@ impl Engine {
             return Ok(Started {
                 container: c.clone(),
                 attach: mine,
+                takes_exit,
             });
         }
         let (code, message) = match line.strip_prefix("err ") {

@@ -48,6 +48,9 @@ pub struct MonitorArgs {
     pub backoff_ms: u64,
     /// Run one health check and record it (started by the idle monitor).
     pub health: bool,
+    /// The attach client on stdin (the `run` that waits) records the exit itself (see
+    /// `berth_monitor::Invocation::exit_client`).
+    pub exit_client: bool,
 }
 
 /// First restart delay, doubled per restart, reset after a run of [`BACKOFF_RESET`]: Docker's.
@@ -96,7 +99,15 @@ pub fn monitor(paths: &Paths, args: &MonitorArgs) -> i32 {
         Ok(running) => {
             report("ok");
             drop(ready);
-            idle(paths, &c, running, client.into_iter().collect(), 0)
+            let exit_client = args.exit_client && client.is_some();
+            idle(
+                paths,
+                &c,
+                running,
+                client.into_iter().collect(),
+                0,
+                exit_client,
+            )
         }
         Err((code, e)) => {
             let msg = chain(&e);
@@ -312,6 +323,7 @@ fn idle(
     running: Running,
     clients: Vec<OwnedFd>,
     backoff_ms: u64,
+    exit_client: bool,
 ) -> i32 {
     let inherit = |fd: &OwnedFd| {
         let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty());
@@ -338,6 +350,7 @@ fn idle(
         listen_fd: Some(inherit(&running.listen)),
         client_fds: clients.iter().map(inherit).collect(),
         stdin_once: c.config.stdin_once,
+        exit_client,
         backoff_ms,
         health_interval_ms: crate::health::effective(c).map_or(0, |h| {
             u64::try_from(h.interval / 1_000_000).unwrap_or(0).max(1)
@@ -383,11 +396,52 @@ fn exited(paths: &Paths, id: &str, code: i32, backoff_ms: u64) -> i32 {
             return code;
         }
     };
+    match settle(paths, &store, &c, code, true) {
+        Settled::Restart { ran } => {
+            let delay = if ran >= BACKOFF_RESET || backoff_ms == 0 {
+                BACKOFF_START_MS
+            } else {
+                (backoff_ms * 2).min(BACKOFF_MAX_MS)
+            };
+            restart_after(paths, &store, &c, delay)
+        }
+        Settled::Done | Settled::NotMine => code,
+    }
+}
+
+/// What [`settle`] did.
+pub(crate) enum Settled {
+    /// Recorded `restarting` and cleaned up; the container ran this long.
+    Restart { ran: Duration },
+    /// Recorded the exit, cleaned up, removed an `--rm` container.
+    Done,
+    /// The policy restarts the container and the caller may not: nothing recorded.
+    NotMine,
+}
+
+/// Records that init exited with `code` (`restarting` when the policy says so and `may_restart`,
+/// else `exited`), in one transaction, so a concurrent `stop` is either seen here or sees
+/// `restarting`; then cleans up, and removes an `--rm` container. The monitor calls it, and so
+/// does the `run` that took the exit (see `berth_monitor::Invocation::exit_client`), which may
+/// not restart.
+pub(crate) fn settle(
+    paths: &Paths,
+    store: &Store,
+    c: &Container,
+    code: i32,
+    may_restart: bool,
+) -> Settled {
+    // The monitor's stderr is its log; a `run`'s is the user's terminal.
+    let note = |msg: String| {
+        if may_restart {
+            eprintln!("berth monitor: {msg}");
+        } else {
+            tracing::debug!("{msg}");
+        }
+    };
     let at = Timestamp::now();
     // Read before cleanup removes the cgroup.
-    let oom_killed = crate::oom::oom_killed(paths, &c);
-    // Decide and record in one transaction, so a concurrent `stop` is either seen here or
-    // sees `restarting`.
+    let oom_killed = crate::oom::oom_killed(paths, c);
     let decided = store.write_relaxed(|tx| {
         let now = tx.container_by_id(&c.id)?;
         let st = &now.state;
@@ -397,6 +451,9 @@ fn exited(paths: &Paths, id: &str, code: i32, backoff_ms: u64) -> i32 {
                 st.restart_count,
                 st.stopped_by_user,
             );
+        if restart && !may_restart {
+            return Ok(None);
+        }
         let t = if restart {
             Transition::Restarting {
                 exit_code: i64::from(code),
@@ -411,35 +468,31 @@ fn exited(paths: &Paths, id: &str, code: i32, backoff_ms: u64) -> i32 {
             }
         };
         tx.transition(&c.id, t)?;
-        Ok((restart, now.state.started_at))
+        Ok(Some((restart, now.state.started_at)))
     });
     let (restart, started_at) = match decided {
-        Ok(d) => d,
+        Ok(Some(d)) => d,
+        Ok(None) => return Settled::NotMine,
         Err(e) => {
-            eprintln!("berth monitor: record exit: {}", chain(&e));
+            note(format!("record exit: {}", chain(&e)));
             (false, None)
         }
     };
-    cleanup(paths, &c);
+    cleanup(paths, c);
     if restart {
         let ran = started_at.map_or(Duration::ZERO, |s| {
             Duration::from_nanos(u64::try_from(at.nanos() - s.nanos()).unwrap_or(0))
         });
-        let delay = if ran >= BACKOFF_RESET || backoff_ms == 0 {
-            BACKOFF_START_MS
-        } else {
-            (backoff_ms * 2).min(BACKOFF_MAX_MS)
-        };
-        return restart_after(paths, &store, &c, delay);
+        return Settled::Restart { ran };
     }
     if c.host_config.auto_remove {
         if let Err(e) = store.write_relaxed(|tx| tx.remove_container(&c.id)) {
-            eprintln!("berth monitor: remove container: {}", chain(&e));
+            note(format!("remove container: {}", chain(&e)));
         }
-        let _ = crate::storage::remove_anonymous_volumes(&store, paths, &c);
+        let _ = crate::storage::remove_anonymous_volumes(store, paths, c);
         let _ = fs::remove_dir_all(&c.bundle);
     }
-    code
+    Settled::Done
 }
 
 /// Waits `delay_ms` (giving way to a `stop`), then starts the container again.
@@ -473,7 +526,7 @@ fn restart_after(paths: &Paths, store: &Store, c: &Container, delay_ms: u64) -> 
         std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
     }
     match start(paths, store, c, false) {
-        Ok(running) => idle(paths, c, running, Vec::new(), delay_ms),
+        Ok(running) => idle(paths, c, running, Vec::new(), delay_ms, false),
         Err((code, e)) => {
             record_start_failure(paths, store, c, code, &chain(&e));
             code

@@ -89,7 +89,7 @@ pub(crate) fn dispatch(engine: &Engine, command: &AttachCommand) -> Result<i32> 
                 )?;
                 let sock = started.attach.context("no attach connection")?;
                 drop(stdout);
-                return session(engine, c.id.as_str(), sock, &opts);
+                return session(engine, c.id.as_str(), sock, &opts, started.takes_exit);
             }
             return super::each(containers, &mut stdout, |c| {
                 engine.start(c, false).map(|_| ())
@@ -114,7 +114,7 @@ pub(crate) fn dispatch(engine: &Engine, command: &AttachCommand) -> Result<i32> 
                 *sig_proxy,
             )?;
             drop(stdout);
-            return session(engine, c.id.as_str(), sock, &opts);
+            return session(engine, c.id.as_str(), sock, &opts, false);
         }
         AttachCommand::Wait { containers } => {
             let mut failed = false;

@@ -99,6 +99,9 @@ pub(crate) enum Command {
         /// Run one health check.
         #[arg(long)]
         health: bool,
+        /// The attach client on stdin records the exit itself.
+        #[arg(long)]
+        exit_client: bool,
     },
 }
 

@@ -456,9 +456,13 @@ pub(crate) fn run(engine: &Engine, args: &RunArgs) -> Result<i32> {
     )?;
     let started = engine.run(&req, !args.detach)?;
     match started.attach {
-        Some(sock) if !args.detach => {
-            session(engine, &started.container.id.to_string(), sock, &opts)
-        }
+        Some(sock) if !args.detach => session(
+            engine,
+            &started.container.id.to_string(),
+            sock,
+            &opts,
+            started.takes_exit,
+        ),
         _ => {
             println!("{}", started.container.id);
             Ok(0)
@@ -484,14 +488,21 @@ pub(crate) fn attach_options(
     })
 }
 
-/// Runs an attach session; the exit code is the container's (0 after detaching).
+/// Runs an attach session; the exit code is the container's (0 after detaching). With
+/// `takes_exit` (see `Started::takes_exit`) this process records the exit.
 pub(crate) fn session(
     engine: &Engine,
     id: &str,
     sock: std::os::unix::net::UnixStream,
     opts: &AttachOptions,
+    takes_exit: bool,
 ) -> Result<i32> {
-    Ok(match engine.attach_session(sock, opts)? {
+    let end = engine.attach_session(&sock, opts)?;
+    if let (AttachEnd::Exited(code), true) = (&end, takes_exit) {
+        engine.take_exit(id, *code, &sock)?;
+    }
+    drop(sock);
+    Ok(match end {
         AttachEnd::Exited(code) => {
             // Return once the monitor has recorded the exit (and removed an --rm container),
             // as Docker does; a record already gone is fine.
