@@ -75,7 +75,16 @@ impl Client {
         actions: &str,
         also_pull: &[String],
     ) -> Result<Session, RegistryError> {
-        let mut scopes = vec![format!("repository:{}:{actions}", reference.repository)];
+        if self.config.is_blocked(&reference.registry) {
+            return Err(RegistryError::Blocked {
+                registry: reference.registry.clone(),
+            });
+        }
+        // No repository (login): a token for the registry alone.
+        let mut scopes: Vec<String> = (!reference.repository.is_empty())
+            .then(|| format!("repository:{}:{actions}", reference.repository))
+            .into_iter()
+            .collect();
         scopes.extend(also_pull.iter().map(|r| format!("repository:{r}:pull")));
         let mut endpoints = self
             .config

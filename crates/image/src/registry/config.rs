@@ -49,6 +49,8 @@ struct File {
     #[serde(default)]
     insecure_registries: Vec<String>,
     #[serde(default)]
+    blocked_registries: Vec<String>,
+    #[serde(default)]
     max_concurrent_downloads: Option<usize>,
     #[serde(default)]
     max_concurrent_uploads: Option<usize>,
@@ -67,6 +69,8 @@ pub struct RegistryConfig {
     /// Registries (`host[:port]`) or networks (`10.0.0.0/8`) reached over plain HTTP when
     /// HTTPS fails.
     pub insecure: Vec<String>,
+    /// Registries berth must not contact (`*`: every registry), as podman's `blocked`.
+    pub blocked: Vec<String>,
     /// Layers downloaded at once (dockerd's default: 3).
     pub max_concurrent_downloads: usize,
     /// Layers uploaded at once (dockerd's default: 5).
@@ -82,6 +86,7 @@ impl Default for RegistryConfig {
         RegistryConfig {
             mirrors: Vec::new(),
             insecure: Vec::new(),
+            blocked: Vec::new(),
             max_concurrent_downloads: 3,
             max_concurrent_uploads: 5,
             stall_timeout: Duration::from_secs(30),
@@ -125,6 +130,7 @@ impl RegistryConfig {
                 .map(|m| m.trim_end_matches('/').to_owned())
                 .collect(),
             insecure: file.insecure_registries,
+            blocked: file.blocked_registries,
             max_concurrent_downloads: file
                 .max_concurrent_downloads
                 .unwrap_or(d.max_concurrent_downloads)
@@ -152,6 +158,14 @@ impl RegistryConfig {
         self.insecure.iter().any(|entry| {
             entry == registry || entry == host || ip.is_some_and(|ip| cidr_contains(entry, ip))
         })
+    }
+
+    /// Whether the configuration forbids contacting `registry`.
+    #[must_use]
+    pub fn is_blocked(&self, registry: &str) -> bool {
+        self.blocked
+            .iter()
+            .any(|b| b == "*" || b == registry || b == registry_hostname(registry))
     }
 
     /// The base URLs to try for `registry`, in order: the mirrors (for `docker.io` only) and
@@ -266,6 +280,11 @@ mod tests {
         assert_eq!(c.mirrors, ["https://m"]);
         assert_eq!(c.insecure, ["a:1"]);
         assert_eq!(c.stall_timeout, Duration::from_secs(2));
+        std::fs::write(&path, r#"{"blocked-registries":["docker.io"]}"#).unwrap();
+        let c = RegistryConfig::load(&path).unwrap();
+        assert!(c.is_blocked("docker.io") && !c.is_blocked("localhost:5000"));
+        std::fs::write(&path, r#"{"blocked-registries":["*"]}"#).unwrap();
+        assert!(RegistryConfig::load(&path).unwrap().is_blocked("quay.io"));
         std::fs::write(&path, r#"{"registry-mirrors":["m"]}"#).unwrap();
         assert!(RegistryConfig::load(&path).is_err());
     }

@@ -40,6 +40,12 @@ pub enum RegistryError {
     /// Credentials could not be read or stored.
     #[error(transparent)]
     Credentials(#[from] CredentialError),
+    /// The configuration forbids contacting the registry.
+    #[error("registry {registry} is blocked by the registry configuration")]
+    Blocked {
+        /// The registry.
+        registry: String,
+    },
     /// No endpoint of the registry could be reached.
     #[error("no usable endpoint for registry {registry}")]
     NoEndpoint {
@@ -65,7 +71,7 @@ pub enum RegistryError {
         source: io::Error,
     },
     /// The registry wants credentials berth does not have, or refused them.
-    #[error("{registry}: unauthorized: {message}")]
+    #[error("unauthorized: {message}")]
     Unauthorized {
         /// The registry.
         registry: String,

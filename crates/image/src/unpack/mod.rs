@@ -213,7 +213,7 @@ impl LayerStore {
     }
 
     /// As [`unpack`](Self::unpack), streaming: `verify` runs after the stream was extracted
-    /// and its DiffID matched but before the layer is named, so a registry pull can check the
+    /// (before its DiffID is compared) and before the layer is named, so a registry pull can check the
     /// compressed blob's digest (and name the blob) first; its error fails the unpack
     /// ([`UnpackError::Verify`]) and nothing is named. Not called when the layer is already
     /// present.
@@ -242,9 +242,7 @@ impl LayerStore {
             std::process::id(),
             chain.0.hex()
         ));
-        let result = self
-            .unpack_into(&staging, blob, declared, parent, diff_id)
-            .and_then(|()| verify().map_err(|source| UnpackError::Verify { source }));
+        let result = self.unpack_into(&staging, blob, declared, parent, diff_id, verify);
         let result =
             result.and_then(
                 |()| match fs::rename(&staging, self.root.join(chain.0.hex())) {
@@ -280,6 +278,7 @@ impl LayerStore {
         declared: Compression,
         parent: Option<&ChainId>,
         diff_id: &DiffId,
+        verify: impl FnOnce() -> io::Result<()>,
     ) -> Result<(), UnpackError> {
         let diff = staging.join("diff");
         for dir in [staging, diff.as_path()] {
@@ -295,6 +294,9 @@ impl LayerStore {
             source,
         })?;
         let actual = extract_stream(blob, declared, std::os::fd::AsFd::as_fd(&root))?;
+        // The blob's own check first: wrong bytes from a registry are a digest mismatch of
+        // the blob, not a puzzling DiffID mismatch.
+        verify().map_err(|source| UnpackError::Verify { source })?;
         if actual != *diff_id {
             return Err(UnpackError::DiffIdMismatch {
                 expected: diff_id.clone(),
