@@ -295,18 +295,40 @@ fn push_of_a_committed_image_reads_back_with_skopeo_and_runs_elsewhere() {
         assert_eq!(sha256(&bytes), d, "layer {d} read back unchanged");
     }
 
-    // Pushing again moves no layer.
+    // Pushing again moves no layer; another repository of the registry mounts them.
     let again = stdout(&b.ok(&["push", &name]));
     assert!(
         again.contains("Layer already exists") && !again.contains(": Pushed"),
         "{again}"
     );
+    let other = format!("{}/other:2", reg.addr);
+    b.ok(&["tag", &name, &other]);
+    let mounted = stdout(&b.ok(&["image", "push", &other]));
+    assert!(mounted.contains("Mounted from committed"), "{mounted}");
+    assert!(!mounted.contains(": Pushed"), "{mounted}");
 
     // Another root pulls and runs it.
     let b2 = berth("push-pull").expect("second root");
     let pulled = stdout(&b2.ok(&["pull", &name]));
     assert!(pulled.contains(&format!("Digest: {digest}")), "{pulled}");
     assert_eq!(b2.stdout(&["run", "--rm", &name]), "committed\n");
+
+    // Every tag of a repository.
+    let b3 = berth("push-all-tags").expect("third root");
+    b.ok(&["tag", &name, &format!("{}/committed:2", reg.addr)]);
+    b.ok(&["push", "-q", &format!("{}/committed:2", reg.addr)]);
+    b3.ok(&["image", "pull", "-a", &format!("{}/committed", reg.addr)]);
+    let names = b3.stdout(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(
+        names.lines().collect::<std::collections::BTreeSet<_>>(),
+        [
+            format!("{}/committed:1", reg.addr),
+            format!("{}/committed:2", reg.addr)
+        ]
+        .iter()
+        .map(String::as_str)
+        .collect()
+    );
 
     // A missing local image is one clear line.
     let missing = b.cmd(&["push", &format!("{}/nothing:1", reg.addr)]);
@@ -697,4 +719,38 @@ fn a_pull_cut_off_mid_layer_resumes_from_the_verified_layers() {
         "the verified layer was fetched again: {fetched:?}"
     );
     assert_eq!(b.stdout(&["run", "--rm", &name]), "resumed\n");
+}
+
+#[test]
+fn server_errors_and_resets_are_retried_within_one_pull() {
+    let Some(b) = berth("retry") else { return };
+    let fake = FakeRegistry::start();
+    let img = OciImage::new(
+        &[busybox_layer(&b)],
+        Compression::Gzip,
+        host_arch(),
+        &["echo", "retried"],
+        "retry",
+    );
+    fake.serve_image("flaky", "1", &img);
+    let (layer, _) = &img.layers[0];
+    fake.route_sequence(
+        &format!("/v2/flaky/blobs/{}", sha256(layer)),
+        vec![
+            Reply::Status(503),
+            Reply::Cut {
+                body: layer.clone(),
+                sent: layer.len() / 2,
+            },
+        ],
+        Reply::Bytes {
+            content_type: "application/octet-stream".into(),
+            body: layer.clone(),
+        },
+    );
+    let name = format!("{}/flaky:1", fake.addr);
+    let out = stdout(&b.ok(&["pull", &name]));
+    assert!(out.contains("Retrying in"), "{out}");
+    assert!(out.contains("Pull complete"), "{out}");
+    assert_eq!(b.stdout(&["run", "--rm", &name]), "retried\n");
 }

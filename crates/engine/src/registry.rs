@@ -157,6 +157,22 @@ impl Engine {
         }
     }
 
+    /// The tags of `reference`'s repository (`pull --all-tags`).
+    ///
+    /// Errors: a bad reference, refused credentials, transport failures.
+    pub fn list_tags(
+        &self,
+        reference: &str,
+        credentials: Option<Credentials>,
+    ) -> Result<Vec<String>> {
+        let reference = parse_reference(reference)?;
+        let action = format!("list tags of {}", reference.familiar_name());
+        let session = client()?
+            .session(&reference, credentials, "pull", &[])
+            .map_err(registry_err(action.clone()))?;
+        registry::tags(&session).map_err(registry_err(action))
+    }
+
     /// `docker push`: uploads the local image `reference` (its stored blobs and manifest,
     /// unchanged) under the reference's tag.
     ///

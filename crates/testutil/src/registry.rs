@@ -446,6 +446,9 @@ pub fn write_layout(dir: &Path, entries: &[(&str, LayoutEntry)]) {
 /// How a [`FakeRegistry`] answers one path.
 #[derive(Debug, Clone)]
 pub enum Reply {
+    /// Each request takes the next of these replies; once they are used up, the last one
+    /// answers every request (a flaky server that recovers).
+    Sequence(Arc<Mutex<std::collections::VecDeque<Reply>>>, Box<Reply>),
     /// 200 with these bytes (and a media type).
     Bytes {
         /// `Content-Type`.
@@ -533,6 +536,14 @@ impl FakeRegistry {
         }
     }
 
+    /// Answers `path` with `first`, one request each, then with `then` for good.
+    pub fn route_sequence(&self, path: &str, first: Vec<Reply>, then: Reply) {
+        self.route(
+            path,
+            Reply::Sequence(Arc::new(Mutex::new(first.into())), Box::new(then)),
+        );
+    }
+
     /// Serves `img` as `<repo>:<tag>` (manifest by tag and digest, every blob).
     pub fn serve_image(&self, repo: &str, tag: &str, img: &OciImage) {
         let manifest = Reply::Bytes {
@@ -596,7 +607,17 @@ fn serve(conn: TcpStream, routes: &Routes, stop: &AtomicBool, requests: &Mutex<V
         } else {
             routes.lock().ok().and_then(|r| r.get(&path).cloned())
         };
+        let reply = match reply {
+            Some(Reply::Sequence(queue, last)) => {
+                let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+                Some(next.unwrap_or(*last))
+            }
+            other => other,
+        };
         let keep = match reply {
+            Some(Reply::Sequence(..)) => {
+                respond(&mut out, 500, "text/plain", b"nested sequence", head)
+            }
             None => respond(
                 &mut out,
                 404,

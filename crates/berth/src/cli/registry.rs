@@ -32,6 +32,9 @@ pub(crate) enum RegistryCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct PullArgs {
+    /// Download all tagged images in the repository.
+    #[arg(short, long)]
+    all_tags: bool,
     /// Suppress verbose output.
     #[arg(short, long)]
     quiet: bool,
@@ -99,9 +102,27 @@ fn stdout_writer() -> Result<Box<dyn Write + Send>> {
 }
 
 /// `docker pull`.
-fn pull(engine: &Engine, args: &PullArgs) -> Result<i32> {
+pub(crate) fn pull(engine: &Engine, args: &PullArgs) -> Result<i32> {
     let platform = parse_platform(args.platform.as_deref())?;
-    pull_with(engine, &args.name, platform, args.quiet, stdout_writer()?)?;
+    if !args.all_tags {
+        pull_with(engine, &args.name, platform, args.quiet, stdout_writer()?)?;
+        return Ok(0);
+    }
+    if name_has_tag(&args.name) {
+        bail!("tag can't be used with --all-tags/-a");
+    }
+    let reference = engine::registry::parse_reference(&args.name)?;
+    let tags = engine.list_tags(&args.name, credentials_for(&reference.registry)?)?;
+    for tag in tags {
+        let name = format!("{}:{tag}", reference.familiar_name());
+        pull_with(
+            engine,
+            &name,
+            platform.clone(),
+            args.quiet,
+            stdout_writer()?,
+        )?;
+    }
     Ok(0)
 }
 
@@ -191,7 +212,7 @@ pub(crate) fn ensure_image(
 }
 
 /// `docker push`.
-fn push(engine: &Engine, args: &PushArgs) -> Result<i32> {
+pub(crate) fn push(engine: &Engine, args: &PushArgs) -> Result<i32> {
     let reference = engine::registry::parse_reference(&args.name)?;
     let credentials = credentials_for(&reference.registry)?;
     let tty = std::io::stdout().is_terminal();

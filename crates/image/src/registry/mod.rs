@@ -18,7 +18,7 @@ pub use auth::Credentials;
 pub use client::{Client, Session};
 pub use config::RegistryConfig;
 pub use credentials::{CredentialError, CredentialStore};
-pub use pull::{LayerProgress, LayerState, PullOptions, Pulled, pull};
+pub use pull::{LayerProgress, LayerState, PullOptions, Pulled, pull, tags};
 pub use push::{PushOptions, PushProgress, PushState, Pushed, push};
 pub use reference::{Reference, ReferenceError};
 

@@ -176,6 +176,63 @@ pub fn pull(
     })
 }
 
+/// The repository's tags (`GET /v2/<name>/tags/list`, following `Link: <…>; rel="next"`
+/// pages), sorted.
+///
+/// # Errors
+/// The registry refuses or the answer is not a tag list.
+pub fn tags(session: &Session) -> Result<Vec<String>, RegistryError> {
+    #[derive(serde::Deserialize)]
+    struct TagList {
+        #[serde(default)]
+        tags: Option<Vec<String>>,
+    }
+    let mut url = session.url("tags/list");
+    let mut out = Vec::new();
+    // A registry that pages forever is cut off: 1000 pages is far more than any real repository.
+    for _ in 0..1000 {
+        let resp = session.send("GET", &url, &[], Body::Empty, &|| {
+            format!("list tags of {}", session.repository())
+        })?;
+        let next = resp.header("link").and_then(next_link);
+        let mut body = Vec::new();
+        resp.into_reader()
+            .take(MAX_MANIFEST_SIZE + 1)
+            .read_to_end(&mut body)
+            .map_err(|source| RegistryError::Read {
+                what: format!("tags of {}", session.repository()),
+                source,
+            })?;
+        let list: TagList = serde_json::from_slice(&body).map_err(|_| RegistryError::Status {
+            what: format!("list tags of {}", session.repository()),
+            status: 200,
+            message: "the answer is not a tag list".into(),
+        })?;
+        out.extend(list.tags.unwrap_or_default());
+        match next {
+            Some(n) => url = session.location(&n)?.to_string(),
+            None => break,
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The target of `Link: </v2/x/tags/list?n=100&last=b>; rel="next"`.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params.contains("rel=\"next\"").then(|| {
+            target
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        })
+    })
+}
+
 /// Fetches a manifest or index (≤ 4 MiB) by tag or digest, storing it under its digest;
 /// returns the digest, bytes and the media type the registry gave.
 fn fetch_manifest(
@@ -620,5 +677,23 @@ struct TeeReader<'r, 'a>(&'r RefCell<Tee<'a>>);
 impl Read for TeeReader<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.borrow_mut().read_some(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_link;
+
+    #[test]
+    fn next_links_are_found_among_others() {
+        assert_eq!(
+            next_link(r#"</v2/x/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/x/tags/list?n=2&last=b")
+        );
+        assert_eq!(
+            next_link(r#"<a>; rel="prev", <b>; rel="next""#).as_deref(),
+            Some("b")
+        );
+        assert_eq!(next_link(r#"<a>; rel="prev""#), None);
     }
 }
