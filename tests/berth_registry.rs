@@ -754,3 +754,66 @@ fn server_errors_and_resets_are_retried_within_one_pull() {
     assert!(out.contains("Pull complete"), "{out}");
     assert_eq!(b.stdout(&["run", "--rm", &name]), "retried\n");
 }
+
+#[test]
+fn credential_helpers_from_config_json_store_and_supply_credentials() {
+    let Some(b) = berth("cred-helper") else {
+        return;
+    };
+    let auth = testutil::registry::Auth::Basic {
+        user: "helped".into(),
+        password: "by-helper".into(),
+    };
+    let (reg, name) = auth_setup(&b, "reg-helper", &auth, "helped");
+    // docker-credential-berth-test: keeps the one secret it is given in a file.
+    let bin = b.scratch.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let store = b.scratch.join("helper-store.json");
+    let script = format!(
+        "#!/bin/sh\nS={}\ncase \"$1\" in\n store) cat > \"$S\" ;;\n get) cat > /dev/null; if [ -f \"$S\" ]; then cat \"$S\"; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n erase) cat > /dev/null; rm -f \"$S\" ;;\nesac\n",
+        store.display()
+    );
+    let helper = bin.join("docker-credential-berth-test");
+    std::fs::write(&helper, script).expect("helper script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::create_dir_all(docker_config(&b).parent().expect("config dir")).expect("config dir");
+    std::fs::write(docker_config(&b), r#"{"credsStore": "berth-test"}"#).expect("config.json");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let berth_cmd = |args: &[&str], input: &[u8]| {
+        let mut c = b.command(args);
+        c.env("PATH", &path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().expect("spawn berth");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input).expect("stdin");
+        child.wait_with_output().expect("berth")
+    };
+
+    let login = berth_cmd(
+        &["login", "-u", "helped", "--password-stdin", &reg.addr],
+        b"by-helper\n",
+    );
+    assert!(login.status.success(), "{}", describe(&login));
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&store).expect("helper got the secret"))
+            .expect("helper json");
+    assert_eq!(kept["Username"], "helped");
+    let config = std::fs::read_to_string(docker_config(&b)).expect("config.json");
+    assert!(
+        !config.contains("by-helper"),
+        "secret written to config.json: {config}"
+    );
+
+    let push = berth_cmd(&["push", &name], b"");
+    assert!(push.status.success(), "{}", describe(&push));
+    let logout = berth_cmd(&["logout", &reg.addr], b"");
+    assert!(logout.status.success(), "{}", describe(&logout));
+    assert!(!store.exists(), "helper erase not called");
+    assert_unauthorized(&berth_cmd(&["push", &name], b""));
+}

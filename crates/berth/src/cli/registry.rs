@@ -104,8 +104,16 @@ fn stdout_writer() -> Result<Box<dyn Write + Send>> {
 /// `docker pull`.
 pub(crate) fn pull(engine: &Engine, args: &PullArgs) -> Result<i32> {
     let platform = parse_platform(args.platform.as_deref())?;
+    let tty = std::io::stdout().is_terminal();
     if !args.all_tags {
-        pull_with(engine, &args.name, platform, args.quiet, stdout_writer()?)?;
+        pull_with(
+            engine,
+            &args.name,
+            platform,
+            args.quiet,
+            stdout_writer()?,
+            tty,
+        )?;
         return Ok(0);
     }
     if name_has_tag(&args.name) {
@@ -121,23 +129,24 @@ pub(crate) fn pull(engine: &Engine, args: &PullArgs) -> Result<i32> {
             platform.clone(),
             args.quiet,
             stdout_writer()?,
+            tty,
         )?;
     }
     Ok(0)
 }
 
-/// Pulls `name`, drawing progress on `out` (unless `quiet`, when only the reference is
-/// printed to stdout).
-pub(crate) fn pull_with(
+/// Pulls `name`, drawing progress on `out` (a terminal when `tty`; unless `quiet`, when only
+/// the reference is printed to stdout).
+fn pull_with(
     engine: &Engine,
     name: &str,
     platform: Option<Platform>,
     quiet: bool,
     out: Box<dyn Write + Send>,
+    tty: bool,
 ) -> Result<()> {
     let reference = engine::registry::parse_reference(name)?;
     let credentials = credentials_for(&reference.registry)?;
-    let tty = std::io::stdout().is_terminal();
     let progress = Progress::new(out, tty && !quiet, quiet);
     if reference.tag.is_some() && reference.digest.is_none() && !name_has_tag(name) {
         progress.line(&format!(
@@ -148,7 +157,7 @@ pub(crate) fn pull_with(
     progress.line(&format!(
         "{}: Pulling from {}",
         reference.object(),
-        pulling_from(&reference)
+        reference.repository
     ));
     let req = PullRequest {
         reference: name.to_owned(),
@@ -174,11 +183,6 @@ pub(crate) fn pull_with(
 fn name_has_tag(name: &str) -> bool {
     let last = name.rsplit('/').next().unwrap_or(name);
     last.contains(':') || name.contains('@')
-}
-
-/// `library/busybox` for Docker Hub, else the repository path.
-fn pulling_from(r: &Reference) -> String {
-    r.repository.clone()
 }
 
 /// `run`/`create --pull`: `missing` pulls when the image is not stored, `always` pulls
@@ -207,8 +211,16 @@ pub(crate) fn ensure_image(
         eprintln!("Unable to find image '{shown}' locally");
     }
     // Not an engine error any more: a failed pull inside run/create exits 125, not 1.
-    pull_with(engine, image, platform, false, Box::new(std::io::stderr()))
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
+    let tty = std::io::stderr().is_terminal();
+    pull_with(
+        engine,
+        image,
+        platform,
+        false,
+        Box::new(std::io::stderr()),
+        tty,
+    )
+    .map_err(|e| anyhow::anyhow!("{e:#}"))
 }
 
 /// `docker push`.
