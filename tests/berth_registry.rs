@@ -817,3 +817,41 @@ fn credential_helpers_from_config_json_store_and_supply_credentials() {
     assert!(!store.exists(), "helper erase not called");
     assert_unauthorized(&berth_cmd(&["push", &name], b""));
 }
+
+#[test]
+fn docker_hub_names_are_pulled_through_a_mirror() {
+    let Some(b) = berth("mirror") else { return };
+    let reg = Registry::start("reg-mirror");
+    let img = OciImage::new(
+        &[busybox_layer(&b)],
+        Compression::Gzip,
+        host_arch(),
+        &["echo", "mirrored"],
+        "m",
+    );
+    push_all(
+        &reg,
+        &b.scratch.join("layout"),
+        "library/mirrored",
+        &[("1", LayoutEntry::Image(img))],
+    );
+    // docker.io itself is blocked: only the loopback mirror may be asked.
+    b.registry_config(&format!(
+        r#"{{"registry-mirrors": ["http://{}"], "blocked-registries": ["docker.io"]}}"#,
+        reg.addr
+    ));
+    let out = stdout(&b.ok(&["pull", "mirrored:1"]));
+    assert!(
+        out.starts_with("1: Pulling from library/mirrored\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("docker.io/library/mirrored:1\n"), "{out}");
+    assert_eq!(b.stdout(&["run", "--rm", "mirrored:1"]), "mirrored\n");
+    let absent = b.cmd(&["pull", "absent"]);
+    assert_eq!(absent.status.code(), Some(1), "{}", describe(&absent));
+    assert!(
+        stderr(&absent).contains("docker.io/library/absent:latest not found"),
+        "{}",
+        describe(&absent)
+    );
+}

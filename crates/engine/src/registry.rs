@@ -114,9 +114,6 @@ impl Engine {
         let reference = parse_reference(&req.reference)?;
         let action = format!("pull {}", reference.familiar());
         let client = client()?;
-        let session = client
-            .session(&reference, req.credentials.clone(), "pull", &[])
-            .map_err(registry_err(action.clone()))?;
         let opts = PullOptions {
             platform: req.platform.clone().unwrap_or_else(Platform::host),
         };
@@ -127,7 +124,14 @@ impl Engine {
             .ok()
             .map(|i| i.digest);
         let lock = self.registry_lock()?;
-        let pulled = registry::pull(&self.images, &session, &reference, &opts, progress);
+        let pulled = registry::pull_from_endpoints(
+            &self.images,
+            &client,
+            &reference,
+            req.credentials.clone(),
+            &opts,
+            progress,
+        );
         let result = match pulled {
             Ok(p) => self
                 .record_image(&p.manifest, std::slice::from_ref(&name))

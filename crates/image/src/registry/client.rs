@@ -61,13 +61,60 @@ impl Client {
         &self.config
     }
 
-    /// Opens a session on `reference`'s repository: finds a reachable endpoint (mirrors
-    /// first for pulls from `docker.io`, HTTPS then plain HTTP for insecure registries) and
-    /// authenticates for `actions` (`pull`, or `pull,push`) on it, plus `pull` on each of
-    /// `also_pull` (cross-repository mounts).
+    /// Where `reference`'s registry can be reached for `actions`, in order: mirrors (pulls
+    /// from `docker.io` only), then the registry itself unless it is blocked.
+    #[must_use]
+    pub fn endpoints(&self, reference: &Reference, actions: &str) -> Vec<Endpoint> {
+        let mut endpoints = self
+            .config
+            .endpoints(&reference.registry, reference.api_host());
+        if actions != "pull" {
+            endpoints.retain(|e| !e.mirror);
+        }
+        if self.config.is_blocked(&reference.registry) {
+            endpoints.retain(|e| e.mirror);
+        }
+        endpoints
+    }
+
+    /// Opens a session on `reference`'s repository at `endpoint`: pings it (HTTPS, then plain
+    /// HTTP for an insecure registry) and authenticates for `actions` (`pull`, or
+    /// `pull,push`) on it, plus `pull` on each of `also_pull` (cross-repository mounts).
+    /// Mirrors get no credentials: those belong to the registry.
     ///
     /// # Errors
-    /// No endpoint answers, or authentication fails.
+    /// The endpoint does not answer, or authentication fails.
+    pub fn open(
+        &self,
+        reference: &Reference,
+        endpoint: &Endpoint,
+        credentials: Option<Credentials>,
+        actions: &str,
+        also_pull: &[String],
+    ) -> Result<Session, RegistryError> {
+        // No repository (login): a token for the registry alone.
+        let mut scopes: Vec<String> = (!reference.repository.is_empty())
+            .then(|| format!("repository:{}:{actions}", reference.repository))
+            .into_iter()
+            .collect();
+        scopes.extend(also_pull.iter().map(|r| format!("repository:{r}:pull")));
+        let session = Session {
+            client: self.clone(),
+            registry: reference.registry.clone(),
+            base: endpoint.base.clone(),
+            repository: reference.repository.clone(),
+            scopes,
+            credentials: if endpoint.mirror { None } else { credentials },
+            auth: Arc::new(Mutex::new(None)),
+        };
+        session.ping(endpoint)
+    }
+
+    /// A session on the first endpoint of [`endpoints`](Self::endpoints) that answers (see
+    /// [`open`](Self::open)).
+    ///
+    /// # Errors
+    /// The registry is blocked, no endpoint answers, or authentication fails.
     pub fn session(
         &self,
         reference: &Reference,
@@ -75,35 +122,10 @@ impl Client {
         actions: &str,
         also_pull: &[String],
     ) -> Result<Session, RegistryError> {
-        if self.config.is_blocked(&reference.registry) {
-            return Err(RegistryError::Blocked {
-                registry: reference.registry.clone(),
-            });
-        }
-        // No repository (login): a token for the registry alone.
-        let mut scopes: Vec<String> = (!reference.repository.is_empty())
-            .then(|| format!("repository:{}:{actions}", reference.repository))
-            .into_iter()
-            .collect();
-        scopes.extend(also_pull.iter().map(|r| format!("repository:{r}:pull")));
-        let mut endpoints = self
-            .config
-            .endpoints(&reference.registry, reference.api_host());
-        if actions != "pull" {
-            endpoints.retain(|e| !e.mirror);
-        }
+        let endpoints = self.endpoints(reference, actions);
         let mut last = None;
         for endpoint in &endpoints {
-            let session = Session {
-                client: self.clone(),
-                registry: reference.registry.clone(),
-                base: endpoint.base.clone(),
-                repository: reference.repository.clone(),
-                scopes: scopes.clone(),
-                credentials: credentials.clone(),
-                auth: Arc::new(Mutex::new(None)),
-            };
-            match session.ping(endpoint) {
+            match self.open(reference, endpoint, credentials.clone(), actions, also_pull) {
                 Ok(s) => return Ok(s),
                 Err(e) if endpoint.mirror => {
                     tracing::info!(mirror = %endpoint.base, error = %e, "mirror unusable; trying the next endpoint");
@@ -112,7 +134,7 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or(RegistryError::NoEndpoint {
+        Err(last.unwrap_or(RegistryError::Blocked {
             registry: reference.registry.clone(),
         }))
     }

@@ -18,7 +18,7 @@ pub use auth::Credentials;
 pub use client::{Client, Session};
 pub use config::RegistryConfig;
 pub use credentials::{CredentialError, CredentialStore};
-pub use pull::{LayerProgress, LayerState, PullOptions, Pulled, pull, tags};
+pub use pull::{LayerProgress, LayerState, PullOptions, Pulled, pull, pull_from_endpoints, tags};
 pub use push::{PushOptions, PushProgress, PushState, Pushed, push};
 pub use reference::{Reference, ReferenceError};
 
@@ -43,12 +43,6 @@ pub enum RegistryError {
     /// The configuration forbids contacting the registry.
     #[error("registry {registry} is blocked by the registry configuration")]
     Blocked {
-        /// The registry.
-        registry: String,
-    },
-    /// No endpoint of the registry could be reached.
-    #[error("no usable endpoint for registry {registry}")]
-    NoEndpoint {
         /// The registry.
         registry: String,
     },
@@ -190,7 +184,7 @@ impl RegistryError {
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
-            RegistryError::Transport { .. } | RegistryError::NoEndpoint { .. } => true,
+            RegistryError::Transport { .. } => true,
             RegistryError::Read { source, .. } => io_kind_transient(source.kind()),
             RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,

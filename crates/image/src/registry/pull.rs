@@ -85,6 +85,51 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.v2+json";
 
+/// Pulls `reference` from the first of its endpoints that has it: a mirror that cannot be
+/// reached, does not know the image or fails on the network is skipped for the next endpoint
+/// (the registry itself last), as dockerd does. See [`pull`].
+///
+/// # Errors
+/// As [`pull`], from the last endpoint tried; [`RegistryError::Blocked`] when the registry is
+/// blocked and has no mirror.
+pub fn pull_from_endpoints(
+    store: &ImageStore,
+    client: &super::Client,
+    reference: &Reference,
+    credentials: Option<super::Credentials>,
+    opts: &PullOptions,
+    progress: PullProgress<'_>,
+) -> Result<Pulled, RegistryError> {
+    let endpoints = client.endpoints(reference, "pull");
+    let mut last = RegistryError::Blocked {
+        registry: reference.registry.clone(),
+    };
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let fallback = endpoint.mirror && i + 1 < endpoints.len();
+        let result = client
+            .open(reference, endpoint, credentials.clone(), "pull", &[])
+            .and_then(|session| pull(store, &session, reference, opts, progress));
+        match result {
+            Err(e)
+                if fallback
+                    && (e.is_transient()
+                        || matches!(
+                            e,
+                            RegistryError::ManifestUnknown { .. }
+                                | RegistryError::Unauthorized { .. }
+                                | RegistryError::Denied { .. }
+                                | RegistryError::Status { .. }
+                        )) =>
+            {
+                tracing::info!(mirror = %endpoint.base, error = %e, "pull from mirror failed; trying the next endpoint");
+                last = e;
+            }
+            other => return other,
+        }
+    }
+    Err(last)
+}
+
 /// Pulls `reference` through `session` into `store`: every blob verified, every layer
 /// unpacked. The caller records the image (and holds the store's writer lock).
 ///
@@ -265,14 +310,19 @@ fn fetch_manifest(
     let mut known = expected.cloned();
     if known.is_none() {
         // HEAD first: a tag whose manifest is already stored costs no GET.
-        let head = session
-            .send("HEAD", &url, &headers, Body::Empty, &|| {
-                format!("HEAD manifest {object}")
-            })
-            .map_err(not_found)?;
-        known = head
-            .header("docker-content-digest")
-            .and_then(|d| Digest::parse(d).ok());
+        let head = session.send("HEAD", &url, &headers, Body::Empty, &|| {
+            format!("HEAD manifest {object}")
+        });
+        match head {
+            Ok(head) => {
+                known = head
+                    .header("docker-content-digest")
+                    .and_then(|d| Digest::parse(d).ok());
+            }
+            // A registry without HEAD on manifests (405 and the like): ask with GET.
+            Err(RegistryError::Status { status, .. }) if status != 404 && status < 500 => {}
+            Err(e) => return Err(not_found(e)),
+        }
     }
     if let Some(d) = &known
         && let Ok(bytes) = store.content().read(d, MAX_MANIFEST_SIZE)
