@@ -65,6 +65,21 @@ fn assert_no_partial_state(b: &Berth) {
     assert!(b.mounts().is_empty(), "mounts left: {:?}", b.mounts());
 }
 
+/// After an interrupted pull: the verified `first` layer's blob is kept, `second`'s is not.
+fn assert_kept_only(b: &Berth, first: &str, second: &str) {
+    let blobs = b.root.join("blobs/sha256");
+    assert!(blobs.join(&first[7..]).exists(), "verified layer kept");
+    assert!(!blobs.join(&second[7..]).exists(), "unverified layer named");
+}
+
+/// Pulls `name` again: `first` is not fetched again, `second` is.
+fn assert_resumed(b: &Berth, name: &str, first: &str, second: &str) {
+    let out = stdout(&b.ok(&["pull", name]));
+    let exists = format!("{}: Already exists", &first[7..19]);
+    let pulled = format!("{}: Pull complete", &second[7..19]);
+    assert!(out.contains(&exists) && out.contains(&pulled), "{out}");
+}
+
 fn blob_count(b: &Berth) -> usize {
     std::fs::read_dir(b.root.join("blobs/sha256")).map_or(0, |d| d.count())
 }
@@ -696,23 +711,11 @@ fn a_pull_cut_off_mid_layer_resumes_from_the_verified_layers() {
         // The registry goes away; what was verified stays, nothing partial does.
     }
     assert_no_partial_state(&b);
-    assert!(
-        b.root.join("blobs/sha256").join(&first[7..]).exists(),
-        "verified layer kept"
-    );
-    assert!(!b.root.join("blobs/sha256").join(&second[7..]).exists());
+    assert_kept_only(&b, &first, &second);
 
     let back = FakeRegistry::start_on(&addr);
     back.serve_image("r", "1", &img);
-    let out = stdout(&b.ok(&["pull", &name]));
-    assert!(
-        out.contains(&format!("{}: Already exists", &first[7..19])),
-        "{out}"
-    );
-    assert!(
-        out.contains(&format!("{}: Pull complete", &second[7..19])),
-        "{out}"
-    );
+    assert_resumed(&b, &name, &first, &second);
     let fetched = back.requests.lock().expect("requests").clone();
     assert!(
         !fetched.iter().any(|r| r.contains(&first)),
@@ -854,4 +857,60 @@ fn docker_hub_names_are_pulled_through_a_mirror() {
         "{}",
         describe(&absent)
     );
+}
+
+#[test]
+fn a_registry_killed_mid_layer_and_restarted_lets_the_pull_resume() {
+    let Some(b) = berth("killed") else { return };
+    b.registry_config(r#"{"max-download-attempts": 2, "max-concurrent-downloads": 1}"#);
+    let mut reg = Registry::start("reg-killed");
+    // Incompressible: the gzip layer stays 8 MiB, far past the cut.
+    let mut noise = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open("/dev/urandom").expect("urandom"),
+            8 << 20,
+        ),
+        &mut noise,
+    )
+    .expect("read urandom");
+    let img = OciImage::new(
+        &[
+            busybox_layer(&b),
+            Layer::new().file("noise", &noise).finish(),
+        ],
+        Compression::Gzip,
+        host_arch(),
+        &["echo", "survived"],
+        "k",
+    );
+    push_all(
+        &reg,
+        &b.scratch.join("layout"),
+        "k",
+        &[("1", LayoutEntry::Image(img.clone()))],
+    );
+    let (first, second) = (sha256(&img.layers[0].0), sha256(&img.layers[1].0));
+    let pid = reg.pid().expect("registry pid");
+    let proxy = testutil::registry::CuttingProxy::start(
+        &reg.addr,
+        &second,
+        1 << 20,
+        Box::new(move || {
+            // The registry this test started, killed the moment the layer is half-sent.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }),
+    );
+    let name = format!("{}/k:1", proxy.addr);
+    let out = b.cmd(&["pull", &name]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_no_partial_state(&b);
+    assert_kept_only(&b, &first, &second);
+
+    reg.kill();
+    reg.restart();
+    assert_resumed(&b, &name, &first, &second);
+    assert_eq!(b.stdout(&["run", "--rm", &name]), "survived\n");
 }

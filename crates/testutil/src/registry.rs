@@ -174,6 +174,12 @@ impl Registry {
         }
     }
 
+    /// The server's pid, while it runs.
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -198,6 +204,118 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream` that, once `after` bytes of the response to
+/// a request containing `needle` (a blob digest) went through, runs `cut` once (the test kills
+/// the registry there) and drops that connection: a registry dying mid-layer, exactly where
+/// the test wants it. Later connections are forwarded as usual.
+#[derive(Debug)]
+pub struct CuttingProxy {
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+type Cut = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
+impl CuttingProxy {
+    /// Starts the proxy.
+    ///
+    /// # Panics
+    /// No port can be bound.
+    #[must_use]
+    pub fn start(
+        upstream: &str,
+        needle: &str,
+        after: usize,
+        cut: Box<dyn FnOnce() + Send>,
+    ) -> CuttingProxy {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind proxy: {e}"));
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|e| panic!("proxy address: {e}"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let cut: Cut = Arc::new(Mutex::new(Some(cut)));
+        let (s, upstream, needle) = (stop.clone(), upstream.to_owned(), needle.to_owned());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(client) = conn else { continue };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue; // the registry is down: the client sees its connection close
+                };
+                proxy_pair(client, server, needle.clone(), after, cut.clone());
+            }
+        });
+        CuttingProxy {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+fn proxy_pair(client: TcpStream, server: TcpStream, needle: String, after: usize, cut: Cut) {
+    let armed = Arc::new(AtomicBool::new(false));
+    let (Ok(mut c_in), Ok(mut s_out)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    let a = armed.clone();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n) = c_in.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if String::from_utf8_lossy(&buf[..n]).contains(&needle) {
+                a.store(true, Ordering::Relaxed);
+            }
+            if s_out.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = s_out.shutdown(std::net::Shutdown::Write);
+    });
+    std::thread::spawn(move || {
+        let (mut s_in, mut c_out) = (server, client);
+        let mut buf = vec![0u8; 16 << 10];
+        let mut sent = 0;
+        while let Ok(n) = s_in.read(&mut buf) {
+            if n == 0 || c_out.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            if armed.load(Ordering::Relaxed) {
+                sent += n;
+                let fire = cut
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| if sent >= after { c.take() } else { None });
+                if let Some(f) = fire {
+                    f();
+                    let _ = c_out.shutdown(std::net::Shutdown::Both);
+                    let _ = s_in.shutdown(std::net::Shutdown::Both);
+                    break;
+                }
+            }
+        }
+        let _ = c_out.shutdown(std::net::Shutdown::Write);
+    });
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(&self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
