@@ -19,7 +19,6 @@ use crate::manifest::{
 };
 use crate::media;
 use crate::store::ImageStore;
-use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -580,153 +579,177 @@ fn fetch_blob_once(
             what: format!("blob {digest}"),
             source,
         })?;
-    let tee = RefCell::new(Tee {
+    let download = Download {
         body: resp.into_reader(),
-        writer: Some(writer),
-        failure: None,
+        writer,
         digest,
         size,
-        done: 0,
-        reported: 0,
         job: unpack,
         progress,
-    });
-    let result = match unpack {
-        Some(job) => {
-            report(progress, job, LayerState::Downloading, 0);
-            let unpacked = store.layers().unpack_verified(
-                TeeReader(&tee),
-                &job.media_type,
-                job.parent.as_ref(),
-                &job.diff_id,
-                || {
-                    tee.borrow_mut()
-                        .finish()
-                        .map_err(|()| io::Error::other("layer blob rejected"))
-                },
-            );
-            match unpacked {
-                // The layer was there already (a concurrent pull): still name the blob.
-                Ok(_) => tee.borrow_mut().finish(),
-                Err(source) => {
-                    let mut t = tee.borrow_mut();
-                    return Err(t.failure.take().unwrap_or(RegistryError::Unpack {
-                        digest: digest.clone(),
-                        source,
-                    }));
-                }
-            }
-        }
-        None => tee.borrow_mut().finish(),
     };
-    let mut t = tee.borrow_mut();
-    match (result, t.failure.take()) {
-        (Ok(()), None) => Ok(()),
-        (_, Some(e)) => Err(e),
-        (Err(()), None) => Err(RegistryError::Content {
-            what: format!("blob {digest}"),
-            source: ContentError::TooLarge { limit: size },
-        }),
-    }
+    let abort = AtomicBool::new(false);
+    let Some(job) = unpack else {
+        return download.run(None, &abort).map(drop);
+    };
+    report(progress, job, LayerState::Downloading, 0);
+    // Two threads per layer: this one decompresses and extracts while the download thread
+    // reads the socket, hashes and writes the blob, handing each chunk over.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+    std::thread::scope(|s| {
+        let mut handle = Some(s.spawn(|| download.run(Some(tx), &abort)));
+        let mut verdict: Option<Result<bool, RegistryError>> = None;
+        let unpacked = store.layers().unpack_verified(
+            ChannelReader {
+                rx,
+                buf: Vec::new(),
+                pos: 0,
+            },
+            &job.media_type,
+            job.parent.as_ref(),
+            &job.diff_id,
+            || {
+                // The stream was read to its end: the download's verdict (digest, size) decides.
+                let v = handle.take().map_or(Ok(true), join_download);
+                let ok = matches!(v, Ok(true));
+                verdict = Some(v);
+                if ok {
+                    Ok(())
+                } else {
+                    Err(io::Error::other("layer blob rejected"))
+                }
+            },
+        );
+        if unpacked.is_err() {
+            abort.store(true, Ordering::Relaxed);
+        }
+        let verdict = match verdict {
+            Some(v) => v,
+            // Unpack stopped early (a hostile entry, or the layer was already there).
+            None => handle.take().map_or(Ok(true), join_download),
+        };
+        match (verdict, unpacked) {
+            // The transfer's own failure explains a broken stream best.
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(source)) => Err(RegistryError::Unpack {
+                digest: digest.clone(),
+                source,
+            }),
+            (Ok(_), Ok(_)) => Ok(()),
+        }
+    })
 }
 
-/// The response body, copied into the blob writer as it is read.
-struct Tee<'a> {
+fn join_download(
+    h: std::thread::ScopedJoinHandle<'_, Result<bool, RegistryError>>,
+) -> Result<bool, RegistryError> {
+    h.join().unwrap_or_else(|_| {
+        Err(RegistryError::Read {
+            what: "download thread".into(),
+            source: io::Error::other("panicked"),
+        })
+    })
+}
+
+/// A blob download: the response body into a content-store writer (hashed on the way), each
+/// chunk also handed to the unpacker when there is one.
+struct Download<'a> {
     body: Box<dyn Read + Send + Sync + 'static>,
-    writer: Option<Writer>,
-    /// The first failure, kept so the caller reports it rather than the unpacker's view.
-    failure: Option<RegistryError>,
+    writer: Writer,
     digest: &'a Digest,
     size: u64,
-    done: u64,
-    reported: u64,
     job: Option<&'a Job>,
     progress: PullProgress<'a>,
 }
 
-const REPORT_EVERY: u64 = 256 << 10;
+const CHUNK: usize = 128 << 10;
+const REPORT_EVERY: u64 = 512 << 10;
 
-impl Tee<'_> {
-    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.failure.is_some() {
-            return Err(io::Error::other("transfer failed"));
-        }
-        let n = match self.body.read(buf) {
-            Ok(n) => n,
-            Err(e) => {
-                let kind = e.kind();
-                self.failure = Some(RegistryError::Read {
-                    what: format!("download blob {}", self.digest),
-                    source: e,
-                });
-                return Err(io::Error::new(kind, "download failed"));
-            }
-        };
-        if let Some(w) = self.writer.as_mut()
-            && let Err(e) = w.write_all(&buf[..n])
-        {
-            let source = if e.kind() == io::ErrorKind::InvalidData {
-                ContentError::TooLarge { limit: self.size }
-            } else {
-                w.io_error(e)
-            };
-            self.failure = Some(RegistryError::Content {
-                what: format!("blob {}", self.digest),
-                source,
-            });
-            return Err(io::Error::other("blob rejected"));
-        }
-        self.done += n as u64;
-        if let Some(job) = self.job
-            && (self.done - self.reported >= REPORT_EVERY || (n == 0 && self.done > self.reported))
-        {
-            self.reported = self.done;
-            report(self.progress, job, LayerState::Downloading, self.done);
-        }
-        Ok(n)
-    }
-
-    /// Reads the rest of the body and names the blob if its digest and size match. Idempotent.
-    fn finish(&mut self) -> Result<(), ()> {
-        if self.writer.is_none() {
-            return if self.failure.is_some() {
-                Err(())
-            } else {
-                Ok(())
-            };
-        }
-        let mut buf = vec![0u8; 64 << 10];
+impl Download<'_> {
+    /// Reads the whole body and names the blob if its digest and size match. `Ok(false)`:
+    /// stopped because `abort` was set (the unpacker failed).
+    fn run(
+        mut self,
+        mut tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+        abort: &AtomicBool,
+    ) -> Result<bool, RegistryError> {
+        let mut buf = vec![0u8; CHUNK];
+        let (mut done, mut reported) = (0u64, 0u64);
         loop {
-            match self.read_some(&mut buf) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(_) => return Err(()),
+            if abort.load(Ordering::Relaxed) {
+                return Ok(false);
             }
-        }
-        if let Some(job) = self.job {
-            report(self.progress, job, LayerState::Verifying, self.done);
-        }
-        let Some(writer) = self.writer.take() else {
-            return Err(());
-        };
-        match writer.commit(Some(self.digest), Some(self.size)) {
-            Ok(_) => Ok(()),
-            Err(source) => {
-                self.failure = Some(RegistryError::Content {
+            let n = self
+                .body
+                .read(&mut buf)
+                .map_err(|source| RegistryError::Read {
+                    what: format!("download blob {}", self.digest),
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = self.writer.write_all(&buf[..n]) {
+                let source = if e.kind() == io::ErrorKind::InvalidData {
+                    ContentError::TooLarge { limit: self.size }
+                } else {
+                    self.writer.io_error(e)
+                };
+                return Err(RegistryError::Content {
                     what: format!("blob {}", self.digest),
                     source,
                 });
-                Err(())
+            }
+            // A gone unpacker (the layer was already there) still leaves the blob to name.
+            if tx
+                .as_ref()
+                .is_some_and(|t| t.send(buf[..n].to_vec()).is_err())
+            {
+                tx = None;
+            }
+            done += n as u64;
+            if let Some(job) = self.job
+                && done - reported >= REPORT_EVERY
+            {
+                reported = done;
+                report(self.progress, job, LayerState::Downloading, done);
             }
         }
+        drop(tx);
+        if let Some(job) = self.job {
+            report(self.progress, job, LayerState::Verifying, done);
+        }
+        self.writer
+            .commit(Some(self.digest), Some(self.size))
+            .map_err(|source| RegistryError::Content {
+                what: format!("blob {}", self.digest),
+                source,
+            })?;
+        Ok(true)
     }
 }
 
-struct TeeReader<'r, 'a>(&'r RefCell<Tee<'a>>);
+/// The unpacker's end of the download's chunks; the end of the channel is the end of stream.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
 
-impl Read for TeeReader<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.borrow_mut().read_some(buf)
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(b) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
