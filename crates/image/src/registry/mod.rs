@@ -3,7 +3,7 @@
 //! [`Reference`] parses names as Docker does; [`RegistryConfig`] holds mirrors, insecure
 //! registries and limits; [`CredentialStore`] is Docker's `config.json` (with credential
 //! helpers); a [`Client`] opens a [`Session`] per repository (ping, auth challenge answered
-//! once, token reused); [`pull`] and [`push`] move images between a session and the
+//! once, token reused); [`pull()`] and [`push()`] move images between a session and the
 //! [`ImageStore`](crate::ImageStore). Names and tags stay the engine's business.
 
 pub mod auth;

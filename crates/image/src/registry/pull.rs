@@ -1,7 +1,7 @@
 //! Pull: reference → manifest (HEAD, then GET only when not already stored) → the platform's
 //! manifest from an index → config → layers, downloaded in parallel.
 //!
-//! Each layer's response body is written into a content-store [`Writer`](crate::Writer) (hashed
+//! Each layer's response body is written into a content-store [`Writer`] (hashed
 //! on the way) and, through the same bytes, decompressed and extracted into a staging
 //! directory while it downloads. When the stream ends, the blob must match its descriptor's
 //! digest and size (then it is named), and the unpacked tree its config's DiffID (then it is
