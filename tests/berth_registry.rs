@@ -127,6 +127,21 @@ fn pull_by_tag_and_by_digest_then_run() {
     );
     assert!(!again.contains("Pull complete"), "{again}");
 
+    // Docker's image events.
+    let events = stdout(&b.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "event=pull",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}",
+    ]));
+    let expect = format!("image pull {name} {}/bb\n", reg.addr);
+    assert_eq!(events, expect.repeat(2), "{events}");
+
     // By digest into a second root, quietly.
     let b2 = berth("pull-digest").expect("second root");
     let pinned = format!("{}/bb@{}", reg.addr, img.digest());

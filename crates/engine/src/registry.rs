@@ -7,6 +7,7 @@
 //! The registry configuration is read from `BERTH_REGISTRY_CONFIG` (default
 //! `/etc/berth/registries.json`, dockerd's `daemon.json` keys).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use image::Platform;
@@ -17,6 +18,7 @@ use image::registry::{
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
+use crate::events::EventType;
 use crate::id::Digest;
 use crate::images::Image;
 
@@ -142,6 +144,7 @@ impl Engine {
         match result {
             Ok((p, image)) => {
                 let up_to_date = !p.downloaded && before.as_ref() == Some(&image.digest);
+                self.registry_event("pull", &name)?;
                 tracing::info!(reference = %reference, digest = %p.top, "image pulled");
                 Ok(PullResult {
                     reference,
@@ -225,6 +228,7 @@ impl Engine {
         let pushed = registry::push(&self.images, &session, &manifest, &opts, progress)
             .map_err(registry_err(action))?;
         tracing::info!(reference = %reference, digest = %pushed.digest, "image pushed");
+        self.registry_event("push", &reference.familiar())?;
         Ok(PushResult { reference, pushed })
     }
 
@@ -245,6 +249,17 @@ impl Engine {
             .session(&probe, Some(credentials.clone()), "pull", &[])
             .map_err(registry_err(action.clone()))?;
         session.check_login().map_err(registry_err(action))
+    }
+
+    /// Docker's `pull`/`push` image event: the reference is the actor, its name an attribute.
+    fn registry_event(&self, action: &str, reference: &str) -> Result<()> {
+        let name = reference
+            .rsplit_once(['@', ':'])
+            .filter(|(_, tail)| !tail.contains('/'))
+            .map_or(reference, |(n, _)| n);
+        let attrs = BTreeMap::from([("name".to_owned(), name.to_owned())]);
+        self.store
+            .write(|tx| tx.append_event(EventType::Image, action, reference, &attrs))
     }
 
     /// The image store's writer lock (shared: collections wait, other writers do not).

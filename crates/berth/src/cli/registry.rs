@@ -379,6 +379,8 @@ struct Progress {
 
 struct ProgressState {
     out: Box<dyn Write + Send>,
+    /// When each blob's transfer started (for the rate).
+    started: HashMap<String, std::time::Instant>,
     /// Blob short ids in the order first seen, and their last text.
     rows: Vec<(String, String)>,
     index: HashMap<String, usize>,
@@ -419,6 +421,7 @@ impl Progress {
                 out,
                 rows: Vec::new(),
                 index: HashMap::new(),
+                started: HashMap::new(),
             }),
             tty,
             quiet,
@@ -472,14 +475,34 @@ impl Progress {
         let _ = s.out.flush();
     }
 
+    /// The bar with the transfer's average rate so far.
+    fn bar_with_rate(&self, id: &str, current: u64, total: u64) -> String {
+        let elapsed = self.inner.lock().ok().map(|mut s| {
+            s.started
+                .entry(id.to_owned())
+                .or_insert_with(std::time::Instant::now)
+                .elapsed()
+        });
+        let rate = elapsed
+            .map(|e| e.as_secs_f64())
+            .filter(|s| *s > 0.05)
+            .map(|s| format!(" {}/s", human((current as f64 / s) as u64)))
+            .unwrap_or_default();
+        format!("{}{rate}", bar(current, total))
+    }
+
     fn layer(&self, p: &LayerProgress) {
         let id = short(&p.layer);
         match p.state {
             LayerState::Exists => self.row(id, "Already exists", None),
             LayerState::Waiting => self.row(id, "Waiting", None),
-            LayerState::Downloading if p.current == 0 => self.row(id, "Pulling fs layer", None),
+            LayerState::Downloading if p.current == 0 => {
+                let _ = self.bar_with_rate(&id, 0, p.total);
+                self.row(id, "Pulling fs layer", None);
+            }
             LayerState::Downloading => {
-                self.row(id, "Downloading", Some(bar(p.current, p.total)));
+                let detail = self.bar_with_rate(&id, p.current, p.total);
+                self.row(id, "Downloading", Some(detail));
             }
             LayerState::Verifying => self.row(id, "Verifying Checksum", None),
             LayerState::Extracting => self.row(id, "Extracting", None),
@@ -494,8 +517,14 @@ impl Progress {
         let id = short(&p.blob);
         match &p.state {
             PushState::Waiting => self.row(id, "Preparing", None),
-            PushState::Pushing if p.current == 0 => self.row(id, "Pushing", None),
-            PushState::Pushing => self.row(id, "Pushing", Some(bar(p.current, p.total))),
+            PushState::Pushing if p.current == 0 => {
+                let _ = self.bar_with_rate(&id, 0, p.total);
+                self.row(id, "Pushing", None);
+            }
+            PushState::Pushing => {
+                let detail = self.bar_with_rate(&id, p.current, p.total);
+                self.row(id, "Pushing", Some(detail));
+            }
             PushState::Pushed => self.row(id, "Pushed", None),
             PushState::Exists => self.row(id, "Layer already exists", None),
             PushState::Mounted { from } => self.row(id, &format!("Mounted from {from}"), None),
