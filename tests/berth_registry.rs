@@ -929,3 +929,26 @@ fn a_registry_killed_mid_layer_and_restarted_lets_the_pull_resume() {
     assert_resumed(&b, &name, &first, &second);
     assert_eq!(b.stdout(&["run", "--rm", &name]), "survived\n");
 }
+
+#[test]
+fn an_insecure_registry_speaking_https_with_a_self_signed_certificate_is_pulled_from() {
+    let Some(b) = berth("tls") else { return };
+    let reg = Registry::start_tls("reg-tls");
+    let img = OciImage::new(
+        &[busybox_layer(&b)],
+        Compression::Gzip,
+        host_arch(),
+        &["echo", "over tls"],
+        "t",
+    );
+    push_all(
+        &reg,
+        &b.scratch.join("layout"),
+        "t",
+        &[("1", LayoutEntry::Image(img))],
+    );
+    // Loopback is insecure: HTTPS without verifying the certificate (as dockerd), no HTTP.
+    let name = format!("{}/t:1", reg.addr);
+    b.ok(&["pull", "-q", &name]);
+    assert_eq!(b.stdout(&["run", "--rm", &name]), "over tls\n");
+}

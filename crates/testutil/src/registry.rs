@@ -99,6 +99,16 @@ impl Registry {
     /// It cannot be configured or does not come up.
     #[must_use]
     pub fn start_with(tag: &str, auth: &Auth) -> Registry {
+        Registry::start_full(tag, auth, false)
+    }
+
+    /// Starts an open registry speaking HTTPS with a self-signed certificate.
+    #[must_use]
+    pub fn start_tls(tag: &str) -> Registry {
+        Registry::start_full(tag, &Auth::None, true)
+    }
+
+    fn start_full(tag: &str, auth: &Auth, tls: bool) -> Registry {
         let dir = std::env::temp_dir().join(crate::unique_name(tag));
         std::fs::create_dir_all(dir.join("storage"))
             .unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
@@ -124,9 +134,40 @@ impl Registry {
                 cert.display()
             ),
         };
+        let tls_yaml = if tls {
+            let (key, cert) = (dir.join("tls.key"), dir.join("tls.crt"));
+            let out = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=localhost",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .unwrap_or_else(|e| panic!("run openssl: {e}"));
+            assert!(
+                out.status.success(),
+                "openssl req: {}",
+                crate::describe(&out)
+            );
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            )
+        } else {
+            String::new()
+        };
         let config = dir.join("config.yml");
         let yaml = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: {addr}\n{auth_yaml}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: {addr}\n{tls_yaml}{auth_yaml}",
             dir.join("storage").display()
         );
         std::fs::write(&config, yaml).unwrap_or_else(|e| panic!("write registry config: {e}"));

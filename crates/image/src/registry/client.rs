@@ -16,11 +16,13 @@ use std::time::Duration;
 /// The largest error or token body berth reads.
 const SMALL_BODY: u64 = 1 << 20;
 
-/// Registry HTTP client: an agent with berth's timeouts and the registry configuration.
+/// Registry HTTP client: agents with berth's timeouts (one verifying certificates, one for
+/// insecure registries that does not) and the registry configuration.
 #[derive(Debug, Clone)]
 pub struct Client {
     config: RegistryConfig,
     agent: ureq::Agent,
+    insecure_agent: ureq::Agent,
 }
 
 /// A request body that can be sent again on retry.
@@ -42,17 +44,30 @@ impl Client {
     /// A client for `config`.
     #[must_use]
     pub fn new(config: RegistryConfig) -> Client {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(30))
-            // Per socket read: a server that stops sending fails the transfer (then retried).
-            .timeout_read(config.stall_timeout)
-            .timeout_write(config.stall_timeout)
-            .redirects(5)
-            .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost)
-            .max_idle_connections_per_host(config.max_concurrent_downloads.max(8))
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-            .build();
-        Client { config, agent }
+        let builder = || {
+            ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(30))
+                // Per socket read: a server that stops sending fails the transfer (then retried).
+                .timeout_read(config.stall_timeout)
+                .timeout_write(config.stall_timeout)
+                .redirects(5)
+                .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost)
+                .max_idle_connections_per_host(config.max_concurrent_downloads.max(8))
+                .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        };
+        let agent = builder().build();
+        let insecure_agent = match super::tls::accept_any_certificate() {
+            Ok(tls) => builder().tls_config(tls).build(),
+            Err(e) => {
+                tracing::warn!("TLS without verification unavailable: {e}");
+                agent.clone()
+            }
+        };
+        Client {
+            config,
+            agent,
+            insecure_agent,
+        }
     }
 
     /// The registry configuration.
@@ -106,6 +121,7 @@ impl Client {
             scopes,
             credentials: if endpoint.mirror { None } else { credentials },
             auth: Arc::new(Mutex::new(None)),
+            insecure: endpoint.http_fallback,
         };
         session.ping(endpoint)
     }
@@ -151,6 +167,8 @@ pub struct Session {
     scopes: Vec<String>,
     credentials: Option<Credentials>,
     auth: Arc<Mutex<Option<String>>>,
+    /// An insecure registry: HTTPS without certificate verification (or plain HTTP).
+    insecure: bool,
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -199,6 +217,14 @@ fn error_message(resp: ureq::Response) -> String {
 }
 
 impl Session {
+    fn agent(&self) -> &ureq::Agent {
+        if self.insecure {
+            &self.client.insecure_agent
+        } else {
+            &self.client.agent
+        }
+    }
+
     /// The registry (`localhost:5000`).
     #[must_use]
     pub fn registry(&self) -> &str {
@@ -255,7 +281,7 @@ impl Session {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.client.agent.get(&url).call() {
+            match self.agent().get(&url).call() {
                 Ok(_) => return Ok(None),
                 Err(ureq::Error::Status(401, r)) => return Ok(Some(r)),
                 Err(ureq::Error::Status(code, r))
@@ -279,10 +305,7 @@ impl Session {
                     std::thread::sleep(backoff(attempt));
                 }
                 Err(ureq::Error::Transport(t)) => {
-                    return Err(RegistryError::Transport {
-                        what: format!("GET {url}"),
-                        source: Box::new(t),
-                    });
+                    return Err(RegistryError::transport(format!("GET {url}"), &t));
                 }
             }
         }
@@ -315,7 +338,7 @@ impl Session {
             realm: realm.to_owned(),
             message: "the realm is not a URL".into(),
         })?;
-        let mut req = self.client.agent.request_url("GET", &url);
+        let mut req = self.agent().request_url("GET", &url);
         if let Some(c) = &self.credentials {
             req = req.set("Authorization", &c.basic_header());
         }
@@ -334,10 +357,7 @@ impl Session {
                 });
             }
             Err(ureq::Error::Transport(t)) => {
-                return Err(RegistryError::Transport {
-                    what: format!("GET {realm}"),
-                    source: Box::new(t),
-                });
+                return Err(RegistryError::transport(format!("GET {realm}"), &t));
             }
         };
         let mut body = Vec::new();
@@ -371,7 +391,7 @@ impl Session {
         let mut authenticated = false;
         loop {
             attempt += 1;
-            let mut req = self.client.agent.request(method, url);
+            let mut req = self.agent().request(method, url);
             for (k, v) in headers {
                 req = req.set(k, v);
             }
@@ -444,10 +464,7 @@ impl Session {
                     std::thread::sleep(backoff(attempt));
                 }
                 Err(ureq::Error::Transport(t)) => {
-                    return Err(RegistryError::Transport {
-                        what: what(),
-                        source: Box::new(t),
-                    });
+                    return Err(RegistryError::transport(what(), &t));
                 }
             }
         }

@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod pull;
 pub mod push;
 pub mod reference;
+mod tls;
 
 pub use auth::Credentials;
 pub use client::{Client, Session};
@@ -47,13 +48,12 @@ pub enum RegistryError {
         registry: String,
     },
     /// The connection failed (after retries).
-    #[error("{what}")]
+    #[error("{what}: {detail}")]
     Transport {
         /// The request.
         what: String,
-        /// The cause.
-        #[source]
-        source: Box<ureq::Transport>,
+        /// What failed, once (ureq's own message repeats its causes).
+        detail: String,
     },
     /// Reading a response body failed (reset, stall).
     #[error("{what}")]
@@ -160,6 +160,31 @@ pub enum RegistryError {
         #[source]
         source: crate::ImageError,
     },
+}
+
+impl RegistryError {
+    /// A transport failure of the request `what`: the failure's kind, message and innermost
+    /// cause, each once.
+    pub(crate) fn transport(what: String, t: &ureq::Transport) -> RegistryError {
+        let mut detail = t.kind().to_string();
+        if let Some(m) = t.message() {
+            detail.push_str(": ");
+            detail.push_str(m);
+        }
+        let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(t);
+        let mut last = None;
+        while let Some(c) = cause {
+            last = Some(c.to_string());
+            cause = c.source();
+        }
+        if let Some(l) = last
+            && !detail.contains(&l)
+        {
+            detail.push_str(": ");
+            detail.push_str(&l);
+        }
+        RegistryError::Transport { what, detail }
+    }
 }
 
 pub(crate) fn io_kind_transient(kind: io::ErrorKind) -> bool {
