@@ -244,9 +244,10 @@ impl Engine {
             digest: None,
         };
         let action = format!("login {registry}");
+        // Not "pull": mirrors must not stand in for the registry whose credentials these are.
         let client = client()?;
         let session = client
-            .session(&probe, Some(credentials.clone()), "pull", &[])
+            .session(&probe, Some(credentials.clone()), "login", &[])
             .map_err(registry_err(action.clone()))?;
         session.check_login().map_err(registry_err(action))
     }

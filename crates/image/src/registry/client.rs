@@ -76,8 +76,8 @@ impl Client {
         &self.config
     }
 
-    /// Where `reference`'s registry can be reached for `actions`, in order: mirrors (pulls
-    /// from `docker.io` only), then the registry itself unless it is blocked.
+    /// Where `reference`'s registry can be reached for `actions`, in order: mirrors (for
+    /// `pull` from `docker.io` only), then the registry itself unless it is blocked.
     #[must_use]
     pub fn endpoints(&self, reference: &Reference, actions: &str) -> Vec<Endpoint> {
         let mut endpoints = self
