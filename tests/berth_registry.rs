@@ -410,6 +410,12 @@ fn run_and_create_pull_missing_images_unless_told_never() {
     assert_eq!(id.len(), 64, "{id}");
     b.ok(&["rm", &id]);
 
+    let upper = b.cmd(&["run", "--rm", "Bad/Name"]);
+    assert_eq!(upper.status.code(), Some(125), "{}", describe(&upper));
+    assert_eq!(
+        stderr(&upper),
+        "berth: reference Bad/Name: invalid reference format: repository name must be lowercase\n"
+    );
     let bad = b.cmd(&["run", "--pull", "sometimes", &name]);
     assert_eq!(bad.status.code(), Some(125), "{}", describe(&bad));
     // A registry that cannot be reached fails the run with 125 and one line.

@@ -87,11 +87,11 @@ pub fn registry_config_path() -> PathBuf {
 
 /// Parses a reference the way `pull`/`push` do.
 ///
-/// Errors: `InvalidArgument` with the reason.
+/// Errors: `InvalidArgument` naming the reference and the reason.
 pub fn parse_reference(reference: &str) -> Result<Reference> {
-    Reference::parse(reference).map_err(|e| EngineError::InvalidValue {
-        what: "reference format",
-        value: e.to_string(),
+    Reference::parse(reference).map_err(|e| EngineError::Registry {
+        action: format!("reference {reference}"),
+        source: Box::new(e.into()),
     })
 }
 

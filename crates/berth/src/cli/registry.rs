@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use engine::{Engine, PullRequest, PushRequest};
 use image::Platform;
 use image::registry::{
-    CredentialStore, Credentials, LayerProgress, LayerState, PushProgress, PushState, Reference,
+    CredentialStore, Credentials, LayerProgress, LayerState, PushProgress, PushState,
 };
 
 #[derive(Debug, Subcommand)]
@@ -206,9 +206,10 @@ pub(crate) fn ensure_image(
         return Ok(());
     }
     let platform = parse_platform(platform)?;
+    let reference = engine::registry::parse_reference(image)
+        .map_err(|e| anyhow::anyhow!("{:#}", anyhow::Error::from(e)))?;
     if policy == "missing" {
-        let shown = Reference::parse(image).map_or_else(|_| image.to_owned(), |r| r.familiar());
-        eprintln!("Unable to find image '{shown}' locally");
+        eprintln!("Unable to find image '{}' locally", reference.familiar());
     }
     // Not an engine error any more: a failed pull inside run/create exits 125, not 1.
     let tty = std::io::stderr().is_terminal();

@@ -12,7 +12,7 @@ pub const DEFAULT_REGISTRY_HOST: &str = "registry-1.docker.io";
 
 /// Why a reference does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid reference format {reference:?}: {reason}")]
+#[error("invalid reference format: {reason}")]
 pub struct ReferenceError {
     /// The reference given.
     pub reference: String,
