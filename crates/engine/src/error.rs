@@ -183,6 +183,15 @@ pub enum EngineError {
         #[source]
         source: Box<image::ImageError>,
     },
+    /// A registry operation (pull, push, login) failed.
+    #[error("{action}")]
+    Registry {
+        /// What was being done: "pull busybox:latest".
+        action: String,
+        /// The cause.
+        #[source]
+        source: Box<image::registry::RegistryError>,
+    },
     /// Saving or loading an image archive failed (a hostile or corrupt archive lands here).
     #[error("{action}")]
     Archive {
@@ -302,6 +311,7 @@ impl EngineError {
                 _ => ErrorKind::Internal,
             },
             Self::Sqlite { source, .. } => sqlite_kind(source),
+            Self::Registry { source, .. } => registry_kind(source),
             Self::SchemaTooNew { .. } | Self::NotWal { .. } => ErrorKind::Unavailable,
             Self::Json { .. }
             | Self::Corrupt { .. }
@@ -324,12 +334,25 @@ impl EngineError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::StartFailed { exit_code, .. } => *exit_code,
+            // As the docker CLI: a failed pull, push or login exits 1.
+            Self::Registry { .. } => 1,
             _ => 125,
         }
     }
 
     pub(crate) fn sqlite(action: &'static str) -> impl FnOnce(rusqlite::Error) -> Self {
         move |source| Self::Sqlite { action, source }
+    }
+}
+
+fn registry_kind(e: &image::registry::RegistryError) -> ErrorKind {
+    use image::registry::RegistryError as R;
+    match e {
+        R::Unauthorized { .. } | R::Denied { .. } => ErrorKind::PermissionDenied,
+        R::ManifestUnknown { .. } => ErrorKind::NotFound,
+        R::Reference(_) => ErrorKind::InvalidArgument,
+        e if e.is_transient() => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
     }
 }
 

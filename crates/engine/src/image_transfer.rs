@@ -267,7 +267,7 @@ impl Engine {
     /// Records the stored image `manifest` (size, created time and labels from its config) and
     /// points `names` at it. Returns the record and the names taken from another image, with
     /// that image's id.
-    fn record_image(
+    pub(crate) fn record_image(
         &self,
         manifest: &image::Digest,
         names: &[String],

@@ -7,7 +7,8 @@
 //! (blobs), [`manifest`] (parsing and platform selection), [`LayerStore`] (unpack),
 //! [`Snapshots`] (overlay mounts per container), [`import`] (rootfs tarball → image) and the
 //! [`ImageStore`] facade that ties them together, with [`archive`] (save/load), [`commit`]
-//! (container changes → layer) and [`gc`] (collecting what no image uses). On disk (under one root):
+//! (container changes → layer), [`gc`] (collecting what no image uses) and [`registry`] (pull,
+//! push and credentials over the OCI distribution API). On disk (under one root):
 //! `blobs/sha256/<hex>`, `ingest/`, `layers/<chain-id>/diff`, `containers/<id>/{upper,work}`.
 #![warn(missing_docs)]
 
@@ -19,6 +20,7 @@ pub mod gc;
 pub mod import;
 pub mod manifest;
 pub mod media;
+pub mod registry;
 pub mod snapshot;
 mod store;
 pub mod unpack;

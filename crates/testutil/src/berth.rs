@@ -39,6 +39,13 @@ impl Berth {
         let scratch = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&scratch)
             .unwrap_or_else(|e| panic!("create {}: {e}", scratch.display()));
+        // No test reaches a registry off this machine: every registry is blocked unless a
+        // test writes its own configuration (see `registry_config`).
+        std::fs::write(
+            scratch.join("registries.json"),
+            r#"{"blocked-registries": ["*"]}"#,
+        )
+        .unwrap_or_else(|e| panic!("write registry configuration: {e}"));
         Berth {
             root: scratch.join("root"),
             run_root: Path::new("/run").join(&name),
@@ -66,8 +73,23 @@ impl Berth {
             .arg(&self.root)
             .arg("--run-root")
             .arg(&self.run_root)
-            .args(args);
+            .args(args)
+            .env(
+                "BERTH_REGISTRY_CONFIG",
+                self.scratch.join("registries.json"),
+            )
+            .env("DOCKER_CONFIG", self.scratch.join("docker"));
         c
+    }
+
+    /// Replaces this test's registry configuration (dockerd's `daemon.json` keys; the default
+    /// blocks every registry).
+    ///
+    /// # Panics
+    /// The file cannot be written.
+    pub fn registry_config(&self, json: &str) {
+        std::fs::write(self.scratch.join("registries.json"), json)
+            .unwrap_or_else(|e| panic!("write registry configuration: {e}"));
     }
 
     /// Runs `berth args` with stdin closed.

@@ -18,6 +18,7 @@ mod guards;
 pub mod images;
 mod janitor;
 mod mountinfo;
+pub mod registry;
 mod rootfs;
 mod runtime;
 #[allow(unsafe_code)]

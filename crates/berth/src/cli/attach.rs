@@ -66,7 +66,9 @@ pub(crate) fn dispatch(engine: &Engine, command: &AttachCommand) -> Result<i32> 
     let mut stdout = std::io::stdout().lock();
     match command {
         AttachCommand::Create(args) => {
-            let c = engine.create(&args.request()?)?;
+            let req = args.request()?;
+            args.ensure_image(engine)?;
+            let c = engine.create(&req)?;
             writeln!(stdout, "{}", c.id)?;
         }
         AttachCommand::Start {

@@ -55,6 +55,10 @@ pub(crate) enum ImageGroup {
     /// Remove one or more images.
     #[command(visible_alias = "remove")]
     Rm(RmiArgs),
+    /// Download an image from a registry.
+    Pull(super::registry::PullArgs),
+    /// Upload an image to a registry.
+    Push(super::registry::PushArgs),
     /// Remove unused images.
     Prune {
         /// Remove all images without a container, not just dangling ones.
@@ -221,6 +225,8 @@ pub(crate) fn dispatch(engine: &Engine, command: &ImageCommand) -> Result<i32> {
             ImageGroup::Import(a) => import(engine, a, out),
             ImageGroup::Save(a) => save(engine, a),
             ImageGroup::Load(a) => load(engine, a, out),
+            ImageGroup::Pull(a) => super::registry::pull(engine, a),
+            ImageGroup::Push(a) => super::registry::push(engine, a),
         },
     }
 }

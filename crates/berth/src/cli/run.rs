@@ -140,6 +140,12 @@ pub(crate) struct CreateArgs {
     #[arg(long, conflicts_with_all = ["health_cmd", "health_interval", "health_timeout",
           "health_retries", "health_start_period"])]
     no_healthcheck: bool,
+    /// Pull the image before creating: `missing` (when not stored), `always`, `never`.
+    #[arg(long, default_value = "missing")]
+    pull: String,
+    /// Platform to pull (`os/arch[/variant]`) when the image is pulled.
+    #[arg(long)]
+    platform: Option<String>,
     /// Image.
     image: String,
     /// Command and arguments.
@@ -249,6 +255,11 @@ impl CreateArgs {
             anyhow::bail!("--health-retries cannot be negative");
         }
         Ok((h != HealthConfig::default()).then_some(h))
+    }
+
+    /// Pulls the image when `--pull` asks for it (see `registry::ensure_image`).
+    pub(crate) fn ensure_image(&self, engine: &Engine) -> Result<()> {
+        super::registry::ensure_image(engine, &self.image, &self.pull, self.platform.as_deref())
     }
 
     /// The request these flags make, as the docker CLI would send it.
@@ -446,6 +457,7 @@ pub(crate) struct RunArgs {
 
 pub(crate) fn run(engine: &Engine, args: &RunArgs) -> Result<i32> {
     let mut req = args.create.request()?;
+    args.create.ensure_image(engine)?;
     // Docker's run -d attaches nothing, so stdin stays open for later attaches.
     req.config.stdin_once &= !args.detach;
     let opts = attach_options(

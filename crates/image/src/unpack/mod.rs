@@ -113,6 +113,13 @@ pub enum UnpackError {
         /// Of the bytes unpacked.
         actual: DiffId,
     },
+    /// The caller's check of the layer's blob failed (see [`LayerStore::unpack_verified`]).
+    #[error("verify layer blob")]
+    Verify {
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// The layer store's directories could not be made, renamed or removed.
     #[error("{op} {path}")]
     Store {
@@ -202,6 +209,25 @@ impl LayerStore {
         parent: Option<&ChainId>,
         diff_id: &DiffId,
     ) -> Result<(ChainId, Unpacked), UnpackError> {
+        self.unpack_verified(blob, media_type, parent, diff_id, || Ok(()))
+    }
+
+    /// As [`unpack`](Self::unpack), streaming: `verify` runs after the stream was extracted
+    /// (before its DiffID is compared) and before the layer is named, so a registry pull can check the
+    /// compressed blob's digest (and name the blob) first; its error fails the unpack
+    /// ([`UnpackError::Verify`]) and nothing is named. Not called when the layer is already
+    /// present.
+    ///
+    /// # Errors
+    /// As [`unpack`](Self::unpack), or `verify` failed.
+    pub fn unpack_verified(
+        &self,
+        blob: impl Read,
+        media_type: &str,
+        parent: Option<&ChainId>,
+        diff_id: &DiffId,
+        verify: impl FnOnce() -> io::Result<()>,
+    ) -> Result<(ChainId, Unpacked), UnpackError> {
         let chain = ChainId::of(parent, diff_id);
         if self.contains(&chain) {
             return Ok((chain, Unpacked::AlreadyPresent));
@@ -216,7 +242,7 @@ impl LayerStore {
             std::process::id(),
             chain.0.hex()
         ));
-        let result = self.unpack_into(&staging, blob, declared, parent, diff_id);
+        let result = self.unpack_into(&staging, blob, declared, parent, diff_id, verify);
         let result =
             result.and_then(
                 |()| match fs::rename(&staging, self.root.join(chain.0.hex())) {
@@ -252,6 +278,7 @@ impl LayerStore {
         declared: Compression,
         parent: Option<&ChainId>,
         diff_id: &DiffId,
+        verify: impl FnOnce() -> io::Result<()>,
     ) -> Result<(), UnpackError> {
         let diff = staging.join("diff");
         for dir in [staging, diff.as_path()] {
@@ -267,6 +294,9 @@ impl LayerStore {
             source,
         })?;
         let actual = extract_stream(blob, declared, std::os::fd::AsFd::as_fd(&root))?;
+        // The blob's own check first: wrong bytes from a registry are a digest mismatch of
+        // the blob, not a puzzling DiffID mismatch.
+        verify().map_err(|source| UnpackError::Verify { source })?;
         if actual != *diff_id {
             return Err(UnpackError::DiffIdMismatch {
                 expected: diff_id.clone(),
