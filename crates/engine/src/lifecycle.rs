@@ -360,11 +360,24 @@ impl Engine {
     /// Waits until the monitor recorded the exit and is gone; `false` on timeout.
     pub(crate) fn wait_exit(&self, c: &Container, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
+        let mut seen = c.state.monitor_pid;
         loop {
-            let now = self.store.read(|tx| tx.container_by_id(&c.id))?;
+            let now = match self.store.read(|tx| tx.container_by_id(&c.id)) {
+                Ok(now) => now,
+                Err(e @ EngineError::NotFound { .. }) => {
+                    // Removed (`--rm`): its monitor may still be removing the bundle.
+                    if let Some(p) = seen {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        crate::check::wait_monitor_gone(p, &c.run_dir, left);
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             // Recording the exit clears `monitor_pid`, but the monitor still cleans up (runtime
             // delete, unmount) after that: wait for the pid the caller saw as well.
-            let monitor = now.state.monitor_pid.or(c.state.monitor_pid);
+            let monitor = now.state.monitor_pid.or(seen);
+            seen = monitor;
             let monitor_gone = monitor.is_none_or(|p| !crate::check::monitor_alive(p, &c.run_dir));
             if !now.state.status.is_active() && monitor_gone {
                 return Ok(true);
