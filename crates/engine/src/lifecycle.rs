@@ -26,6 +26,8 @@ pub struct CreateRequest {
     pub config: Config,
     /// Host configuration (limits, mounts, restart policy, ...).
     pub host_config: HostConfig,
+    /// `--ip`, `--ip6`, `--network-alias` on the network `host_config.network_mode` names.
+    pub endpoint: crate::networks::EndpointRequest,
 }
 
 /// A started container, and the attach connection asked for (already receiving its output).
@@ -76,16 +78,24 @@ impl Engine {
             host_config.runtime = crate::oci::resolve_binary(&host_config.runtime)?;
         }
         let planned = crate::mount_flags::plan(&config, &host_config)?;
+        crate::network_attach::check_mode(&self.store, &host_config.network_mode)?;
+        if crate::network_attach::mode(&host_config.network_mode)
+            == crate::network_attach::Mode::Bridge(crate::networks::DEFAULT_NETWORK)
+        {
+            crate::network_attach::default_network(&self.store)?;
+        }
         let mut c = self.store.write(|tx| {
             let mounts = crate::mounts::record_volumes(tx, &planned, &host_config.volumes_from)?;
-            tx.create_container(NewContainer {
+            let c = tx.create_container(NewContainer {
                 name: req.name.clone(),
                 image: req.config.image.clone(),
                 image_digest: Some(record.digest.clone()),
                 config,
                 host_config,
                 mounts,
-            })
+            })?;
+            crate::network_attach::record(tx, &c, &req.endpoint)?;
+            Ok(c)
         })?;
         crate::repair::crash_point("create-after-record");
         // The default hostname is the short id (the host's with `--network host`), known only
@@ -131,6 +141,7 @@ impl Engine {
             })?;
         let mut spec = crate::bundle::oci_config(c, &rootfs_path(c))?;
         crate::container_spec::apply(&mut spec, c, &mount.lowerdirs, &self.paths.root)?;
+        crate::network_attach::write_files(&self.store, c, &mut spec)?;
         self.prepare_mounts(c, &mount, &mut spec)?;
         let spec = serde_json::to_vec_pretty(&spec).map_err(|source| EngineError::Json {
             action: format!("encode config of container {}", c.id.short()),
@@ -421,6 +432,7 @@ pub(crate) fn cleanup(paths: &Paths, c: &Container) {
     }
     let _ = fs::remove_dir(&rootfs);
     let _ = fs::remove_dir_all(&c.run_dir);
+    crate::network_attach::released(paths, c);
 }
 /// Docker's merge of the user's config over the image's: the user's Entrypoint (even an empty
 /// one, from `--entrypoint ""`) drops the image's Cmd; Env, Labels, ExposedPorts and Volumes

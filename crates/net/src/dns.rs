@@ -131,7 +131,7 @@ pub enum Resolution {
 pub fn serve(
     sock: &UdpSocket,
     tick: Duration,
-    resolve: &(dyn Fn(&Question, IpAddr) -> Resolution + Sync),
+    resolve: &dyn Fn(&Question, IpAddr) -> Resolution,
     keep_going: &mut dyn FnMut() -> bool,
 ) -> std::io::Result<()> {
     sock.set_read_timeout(Some(tick))?;

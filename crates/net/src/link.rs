@@ -87,6 +87,7 @@ impl Netlink {
     /// Errors: the socket cannot be made.
     pub fn open() -> Result<Self, NetError> {
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
             .build()
             .map_err(NetError::io("start netlink runtime"))?;
         let handle = rt.block_on(async {

@@ -14,6 +14,7 @@ pub(crate) mod container;
 mod format;
 mod image;
 mod limits;
+mod network;
 mod process;
 mod ps;
 mod run;
@@ -73,6 +74,8 @@ pub(crate) enum Command {
     Update(update::UpdateCommand),
     #[command(flatten)]
     Attach(attach::AttachCommand),
+    #[command(flatten)]
+    Network(network::NetworkFamily),
     /// Run a command in a new container.
     #[command(disable_help_flag = true)]
     Run(Box<RunArgs>),
@@ -117,6 +120,7 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
         Command::System(c) => return system::dispatch(&engine, c),
         Command::Storage(c) => return storage::dispatch(&engine, c),
         Command::Attach(c) => return attach::dispatch(&engine, c),
+        Command::Network(c) => return network::dispatch(&engine, c),
         Command::Run(args) => return run::run(&engine, args),
         Command::Update(c) => return update::dispatch(&engine, c),
         Command::Inspect { format, objects } => {
