@@ -47,6 +47,7 @@ mod mount_flags;
 mod mounts;
 mod names;
 mod network_attach;
+mod network_check;
 mod network_verbs;
 pub mod networks;
 mod oci;

@@ -491,6 +491,16 @@ pub(crate) fn released(paths: &Paths, c: &Container) {
 /// Errors: the store cannot be read, `nft` refused.
 pub(crate) fn sync_firewall(paths: &Paths, store: &Store, also: Option<&str>) -> Result<()> {
     let _lock = lock(paths)?;
+    match ruleset(store, also)? {
+        None => net::firewall::remove().map_err(net_err("remove the firewall table")),
+        Some(rules) => net::firewall::apply(&rules).map_err(net_err("apply the firewall rules")),
+    }
+}
+
+/// What the firewall table should hold (`None`: no table, there is no network).
+///
+/// Errors: the store cannot be read.
+pub(crate) fn ruleset(store: &Store, also: Option<&str>) -> Result<Option<net::firewall::Ruleset>> {
     let (networks, endpoints, leases, mut active) = store.read(|tx| {
         Ok((
             tx.list_networks()?,
@@ -500,8 +510,14 @@ pub(crate) fn sync_firewall(paths: &Paths, store: &Store, also: Option<&str>) ->
         ))
     })?;
     active.extend(also.map(str::to_owned));
+    // The default network's record is made by `network ls` too; its rules wait for a
+    // container, so that listing networks never changes the namespace's firewall.
+    let networks: Vec<Network> = networks
+        .into_iter()
+        .filter(|n| !n.is_default() || endpoints.iter().any(|e| e.network_id == n.id))
+        .collect();
     if networks.is_empty() {
-        return net::firewall::remove().map_err(net_err("remove the firewall table"));
+        return Ok(None);
     }
     let mut rules = net::firewall::Ruleset {
         bridges: networks
@@ -535,7 +551,7 @@ pub(crate) fn sync_firewall(paths: &Paths, store: &Store, also: Option<&str>) ->
             port: l.container_port,
         });
     }
-    net::firewall::apply(&rules).map_err(net_err("apply the firewall rules"))
+    Ok(Some(rules))
 }
 
 /// The lock that serializes firewall renders and network plumbing: `<run_root>/network.lock`.

@@ -242,6 +242,63 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Docker's `NetworkSettings` of a container: its ports and, per network, its addresses.
+    ///
+    /// Errors: the store cannot be read.
+    pub(crate) fn network_settings(&self, c: &crate::containers::Container) -> Result<Value> {
+        let eps = self.store.read(|tx| tx.endpoints_of(c.id.as_str()))?;
+        let mut networks = serde_json::Map::new();
+        for (e, n) in &eps {
+            let v6 = e.ipv6.zip(n.subnet6);
+            networks.insert(
+                n.name.clone(),
+                json!({
+                    "IPAMConfig": null,
+                    "Links": null,
+                    "Aliases": e.aliases,
+                    "MacAddress": net::link::mac_string(&net::link::mac_for(Some(e.ipv4))),
+                    "NetworkID": n.id,
+                    "EndpointID": endpoint_id(&n.id, &e.container_id),
+                    "Gateway": n.gateway.to_string(),
+                    "IPAddress": e.ipv4.to_string(),
+                    "IPPrefixLen": n.subnet.prefix(),
+                    "IPv6Gateway": n.gateway6.map(|g| g.to_string()).unwrap_or_default(),
+                    "GlobalIPv6Address": v6.map(|(ip, _)| ip.to_string()).unwrap_or_default(),
+                    "GlobalIPv6PrefixLen": v6.map_or(0, |(_, s)| s.prefix()),
+                    "DNSNames": null,
+                }),
+            );
+        }
+        if let crate::network_attach::Mode::Host | crate::network_attach::Mode::None =
+            crate::network_attach::mode(&c.host_config.network_mode)
+        {
+            networks.insert(c.host_config.network_mode.clone(), json!({}));
+        }
+        let mut ports = serde_json::Map::new();
+        for (private, hosts) in self.ports(c.id.as_str())? {
+            let bindings: Vec<Value> = hosts
+                .iter()
+                .filter_map(|h| h.rsplit_once(':'))
+                .map(|(ip, port)| json!({"HostIp": ip, "HostPort": port}))
+                .collect();
+            ports.insert(private, Value::from(bindings));
+        }
+        let first = eps.first();
+        Ok(json!({
+            "Bridge": "",
+            "SandboxID": "",
+            "Ports": ports,
+            "SandboxKey": c.state.pid.filter(|_| c.state.status.is_active()).map(|p| format!("/proc/{p}/ns/net")).unwrap_or_default(),
+            "Gateway": first.map(|(_, n)| n.gateway.to_string()).unwrap_or_default(),
+            "IPAddress": first.map(|(e, _)| e.ipv4.to_string()).unwrap_or_default(),
+            "IPPrefixLen": first.map_or(0, |(_, n)| n.subnet.prefix()),
+            "MacAddress": first.map(|(e, _)| net::link::mac_string(&net::link::mac_for(Some(e.ipv4)))).unwrap_or_default(),
+            "Networks": networks,
+        }))
+    }
+}
+
 /// A stable endpoint id: Docker's are random; berth's name the pair.
 fn endpoint_id(network_id: &str, container_id: &str) -> String {
     format!("{}{}", &network_id[..32], &container_id[..32])

@@ -304,6 +304,16 @@ pub fn render(rules: &Ruleset) -> Nftables<'static> {
     }
 }
 
+/// How many rules [`render`] puts in the table for `rules`.
+#[must_use]
+pub fn rule_count(rules: &Ruleset) -> usize {
+    render(rules)
+        .objects
+        .iter()
+        .filter(|o| matches!(o, NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(_)))))
+        .count()
+}
+
 /// Replaces the table in the calling process's network namespace with `rules`.
 ///
 /// Errors: `nft` is missing or refused the rule set.
