@@ -7,7 +7,7 @@
 
 use std::process::Output;
 
-use testutil::{Berth, eventually, stdout, wait_until};
+use testutil::{Berth, eventually, processes_with, stdout, wait_until};
 use testutil::{NetnsGuard, contest_binary, describe};
 
 fn contest_mount() -> String {
@@ -590,39 +590,16 @@ fn network_leftovers(b: &Berth) -> String {
 }
 
 #[test]
-fn killed_run_and_connect_leave_nothing_after_system_check() {
+fn killed_cli_monitor_and_connect_leave_nothing_after_system_check() {
     let Some(b) = Berth::in_netns("net-crash") else {
         return;
     };
     b.ok(&["network", "create", "--subnet", "10.98.0.0/24", "crashnet"]);
-    // The monitor is killed after the veth and the rules were made, before the start.
-    let out = b
-        .command(&[
-            "run",
-            "-d",
-            "--name",
-            "victim",
-            "--network",
-            "crashnet",
-            "-p",
-            "9090:80",
-            "bb",
-            "sleep",
-            "300",
-        ])
-        .env(engine_crash_env(), "start-after-plumb")
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "{}", describe(&out));
-    b.ok(&["system", "check"]);
-    assert_eq!(network_leftovers(&b), "");
-    b.assert_consistent();
-    // The port and the address are free again.
-    b.ok(&[
+    let victim = [
         "run",
         "-d",
         "--name",
-        "again",
+        "victim",
         "--network",
         "crashnet",
         "-p",
@@ -630,12 +607,43 @@ fn killed_run_and_connect_leave_nothing_after_system_check() {
         "bb",
         "sleep",
         "300",
-    ]);
+    ];
+    // The CLI killed right after it recorded the container, its address and its port.
+    let out = b
+        .command(&victim)
+        .env(CRASH_AT, "create-after-record")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", describe(&out));
+    b.ok(&["system", "check"]);
+    b.assert_consistent();
+    // The record went (its bundle never existed) and with it the lease: the port is free.
+    let id = stdout(&b.ok(&victim)).trim().to_owned();
+    assert!(
+        !network_leftovers(&b).is_empty(),
+        "a running container has a veth and a rule"
+    );
+    // The monitor killed while the container runs.
+    for pid in processes_with(&id) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    let check = b.cmd(&["system", "check"]);
+    assert!(
+        stdout(&check).contains("monitor is gone"),
+        "{}",
+        describe(&check)
+    );
+    assert_eq!(network_leftovers(&b), "");
+    b.assert_consistent();
     // A connect killed after it recorded the endpoint, before the veth.
+    b.ok(&["rm", "-f", "victim"]);
+    b.ok(&victim);
     b.ok(&["network", "create", "--subnet", "10.98.1.0/24", "second"]);
     let out = b
-        .command(&["network", "connect", "second", "again"])
-        .env(engine_crash_env(), "network-connect-after-record")
+        .command(&["network", "connect", "second", "victim"])
+        .env(CRASH_AT, "network-connect-after-record")
         .output()
         .unwrap();
     assert!(!out.status.success(), "{}", describe(&out));
@@ -648,12 +656,11 @@ fn killed_run_and_connect_leave_nothing_after_system_check() {
     b.assert_consistent();
     let eps = b.stdout(&["network", "inspect", "-f", "{{json .Containers}}", "second"]);
     assert_eq!(eps.trim(), "{}");
-    b.ok(&["network", "connect", "second", "again"]);
-    b.ok(&["rm", "-f", "again"]);
+    // Re-running works, and removal leaves nothing.
+    b.ok(&["network", "connect", "second", "victim"]);
+    b.ok(&["rm", "-f", "victim"]);
     assert_eq!(network_leftovers(&b), "");
     b.assert_consistent();
 }
 
-fn engine_crash_env() -> &'static str {
-    "BERTH_TEST_CRASH_AT"
-}
+const CRASH_AT: &str = "BERTH_TEST_CRASH_AT";

@@ -102,12 +102,21 @@ fn resolve(
     from: IpAddr,
 ) -> net::dns::Resolution {
     let found = store.read(|tx| {
-        let eps = tx.endpoints_on(network_id)?;
-        let client = eps
+        let here = tx.endpoints_on(network_id)?;
+        let client = here
             .iter()
             .find(|(e, _, _)| e.ipv4 == from || e.ipv6 == Some(from));
+        // Names on every user network the asking container is on, as Docker's resolver.
+        let mut eps = here.clone();
         let client_cfg = match client {
-            Some((e, _, _)) => Some(tx.container(&e.container_id)?.host_config),
+            Some((e, _, _)) => {
+                for (_, n) in tx.endpoints_of(&e.container_id)? {
+                    if n.id != network_id && !n.is_default() {
+                        eps.extend(tx.endpoints_on(&n.id)?);
+                    }
+                }
+                Some(tx.container(&e.container_id)?.host_config)
+            }
             None => None,
         };
         let mut search: Vec<String> = host_search.to_vec();

@@ -463,7 +463,6 @@ pub(crate) fn plumb(paths: &Paths, store: &Store, c: &Container, pid: i32) -> Re
         attach(&nl, pid, e, n, !routed)?;
         routed |= !n.internal;
     }
-    crate::repair::crash_point("start-after-plumb");
     sync_firewall(paths, store, Some(c.id.as_str()))?;
     for (_, n) in &eps {
         if !n.is_default() {
@@ -479,7 +478,17 @@ pub(crate) fn released(paths: &Paths, c: &Container) {
     if !matches!(mode(&c.host_config.network_mode), Mode::Bridge(_)) {
         return;
     }
-    let r = Store::open(paths).and_then(|store| sync_firewall(paths, &store, None));
+    let r = Store::open(paths).and_then(|store| {
+        let _lock = lock(paths)?;
+        // Whatever its record says yet (rm and repair clean up before they record the exit),
+        // it runs no more.
+        match ruleset(&store, None, Some(c.id.as_str()))? {
+            None => net::firewall::remove().map_err(net_err("remove the firewall table")),
+            Some(rules) => {
+                net::firewall::apply(&rules).map_err(net_err("apply the firewall rules"))
+            }
+        }
+    });
     if let Err(e) = r {
         tracing::warn!("update firewall after {} stopped: {e}", c.id.short());
     }
@@ -491,7 +500,7 @@ pub(crate) fn released(paths: &Paths, c: &Container) {
 /// Errors: the store cannot be read, `nft` refused.
 pub(crate) fn sync_firewall(paths: &Paths, store: &Store, also: Option<&str>) -> Result<()> {
     let _lock = lock(paths)?;
-    match ruleset(store, also)? {
+    match ruleset(store, also, None)? {
         None => net::firewall::remove().map_err(net_err("remove the firewall table")),
         Some(rules) => net::firewall::apply(&rules).map_err(net_err("apply the firewall rules")),
     }
@@ -500,7 +509,11 @@ pub(crate) fn sync_firewall(paths: &Paths, store: &Store, also: Option<&str>) ->
 /// What the firewall table should hold (`None`: no table, there is no network).
 ///
 /// Errors: the store cannot be read.
-pub(crate) fn ruleset(store: &Store, also: Option<&str>) -> Result<Option<net::firewall::Ruleset>> {
+pub(crate) fn ruleset(
+    store: &Store,
+    also: Option<&str>,
+    gone: Option<&str>,
+) -> Result<Option<net::firewall::Ruleset>> {
     let (networks, endpoints, leases, mut active) = store.read(|tx| {
         Ok((
             tx.list_networks()?,
@@ -510,6 +523,7 @@ pub(crate) fn ruleset(store: &Store, also: Option<&str>) -> Result<Option<net::f
         ))
     })?;
     active.extend(also.map(str::to_owned));
+    active.retain(|id| Some(id.as_str()) != gone);
     // The default network's record is made by `network ls` too; its rules wait for a
     // container, so that listing networks never changes the namespace's firewall.
     let networks: Vec<Network> = networks

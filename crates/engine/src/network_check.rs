@@ -68,7 +68,7 @@ impl Engine {
                 }
             }
         }
-        let wanted = match ruleset(&self.store, None) {
+        let wanted = match ruleset(&self.store, None, None) {
             Ok(Some(r)) => net::firewall::rule_count(&r),
             Ok(None) => 0,
             Err(_) => return out,
