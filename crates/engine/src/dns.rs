@@ -81,77 +81,89 @@ pub(crate) fn ensure_server(paths: &Paths, n: &Network) {
     }
 }
 
-/// Whether any container on the network is running (or about to).
-fn in_use(store: &Store, network_id: &str) -> bool {
-    store
-        .read(|tx| {
-            let n = tx.network(network_id)?;
-            Ok(tx.endpoints_on(&n.id)?.iter().any(|(_, _, status)| {
-                matches!(status.as_str(), "running" | "paused" | "restarting")
-            }))
+/// Whether any container on the network is running.
+fn in_use(paths: &Paths, network_id: &str) -> bool {
+    Store::open(paths)
+        .and_then(|store| {
+            store.read(|tx| {
+                let n = tx.network(network_id)?;
+                Ok(tx.endpoints_on(&n.id)?.iter().any(|(_, _, status)| {
+                    matches!(status.as_str(), "running" | "paused" | "restarting")
+                }))
+            })
         })
         .unwrap_or(false)
 }
 
 fn resolve(
-    store: &Store,
+    paths: &Paths,
     network_id: &str,
     host_search: &[String],
     host_ns: &[SocketAddr],
     q: &net::dns::Question,
     from: IpAddr,
 ) -> net::dns::Resolution {
-    let found = store.read(|tx| {
-        let here = tx.endpoints_on(network_id)?;
-        let client = here
-            .iter()
-            .find(|(e, _, _)| e.ipv4 == from || e.ipv6 == Some(from));
-        // Names on every user network the asking container is on, as Docker's resolver.
-        let mut eps = here.clone();
-        let client_cfg = match client {
-            Some((e, _, _)) => {
-                for (_, n) in tx.endpoints_of(&e.container_id)? {
-                    if n.id != network_id && !n.is_default() {
-                        eps.extend(tx.endpoints_on(&n.id)?);
-                    }
-                }
-                Some(tx.container(&e.container_id)?.host_config)
-            }
-            None => None,
-        };
-        let mut search: Vec<String> = host_search.to_vec();
-        if let Some(h) = &client_cfg {
-            search.extend(h.dns_search.iter().cloned());
-        }
-        let matches = |name: &str| -> Vec<IpAddr> {
-            eps.iter()
-                .filter(|(_, _, status)| status == "running" || status == "paused")
-                .filter(|(e, cname, _)| {
-                    cname.eq_ignore_ascii_case(name)
-                        || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
-                        || e.container_id.starts_with(name) && name.len() >= 12
-                })
-                .flat_map(|(e, _, _)| std::iter::once(e.ipv4).chain(e.ipv6))
-                .collect()
-        };
-        let mut addrs = matches(&q.name);
-        if addrs.is_empty()
-            && let Some((first, rest)) = q.name.split_once('.')
-            && search
+    // A connection per question: a long-lived one could keep reading an old snapshot.
+    let found = Store::open(paths).and_then(|store| {
+        store.read(|tx| {
+            let here = tx.endpoints_on(network_id)?;
+            let client = here
                 .iter()
-                .any(|s| s.trim_end_matches('.').eq_ignore_ascii_case(rest))
-        {
-            addrs = matches(first);
-        }
-        let upstream: Vec<SocketAddr> = client_cfg
-            .map(|h| h.dns)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|s| s.parse::<IpAddr>().ok())
-            .map(|ip| SocketAddr::new(ip, 53))
-            .collect();
-        Ok((addrs, upstream))
+                .find(|(e, _, _)| e.ipv4 == from || e.ipv6 == Some(from));
+            // Names on every user network the asking container is on, as Docker's resolver.
+            let mut eps = here.clone();
+            let client_cfg = match client {
+                Some((e, _, _)) => {
+                    for (_, n) in tx.endpoints_of(&e.container_id)? {
+                        if n.id != network_id && !n.is_default() {
+                            eps.extend(tx.endpoints_on(&n.id)?);
+                        }
+                    }
+                    Some(tx.container(&e.container_id)?.host_config)
+                }
+                None => None,
+            };
+            let mut search: Vec<String> = host_search.to_vec();
+            if let Some(h) = &client_cfg {
+                search.extend(h.dns_search.iter().cloned());
+            }
+            let matches = |name: &str| -> Vec<IpAddr> {
+                eps.iter()
+                    .filter(|(_, _, status)| status == "running" || status == "paused")
+                    .filter(|(e, cname, _)| {
+                        cname.eq_ignore_ascii_case(name)
+                            || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+                            || e.container_id.starts_with(name) && name.len() >= 12
+                    })
+                    .flat_map(|(e, _, _)| std::iter::once(e.ipv4).chain(e.ipv6))
+                    .collect()
+            };
+            let mut addrs = matches(&q.name);
+            if addrs.is_empty()
+                && let Some((first, rest)) = q.name.split_once('.')
+                && search
+                    .iter()
+                    .any(|s| s.trim_end_matches('.').eq_ignore_ascii_case(rest))
+            {
+                addrs = matches(first);
+            }
+            let upstream: Vec<SocketAddr> = client_cfg
+                .map(|h| h.dns)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| s.parse::<IpAddr>().ok())
+                .map(|ip| SocketAddr::new(ip, 53))
+                .collect();
+            Ok((addrs, upstream))
+        })
     });
+    if let Err(e) = &found {
+        eprintln!(
+            "berth dns: resolve {}: {}",
+            q.name,
+            runtime::error::chain(e)
+        );
+    }
     match found {
         Ok((addrs, _)) if !addrs.is_empty() => net::dns::Resolution::Local(addrs),
         Ok((_, upstream)) if !upstream.is_empty() => net::dns::Resolution::Forward(upstream),
@@ -205,10 +217,10 @@ pub fn serve(paths: &Paths, network_id: &str) -> i32 {
         };
         let mut idle = 0;
         let resolver = |q: &net::dns::Question, from: IpAddr| {
-            resolve(&store, &n.id, &host_search, &host_ns, q, from)
+            resolve(paths, &n.id, &host_search, &host_ns, q, from)
         };
         let mut keep_going = || {
-            if in_use(&store, &n.id) {
+            if in_use(paths, &n.id) {
                 idle = 0;
             } else {
                 idle += 1;
@@ -223,7 +235,7 @@ pub fn serve(paths: &Paths, network_id: &str) -> i32 {
         drop(lock);
         // A container may have started between the last look and the unlock, and seen the lock
         // held: look again now that a new server could start.
-        if !in_use(&store, &n.id) {
+        if !in_use(paths, &n.id) {
             return 0;
         }
         match try_lock(paths, network_id) {
