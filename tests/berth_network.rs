@@ -122,13 +122,17 @@ fn user_network_names_and_aliases_resolve_and_reach() {
     assert!(ping.status.success(), "ping web: {}", describe(&ping));
     // UDP by alias: the name resolved through the network's DNS, then one datagram.
     let script = "ip=$(nslookup udp-echo | awk '/^Address/ {a=$2} END {print a}'); contest udp-send $ip 9000 hi";
-    wait_until("udp echo answers", || {
-        stdout(&run(
+    let udp = || {
+        run(
             &b,
             &["--network", "front", "-v", &cm, "bb", "sh", "-c", script],
-        ))
-        .contains("reply=echo:hi")
-    });
+        )
+    };
+    assert!(
+        eventually(|| stdout(&udp()).contains("reply=echo:hi")),
+        "udp by alias: {}",
+        describe(&udp())
+    );
     // The address the name resolves to is the one inspect reports; /etc/hosts names itself.
     let ip = ip_on(&b, "front", "web");
     let look = run(&b, &["--network", "front", "bb", "nslookup", "web"]);

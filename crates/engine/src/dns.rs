@@ -7,9 +7,11 @@
 //! One server per network is kept by an exclusive lock on `<run_root>/networks/<id>/dns.lock`:
 //! the server holds it while it serves; a starter that can take it knows none runs and spawns
 //! one. A server about to exit releases the lock and then looks once more, so a container that
-//! started in between is never left without one. Answers come from the store at query time
-//! (names and aliases of running containers on the network); other names are relayed to the
-//! querying container's `--dns` servers, else to the host's resolvers.
+//! started in between is never left without one. Answers come from the DNS table the engine
+//! rewrites at every start, stop, connect and disconnect (`<run_root>/networks/dns.json`:
+//! names and aliases of running containers on user networks), so the server never opens the
+//! database; other names are relayed to the querying container's `--dns` servers, else to the
+//! host's resolvers.
 
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -64,6 +66,12 @@ pub(crate) fn ensure_server(paths: &Paths, n: &Network) {
         .filter(|p| p.is_absolute() && p.is_file())
         .or_else(|| std::env::current_exe().ok())
         .unwrap_or_else(|| PathBuf::from("berth"));
+    // Its complaints (an address it cannot bind, a store it cannot read) go to dns.log.
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(lock_path(paths, &n.id).with_file_name("dns.log"))
+        .map_or_else(|_| Stdio::null(), Stdio::from);
     let mut cmd = Command::new(exe);
     cmd.arg("--root")
         .arg(&paths.root)
@@ -72,7 +80,7 @@ pub(crate) fn ensure_server(paths: &Paths, n: &Network) {
         .args(["network", "dns-serve", &n.id])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .process_group(0);
     match cmd.spawn() {
         // Reaped by whoever inherits it; the monitor that spawned it reaps strays at exit.
@@ -81,93 +89,140 @@ pub(crate) fn ensure_server(paths: &Paths, n: &Network) {
     }
 }
 
+/// One running container's place on a user network, as the DNS servers see it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Entry {
+    network: String,
+    container: String,
+    name: String,
+    aliases: Vec<String>,
+    addrs: Vec<IpAddr>,
+    dns: Vec<String>,
+    dns_search: Vec<String>,
+}
+
+/// `<run_root>/networks/dns.json`: the names of running containers on user networks. The
+/// engine rewrites it (temp file, rename) whenever a container starts, stops, connects or
+/// disconnects; the servers read it, so they never share the database with the engine.
+fn table_path(paths: &Paths) -> PathBuf {
+    paths.run_root.join("networks").join("dns.json")
+}
+
+/// Rewrites the DNS table from the store; `also` counts as running, `gone` as stopped.
+///
+/// Errors: the store cannot be read or the file written.
+pub(crate) fn write_table(
+    paths: &Paths,
+    store: &Store,
+    also: Option<&str>,
+    gone: Option<&str>,
+) -> crate::error::Result<()> {
+    let entries = store.read(|tx| {
+        let mut active = tx.active_container_ids()?;
+        active.extend(also.map(str::to_owned));
+        active.retain(|id| Some(id.as_str()) != gone);
+        let mut out = Vec::new();
+        for n in tx.list_networks()?.iter().filter(|n| !n.is_default()) {
+            for (e, name, _) in tx.endpoints_on(&n.id)? {
+                if !active.contains(&e.container_id) {
+                    continue;
+                }
+                let h = tx.container(&e.container_id)?.host_config;
+                out.push(Entry {
+                    network: n.id.clone(),
+                    container: e.container_id.clone(),
+                    name,
+                    aliases: e.aliases.clone(),
+                    addrs: std::iter::once(e.ipv4).chain(e.ipv6).collect(),
+                    dns: h.dns,
+                    dns_search: h.dns_search,
+                });
+            }
+        }
+        Ok(out)
+    })?;
+    let path = table_path(paths);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(crate::engine::io_err("create directory", dir))?;
+    }
+    let text = serde_json::to_vec(&entries).map_err(|source| crate::error::EngineError::Json {
+        action: "encode the DNS table".into(),
+        source,
+    })?;
+    crate::engine::write_file(&path, &text)
+}
+
+fn read_table(paths: &Paths) -> Vec<Entry> {
+    std::fs::read(table_path(paths))
+        .ok()
+        .and_then(|t| serde_json::from_slice(&t).ok())
+        .unwrap_or_default()
+}
+
 /// Whether any container on the network is running.
 fn in_use(paths: &Paths, network_id: &str) -> bool {
-    Store::open(paths)
-        .and_then(|store| {
-            store.read(|tx| {
-                let n = tx.network(network_id)?;
-                Ok(tx.endpoints_on(&n.id)?.iter().any(|(_, _, status)| {
-                    matches!(status.as_str(), "running" | "paused" | "restarting")
-                }))
-            })
-        })
-        .unwrap_or(false)
+    read_table(paths).iter().any(|e| e.network == network_id)
 }
 
 fn resolve(
-    paths: &Paths,
+    table: &[Entry],
     network_id: &str,
     host_search: &[String],
     host_ns: &[SocketAddr],
     q: &net::dns::Question,
     from: IpAddr,
 ) -> net::dns::Resolution {
-    // A connection per question: a long-lived one could keep reading an old snapshot.
-    let found = Store::open(paths).and_then(|store| {
-        store.read(|tx| {
-            let here = tx.endpoints_on(network_id)?;
-            let client = here
-                .iter()
-                .find(|(e, _, _)| e.ipv4 == from || e.ipv6 == Some(from));
-            // Names on every user network the asking container is on, as Docker's resolver.
-            let mut eps = here.clone();
-            let client_cfg = match client {
-                Some((e, _, _)) => {
-                    for (_, n) in tx.endpoints_of(&e.container_id)? {
-                        if n.id != network_id && !n.is_default() {
-                            eps.extend(tx.endpoints_on(&n.id)?);
-                        }
-                    }
-                    Some(tx.container(&e.container_id)?.host_config)
-                }
-                None => None,
-            };
-            let mut search: Vec<String> = host_search.to_vec();
-            if let Some(h) = &client_cfg {
-                search.extend(h.dns_search.iter().cloned());
-            }
-            let matches = |name: &str| -> Vec<IpAddr> {
-                eps.iter()
-                    .filter(|(_, _, status)| status == "running" || status == "paused")
-                    .filter(|(e, cname, _)| {
-                        cname.eq_ignore_ascii_case(name)
-                            || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
-                            || e.container_id.starts_with(name) && name.len() >= 12
-                    })
-                    .flat_map(|(e, _, _)| std::iter::once(e.ipv4).chain(e.ipv6))
-                    .collect()
-            };
-            let mut addrs = matches(&q.name);
-            if addrs.is_empty()
-                && let Some((first, rest)) = q.name.split_once('.')
-                && search
-                    .iter()
-                    .any(|s| s.trim_end_matches('.').eq_ignore_ascii_case(rest))
-            {
-                addrs = matches(first);
-            }
-            let upstream: Vec<SocketAddr> = client_cfg
-                .map(|h| h.dns)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|s| s.parse::<IpAddr>().ok())
-                .map(|ip| SocketAddr::new(ip, 53))
-                .collect();
-            Ok((addrs, upstream))
-        })
-    });
-    if let Err(e) = &found {
-        eprintln!(
-            "berth dns: resolve {}: {}",
-            q.name,
-            runtime::error::chain(e)
-        );
+    let client = table
+        .iter()
+        .find(|e| e.network == network_id && e.addrs.contains(&from));
+    // Names on every user network the asking container is on, as Docker's resolver.
+    let networks: Vec<&str> = match client {
+        Some(c) => table
+            .iter()
+            .filter(|e| e.container == c.container)
+            .map(|e| e.network.as_str())
+            .collect(),
+        None => vec![network_id],
+    };
+    let mut search: Vec<String> = host_search.to_vec();
+    if let Some(c) = client {
+        search.extend(c.dns_search.iter().cloned());
     }
-    match found {
-        Ok((addrs, _)) if !addrs.is_empty() => net::dns::Resolution::Local(addrs),
-        Ok((_, upstream)) if !upstream.is_empty() => net::dns::Resolution::Forward(upstream),
-        _ => net::dns::Resolution::Forward(host_ns.to_vec()),
+    let matches = |name: &str| -> Vec<IpAddr> {
+        table
+            .iter()
+            .filter(|e| networks.contains(&e.network.as_str()))
+            .filter(|e| {
+                e.name.eq_ignore_ascii_case(name)
+                    || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+                    || (name.len() >= 12 && e.container.starts_with(name))
+            })
+            .flat_map(|e| e.addrs.iter().copied())
+            .collect()
+    };
+    let mut addrs = matches(&q.name);
+    if addrs.is_empty()
+        && let Some((first, rest)) = q.name.split_once('.')
+        && search
+            .iter()
+            .any(|s| s.trim_end_matches('.').eq_ignore_ascii_case(rest))
+    {
+        addrs = matches(first);
+    }
+    if !addrs.is_empty() {
+        return net::dns::Resolution::Local(addrs);
+    }
+    let upstream: Vec<SocketAddr> = client
+        .map(|c| c.dns.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s.parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect();
+    if upstream.is_empty() {
+        net::dns::Resolution::Forward(host_ns.to_vec())
+    } else {
+        net::dns::Resolution::Forward(upstream)
     }
 }
 
@@ -178,14 +233,8 @@ pub fn serve(paths: &Paths, network_id: &str) -> i32 {
     let Some(mut lock) = try_lock(paths, network_id) else {
         return 0;
     };
-    let store = match Store::open(paths) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("berth: dns: {e}");
-            return 125;
-        }
-    };
-    let n = match store.read(|tx| tx.network(network_id)) {
+    // The store is read once, for the gateway; answers come from the DNS table.
+    let n = match Store::open(paths).and_then(|store| store.read(|tx| tx.network(network_id))) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("berth: dns: {e}");
@@ -217,7 +266,7 @@ pub fn serve(paths: &Paths, network_id: &str) -> i32 {
         };
         let mut idle = 0;
         let resolver = |q: &net::dns::Question, from: IpAddr| {
-            resolve(paths, &n.id, &host_search, &host_ns, q, from)
+            resolve(&read_table(paths), &n.id, &host_search, &host_ns, q, from)
         };
         let mut keep_going = || {
             if in_use(paths, &n.id) {

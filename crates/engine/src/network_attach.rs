@@ -478,17 +478,9 @@ pub(crate) fn released(paths: &Paths, c: &Container) {
     if !matches!(mode(&c.host_config.network_mode), Mode::Bridge(_)) {
         return;
     }
-    let r = Store::open(paths).and_then(|store| {
-        let _lock = lock(paths)?;
-        // Whatever its record says yet (rm and repair clean up before they record the exit),
-        // it runs no more.
-        match ruleset(&store, None, Some(c.id.as_str()))? {
-            None => net::firewall::remove().map_err(net_err("remove the firewall table")),
-            Some(rules) => {
-                net::firewall::apply(&rules).map_err(net_err("apply the firewall rules"))
-            }
-        }
-    });
+    // Whatever its record says yet (rm and repair clean up before they record the exit), it
+    // runs no more.
+    let r = Store::open(paths).and_then(|store| sync(paths, &store, None, Some(c.id.as_str())));
     if let Err(e) = r {
         tracing::warn!("update firewall after {} stopped: {e}", c.id.short());
     }
@@ -499,11 +491,20 @@ pub(crate) fn released(paths: &Paths, c: &Container) {
 ///
 /// Errors: the store cannot be read, `nft` refused.
 pub(crate) fn sync_firewall(paths: &Paths, store: &Store, also: Option<&str>) -> Result<()> {
+    sync(paths, store, also, None)
+}
+
+/// The firewall table and the DNS servers' table, from the store, under the network lock;
+/// `also` counts as running, `gone` as stopped.
+fn sync(paths: &Paths, store: &Store, also: Option<&str>, gone: Option<&str>) -> Result<()> {
     let _lock = lock(paths)?;
-    match ruleset(store, also, None)? {
-        None => net::firewall::remove().map_err(net_err("remove the firewall table")),
-        Some(rules) => net::firewall::apply(&rules).map_err(net_err("apply the firewall rules")),
+    match ruleset(store, also, gone)? {
+        None => net::firewall::remove().map_err(net_err("remove the firewall table"))?,
+        Some(rules) => {
+            net::firewall::apply(&rules).map_err(net_err("apply the firewall rules"))?;
+        }
     }
+    crate::dns::write_table(paths, store, also, gone)
 }
 
 /// What the firewall table should hold (`None`: no table, there is no network).

@@ -110,6 +110,9 @@ pub(crate) enum Command {
 
 /// Runs a verb; returns the exit code.
 pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
+    if let Some(code) = network::serve_dns(&cli.command, paths) {
+        return Ok(code);
+    }
     let engine = Engine::open(paths).context("open engine state")?;
     let mut stdout = std::io::stdout().lock();
     match &cli.command {

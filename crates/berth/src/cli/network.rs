@@ -197,6 +197,16 @@ mod net_subnet {
     pub(crate) use engine::Subnet;
 }
 
+/// `network dns-serve`: runs without an engine of its own (it opens the store per question).
+pub(crate) fn serve_dns(command: &super::Command, paths: &engine::Paths) -> Option<i32> {
+    match command {
+        super::Command::Network(NetworkFamily::Network(NetworkCommand::DnsServe { id })) => {
+            Some(engine::dns::serve(paths, id))
+        }
+        _ => None,
+    }
+}
+
 pub(crate) fn dispatch(engine: &Engine, family: &NetworkFamily) -> Result<i32> {
     let NetworkFamily::Network(command) = family;
     let mut out = std::io::stdout().lock();
@@ -338,9 +348,8 @@ pub(crate) fn dispatch(engine: &Engine, family: &NetworkFamily) -> Result<i32> {
                 .disconnect(network, container)
                 .with_context(|| format!("disconnect {container} from network {network}"))?;
         }
-        NetworkCommand::DnsServe { id } => {
-            return Ok(engine::dns::serve(engine.store().paths(), id));
-        }
+        // Run by `serve_dns` before an engine is opened.
+        NetworkCommand::DnsServe { .. } => {}
     }
     Ok(0)
 }
