@@ -71,7 +71,12 @@ impl Engine {
         let config = merge_config(&req.config, img.config.config().as_ref());
         let mut host_config = req.host_config.clone();
         if host_config.network_mode.is_empty() {
-            host_config.network_mode = "none".into();
+            // Docker's default is `bridge`; berth's stays `none` unless BERTH_DEFAULT_NETWORK
+            // says otherwise, so that a bare `run` never changes the host's networking.
+            host_config.network_mode = std::env::var("BERTH_DEFAULT_NETWORK")
+                .ok()
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| "none".into());
         }
         crate::container_spec::validate(&config, &host_config)?;
         if !host_config.runtime.is_empty() {
