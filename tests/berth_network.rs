@@ -333,6 +333,8 @@ fn publish_all_picks_free_ports_and_port_reports_them() {
     wait_until("the picked port answers", || {
         host_get(&b, &url).status.success()
     });
+    let ps = b.stdout(&["ps"]);
+    assert!(ps.contains(&format!("0.0.0.0:{host_port}->80/tcp")), "{ps}");
     // A second container gets another port.
     web(&b, "web2", &["--network", "net", "-P", "--expose", "80"]);
     let second = stdout(&b.ok(&["port", "web2", "80"]));

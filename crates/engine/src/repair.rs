@@ -24,7 +24,8 @@ pub const CRASH_AT_ENV: &str = "BERTH_TEST_CRASH_AT";
 
 /// A crash point for the crash tests: when `BERTH_TEST_CRASH_AT` names `point`, the process
 /// SIGKILLs itself here, as a user's `kill -9` at that moment would. Points: `create-after-record`,
-/// `create-after-prepare`, `rm-after-kill`, `rm-after-cleanup`, `rm-after-record`. Without the
+/// `create-after-prepare`, `rm-after-kill`, `rm-after-cleanup`, `rm-after-record`,
+/// `network-connect-after-record`. Without the
 /// variable this is one environment lookup.
 pub(crate) fn crash_point(point: &str) {
     if std::env::var_os(CRASH_AT_ENV).is_some_and(|v| v == point) {
