@@ -670,3 +670,81 @@ fn killed_cli_monitor_and_connect_leave_nothing_after_system_check() {
 }
 
 const CRASH_AT: &str = "BERTH_TEST_CRASH_AT";
+
+#[test]
+fn network_options_files_and_prune() {
+    let Some(b) = Berth::in_netns("net-opts") else {
+        return;
+    };
+    let bridge = format!("bt-{}o", std::process::id());
+    let opt = format!("com.docker.network.bridge.name={bridge}");
+    b.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.97.0.0/24",
+        "--ip-range",
+        "10.97.0.128/25",
+        "--label",
+        "team=net",
+        "-o",
+        &opt,
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        "tuned",
+    ]);
+    let link = stdout(&b.in_ns(&["ip", "-o", "link", "show", &bridge]));
+    assert!(link.contains("mtu 1400"), "{link}");
+    let out = run(
+        &b,
+        &[
+            "--network",
+            "tuned",
+            "--add-host",
+            "db.example:10.97.0.9",
+            "--dns-search",
+            "corp.example",
+            "bb",
+            "sh",
+            "-c",
+            "ip -o addr show eth0; ip -o link show eth0; cat /etc/hosts /etc/resolv.conf",
+        ],
+    );
+    let text = stdout(&out);
+    assert!(text.contains("inet 10.97.0.128/24"), "{}", describe(&out));
+    assert!(text.contains("mtu 1400"), "{text}");
+    assert!(text.contains("10.97.0.9\tdb.example"), "{text}");
+    assert!(text.contains("search corp.example"), "{text}");
+    assert!(text.contains("nameserver 10.97.0.1"), "{text}");
+    let none = stdout(&run(
+        &b,
+        &[
+            "--network",
+            "none",
+            "--dns",
+            "10.0.0.53",
+            "bb",
+            "cat",
+            "/etc/resolv.conf",
+        ],
+    ));
+    assert!(none.contains("nameserver 10.0.0.53"), "{none}");
+    let label = b.stdout(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.Labels.team}} {{.Internal}} {{.Driver}}",
+        "tuned",
+    ]);
+    assert_eq!(label.trim(), "net false bridge");
+    let ls = b.stdout(&["network", "ls", "--format", "{{.Name}}"]);
+    for n in ["bridge", "tuned", "host", "none"] {
+        assert!(ls.lines().any(|l| l == n), "{ls}");
+    }
+    let pruned = b.stdout(&["network", "prune", "-f"]);
+    assert!(pruned.contains("tuned"), "{pruned}");
+    assert!(b.in_ns(&["ip", "link", "show", &bridge]).stdout.is_empty());
+    let missing = b.cmd(&["network", "inspect", "tuned"]);
+    assert_eq!(missing.status.code(), Some(1));
+    b.assert_consistent();
+}
