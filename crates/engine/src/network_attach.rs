@@ -280,11 +280,11 @@ pub(crate) fn write_files(store: &Store, c: &Container, spec: &mut Value) -> Res
             Ok(())
         }
         Mode::None => {
-            let base = crate::etcfiles::hosts(&c.config.hostname, &c.config.domainname);
-            write_file(
-                &c.bundle.join("hosts"),
-                format!("{base}{}", extra_hosts(c)).as_bytes(),
-            )?;
+            if !h.extra_hosts.is_empty() {
+                let base = crate::etcfiles::hosts(&c.config.hostname, &c.config.domainname);
+                let text = format!("{base}{}", extra_hosts(c));
+                write_file(&c.bundle.join("hosts"), text.as_bytes())?;
+            }
             if !h.dns.is_empty() || !h.dns_search.is_empty() || !h.dns_options.is_empty() {
                 write_file(
                     &c.bundle.join("resolv.conf"),
