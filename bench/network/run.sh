@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-5}
 rounds=${2:-3}
 name="berth-test-$$-bench-net"
-berth_bin=target/release/berth
+berth_bin=${BERTH_BIN:-target/release/berth}
 [ -x "$berth_bin" ] || berth_bin=target/debug/berth
 scratch=/tmp/$name
 B=(nsenter --net=/run/netns/$name "$berth_bin" --root "$scratch/root" --run-root "/run/$name")
