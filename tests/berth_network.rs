@@ -630,11 +630,14 @@ fn killed_cli_monitor_and_connect_leave_nothing_after_system_check() {
         "a running container has a veth and a rule"
     );
     // The monitor killed while the container runs.
-    for pid in processes_with(&id) {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status();
-    }
+    let monitors = processes_with(&id);
+    assert_eq!(monitors.len(), 1, "one monitor: {monitors:?}");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &monitors[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_until("the monitor is gone", || processes_with(&id).is_empty());
     let check = b.cmd(&["system", "check"]);
     assert!(
         stdout(&check).contains("monitor is gone"),
