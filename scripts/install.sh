@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 need=()
-for pkg in libseccomp-dev pkg-config busybox-static tmux; do
+for pkg in libseccomp-dev pkg-config busybox-static tmux nftables; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -13,6 +13,7 @@ mod probe;
 mod procs;
 #[allow(unsafe_code)]
 mod sys;
+mod udp;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -35,7 +36,9 @@ const USAGE: &str = "usage: contest COMMAND [ARGS]
   wait-signal              ready=1, then signal=N name=SIGNAME
   tty                      isatty.N= ttyname.N= sid= pgrp= tpgid= ctty= dev_tty=
   clock                    monotonic_ns= boottime_ns= realtime_ns=
-  notify MSG               sends MSG as one datagram to $NOTIFY_SOCKET (sd_notify)";
+  notify MSG               sends MSG as one datagram to $NOTIFY_SOCKET (sd_notify)
+  udp-echo PORT            answers each UDP datagram with echo:PAYLOAD, forever
+  udp-send IP PORT MSG     reply= (the answer to one datagram; waits 3 s)";
 
 /// A failed command: what to print and how to exit.
 pub(crate) enum Fail {
@@ -130,6 +133,12 @@ fn run(args: &[String]) -> Res {
         "tty" => procs::tty(),
         "clock" => procs::clock(),
         "notify" => procs::notify(arg(rest, 0, "MSG")?),
+        "udp-echo" => udp::echo(arg(rest, 0, "PORT")?),
+        "udp-send" => udp::send(
+            arg(rest, 0, "IP")?,
+            arg(rest, 1, "PORT")?,
+            arg(rest, 2, "MSG")?,
+        ),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

@@ -101,6 +101,28 @@ pub enum Problem {
         /// The directory.
         path: PathBuf,
     },
+    /// A container veth (`bv...`) or a network bridge in the engine's network namespace that
+    /// no running container or network record owns. Repair: delete the link.
+    StrayLink {
+        /// Interface name.
+        name: String,
+    },
+    /// A running container's endpoint whose veth does not exist (a `network connect` killed
+    /// before it plumbed). Repair: remove the endpoint record, freeing its addresses.
+    EndpointUnplumbed {
+        /// Container id.
+        id: ContainerId,
+        /// Network name.
+        network: String,
+    },
+    /// berth's nftables table does not hold what the store says it should (rules of a
+    /// container or network that is gone, or missing ones). Repair: render it again.
+    FirewallStale {
+        /// Rules found.
+        found: usize,
+        /// Rules wanted.
+        wanted: usize,
+    },
 }
 
 impl Store {

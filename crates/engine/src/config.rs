@@ -156,6 +156,16 @@ pub struct HostConfig {
     pub runtime: String,
     /// Published ports (`-p`): private `port/proto` -> host bindings.
     pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+    /// `-P`: publish every exposed port on a free host port.
+    pub publish_all_ports: bool,
+    /// `--dns`: nameservers.
+    pub dns: Vec<String>,
+    /// `--dns-search`: search domains.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`: resolver options.
+    pub dns_options: Vec<String>,
+    /// `--add-host NAME:IP` entries for `/etc/hosts`.
+    pub extra_hosts: Vec<String>,
 }
 
 /// One host side of a published port.

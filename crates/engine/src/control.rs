@@ -144,19 +144,11 @@ impl Engine {
         {
             return Ok(out);
         }
-        for (private, bindings) in &c.host_config.port_bindings {
-            let hosts = bindings
-                .iter()
-                .map(|b| {
-                    let ip = if b.host_ip.is_empty() {
-                        "0.0.0.0"
-                    } else {
-                        &b.host_ip
-                    };
-                    format!("{ip}:{}", b.host_port)
-                })
-                .collect();
-            out.insert(private.clone(), hosts);
+        let leases = self.store.read(|tx| tx.port_leases(Some(c.id.as_str())))?;
+        for l in leases {
+            out.entry(format!("{}/{}", l.container_port, l.proto))
+                .or_insert_with(Vec::new)
+                .push(format!("{}:{}", l.host_ip, l.host_port));
         }
         Ok(out)
     }

@@ -97,6 +97,21 @@ pub enum EngineError {
         /// Comma-separated short ids or names of the users.
         users: String,
     },
+    /// A host port another container already publishes.
+    #[error("Bind for {binding} failed: port is already allocated")]
+    PortAllocated {
+        /// `ip:port`.
+        binding: String,
+    },
+    /// Configuring the kernel's networking (links, addresses, firewall) failed.
+    #[error("{action}")]
+    Network {
+        /// What was being done.
+        action: String,
+        /// The networking crate's error.
+        #[source]
+        source: Box<net::NetError>,
+    },
     /// A `-v`, `--mount` or `--tmpfs` value Docker refuses.
     #[error(transparent)]
     Mount(crate::mounts::MountError),
@@ -296,6 +311,7 @@ impl EngineError {
             Self::NameInUse { .. }
             | Self::IllegalTransition { .. }
             | Self::InUse { .. }
+            | Self::PortAllocated { .. }
             | Self::MustForce { .. }
             | Self::NotRunning { .. }
             | Self::PauseState { .. } => ErrorKind::Conflict,
@@ -324,6 +340,7 @@ impl EngineError {
             | Self::Runtime { .. }
             | Self::OciRuntime { .. }
             | Self::Cgroup { .. }
+            | Self::Network { .. }
             | Self::StartFailed { .. } => ErrorKind::Internal,
         }
     }

@@ -41,7 +41,9 @@ impl Engine {
             .as_ref()
             .and_then(|d| self.store().read(|tx| tx.image_by_digest(d)).ok())
             .map_or_else(String::new, |i| i.config_digest.to_string());
-        Ok(container_json(&c, &image_id, self.mounts_json(&c)))
+        let mut v = container_json(&c, &image_id, self.mounts_json(&c));
+        v["NetworkSettings"] = self.network_settings(&c)?;
+        Ok(v)
     }
 
     /// Docker's image inspect object.

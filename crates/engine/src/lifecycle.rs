@@ -26,6 +26,8 @@ pub struct CreateRequest {
     pub config: Config,
     /// Host configuration (limits, mounts, restart policy, ...).
     pub host_config: HostConfig,
+    /// `--ip`, `--ip6`, `--network-alias` on the network `host_config.network_mode` names.
+    pub endpoint: crate::networks::EndpointRequest,
 }
 
 /// A started container, and the attach connection asked for (already receiving its output).
@@ -73,23 +75,36 @@ impl Engine {
             .with_image_healthcheck(img.healthcheck.as_ref());
         let mut host_config = req.host_config.clone();
         if host_config.network_mode.is_empty() {
-            host_config.network_mode = "none".into();
+            // Docker's default is `bridge`; berth's stays `none` unless BERTH_DEFAULT_NETWORK
+            // says otherwise, so that a bare `run` never changes the host's networking.
+            host_config.network_mode = std::env::var("BERTH_DEFAULT_NETWORK")
+                .ok()
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| "none".into());
         }
         crate::container_spec::validate(&config, &host_config)?;
         if !host_config.runtime.is_empty() {
             host_config.runtime = crate::oci::resolve_binary(&host_config.runtime)?;
         }
         let planned = crate::mount_flags::plan(&config, &host_config)?;
+        crate::network_attach::check_mode(&self.store, &host_config.network_mode)?;
+        if crate::network_attach::mode(&host_config.network_mode)
+            == crate::network_attach::Mode::Bridge(crate::networks::DEFAULT_NETWORK)
+        {
+            crate::network_attach::default_network(&self.store)?;
+        }
         let mut c = self.store.write_relaxed(|tx| {
             let mounts = crate::mounts::record_volumes(tx, &planned, &host_config.volumes_from)?;
-            tx.create_container(NewContainer {
+            let c = tx.create_container(NewContainer {
                 name: req.name.clone(),
                 image: req.config.image.clone(),
                 image_digest: Some(record.digest.clone()),
                 config,
                 host_config,
                 mounts,
-            })
+            })?;
+            crate::network_attach::record(tx, &c, &req.endpoint)?;
+            Ok(c)
         })?;
         crate::repair::crash_point("create-after-record");
         // The default hostname is the short id (the host's with `--network host`), known only
@@ -135,6 +150,7 @@ impl Engine {
             })?;
         let mut spec = crate::bundle::oci_config(c, &rootfs_path(c))?;
         crate::container_spec::apply(&mut spec, c, &mount.lowerdirs, &self.paths.root)?;
+        crate::network_attach::write_files(&self.store, c, &mut spec)?;
         self.prepare_mounts(c, &mount, &mut spec)?;
         let spec = serde_json::to_vec_pretty(&spec).map_err(|source| EngineError::Json {
             action: format!("encode config of container {}", c.id.short()),
@@ -445,6 +461,8 @@ impl Engine {
             Err(e) => return Err(e),
         };
         crate::repair::crash_point("rm-after-record");
+        // Its endpoints went with the record: the default network may need no rules now.
+        crate::network_attach::released(&self.paths, &removed);
         self.images
             .snapshots()
             .remove(c.id.as_str())
@@ -480,6 +498,7 @@ pub(crate) fn cleanup(paths: &Paths, c: &Container) {
     }
     let _ = fs::remove_dir(&rootfs);
     let _ = fs::remove_dir_all(&c.run_dir);
+    crate::network_attach::released(paths, c);
 }
 /// Docker's merge of the user's config over the image's: the user's Entrypoint (even an empty
 /// one, from `--entrypoint ""`) drops the image's Cmd; Env, Labels, ExposedPorts and Volumes

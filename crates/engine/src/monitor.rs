@@ -232,7 +232,11 @@ fn start(
             running.stdin = Some(in_w);
         }
     }
-    let created = create_container(paths, c, console.as_ref().map(|_| console_short.as_path()))
+    let created = crate::network_attach::before_create(store, c)
+        .and_then(|()| {
+            create_container(paths, c, console.as_ref().map(|_| console_short.as_path()))
+        })
+        .and_then(|pid| crate::network_attach::plumb(paths, store, c, pid).map(|()| pid))
         .and_then(|pid| start_container(paths, c).map(|()| pid));
     // Only the container may hold the write ends now, so its exit reads as EOF.
     if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {

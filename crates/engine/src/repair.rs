@@ -24,7 +24,8 @@ pub const CRASH_AT_ENV: &str = "BERTH_TEST_CRASH_AT";
 
 /// A crash point for the crash tests: when `BERTH_TEST_CRASH_AT` names `point`, the process
 /// SIGKILLs itself here, as a user's `kill -9` at that moment would. Points: `create-after-record`,
-/// `create-after-prepare`, `rm-after-kill`, `rm-after-cleanup`, `rm-after-record`. Without the
+/// `create-after-prepare`, `rm-after-kill`, `rm-after-cleanup`, `rm-after-record`,
+/// `network-connect-after-record`. Without the
 /// variable this is one environment lookup.
 pub(crate) fn crash_point(point: &str) {
     if std::env::var_os(CRASH_AT_ENV).is_some_and(|v| v == point) {
@@ -90,6 +91,7 @@ impl Engine {
             .collect();
         problems.extend(self.runtime_problems(&containers));
         problems.extend(containers.values().filter_map(frozen_by_dead_commit));
+        problems.extend(self.network_problems(&containers));
         let mut out = Vec::new();
         for problem in problems {
             let repair = repair
@@ -205,6 +207,9 @@ impl Engine {
                 .map_err(crate::engine::io_err("create directory", path))
                 .map(|()| "recreated empty".to_owned()),
             Problem::OrphanVolumeDir { path } => self.adopt_volume(path),
+            Problem::StrayLink { .. }
+            | Problem::EndpointUnplumbed { .. }
+            | Problem::FirewallStale { .. } => self.repair_network(problem),
         })
     }
 
@@ -379,6 +384,16 @@ impl Problem {
             Problem::OrphanVolumeDir { path } => {
                 format!("volume directory {} has no record", path.display())
             }
+            Problem::StrayLink { name } => {
+                format!("network interface {name} belongs to no running container or network")
+            }
+            Problem::EndpointUnplumbed { id, network } => format!(
+                "container {}: connected to network {network} but has no interface on it",
+                id.short()
+            ),
+            Problem::FirewallStale { found, wanted } => format!(
+                "firewall table inet berth holds {found} rules where the records want {wanted}"
+            ),
         }
     }
 }

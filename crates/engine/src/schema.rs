@@ -86,6 +86,49 @@ CREATE TABLE events (
 ) STRICT;
 CREATE INDEX events_time ON events(time);
 ",
+    // 2: networks, their endpoints (IPAM) and published-port leases.
+    r"
+CREATE TABLE networks (
+    id        TEXT PRIMARY KEY CHECK (length(id) = 64),
+    name      TEXT NOT NULL UNIQUE,
+    created   INTEGER NOT NULL,
+    bridge    TEXT NOT NULL UNIQUE,          -- interface name
+    subnet    TEXT NOT NULL,                 -- IPv4 CIDR
+    gateway   TEXT NOT NULL,
+    ip_range  TEXT NOT NULL DEFAULT '',
+    subnet6   TEXT NOT NULL DEFAULT '',
+    gateway6  TEXT NOT NULL DEFAULT '',
+    internal  INTEGER NOT NULL DEFAULT 0,
+    mtu       INTEGER NOT NULL DEFAULT 0,
+    labels    TEXT NOT NULL DEFAULT '{}',
+    options   TEXT NOT NULL DEFAULT '{}'
+) STRICT;
+
+-- IPAM: an address is taken while its row exists; the unique indexes make a double lease
+-- impossible, and removing the container frees its rows.
+CREATE TABLE endpoints (
+    network_id   TEXT NOT NULL REFERENCES networks(id) ON DELETE RESTRICT,
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    idx          INTEGER NOT NULL,           -- eth<idx> inside the container
+    ipv4         TEXT NOT NULL,
+    ipv6         TEXT NOT NULL DEFAULT '',
+    aliases      TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (network_id, container_id)
+) STRICT;
+CREATE UNIQUE INDEX endpoints_ipv4 ON endpoints(network_id, ipv4);
+CREATE UNIQUE INDEX endpoints_ipv6 ON endpoints(network_id, ipv6) WHERE ipv6 != '';
+CREATE UNIQUE INDEX endpoints_idx ON endpoints(container_id, idx);
+
+CREATE TABLE port_leases (
+    container_id   TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    proto          TEXT NOT NULL,            -- tcp, udp
+    host_ip        TEXT NOT NULL,            -- 0.0.0.0: every address
+    host_port      INTEGER NOT NULL,
+    container_port INTEGER NOT NULL,
+    PRIMARY KEY (proto, host_ip, host_port)
+) STRICT;
+CREATE INDEX port_leases_container ON port_leases(container_id);
+",
 ];
 
 /// The schema version this build writes.

@@ -26,6 +26,9 @@ pub struct Berth {
     pub run_root: PathBuf,
     /// The test's private directory (holds `root`), removed on drop.
     pub scratch: PathBuf,
+    /// The network namespace every `berth` command runs in ([`Berth::in_netns`]); deleted on
+    /// drop, after the containers.
+    pub netns: Option<crate::NetnsGuard>,
 }
 
 impl Berth {
@@ -50,7 +53,42 @@ impl Berth {
             root: scratch.join("root"),
             run_root: Path::new("/run").join(&name),
             scratch,
+            netns: None,
         }
+    }
+
+    /// [`Berth::with_busybox`] whose every command runs in a fresh network namespace of its own
+    /// (`nsenter --net=`), so bridges, veths, nftables rules and sysctls never touch the
+    /// host's; `None` (the test skips) without root.
+    #[must_use]
+    pub fn in_netns(tag: &str) -> Option<Berth> {
+        if !crate::require_root() {
+            return None;
+        }
+        let mut b = Berth::new(tag);
+        b.netns = Some(crate::NetnsGuard::new());
+        b.import_busybox("bb");
+        Some(b)
+    }
+
+    /// Runs `argv` in the test's network namespace (the host's without one), returning its
+    /// output whatever the exit status.
+    ///
+    /// # Panics
+    /// The program cannot be spawned.
+    #[must_use]
+    pub fn in_ns(&self, argv: &[&str]) -> Output {
+        let (program, args) = argv
+            .split_first()
+            .unwrap_or_else(|| panic!("empty command"));
+        let mut c = match &self.netns {
+            Some(ns) => ns.command(program),
+            None => Command::new(program),
+        };
+        c.args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {argv:?}: {e}"))
     }
 
     /// Fresh roots with the busybox image imported as `bb`; `None` (the test skips) without
@@ -68,7 +106,10 @@ impl Berth {
     /// A `berth` command with this test's roots (stdin inherited unless the caller sets it).
     #[must_use]
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(berth_binary());
+        let mut c = match &self.netns {
+            Some(ns) => ns.command(berth_binary()),
+            None => Command::new(berth_binary()),
+        };
         c.arg("--root")
             .arg(&self.root)
             .arg("--run-root")

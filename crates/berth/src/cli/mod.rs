@@ -14,6 +14,7 @@ pub(crate) mod container;
 mod format;
 mod image;
 mod limits;
+mod network;
 mod process;
 mod ps;
 mod registry;
@@ -76,6 +77,8 @@ pub(crate) enum Command {
     Attach(attach::AttachCommand),
     #[command(flatten)]
     Registry(registry::RegistryCommand),
+    #[command(flatten)]
+    Network(network::NetworkFamily),
     /// Run a command in a new container.
     #[command(disable_help_flag = true)]
     Run(Box<RunArgs>),
@@ -110,6 +113,9 @@ pub(crate) enum Command {
 
 /// Runs a verb; returns the exit code.
 pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
+    if let Some(code) = network::serve_dns(&cli.command, paths) {
+        return Ok(code);
+    }
     let engine = Engine::open(paths).context("open engine state")?;
     let mut stdout = std::io::stdout().lock();
     match &cli.command {
@@ -121,6 +127,7 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
         Command::Storage(c) => return storage::dispatch(&engine, c),
         Command::Attach(c) => return attach::dispatch(&engine, c),
         Command::Registry(c) => return registry::dispatch(&engine, c),
+        Command::Network(c) => return network::dispatch(&engine, c),
         Command::Run(args) => return run::run(&engine, args),
         Command::Update(c) => return update::dispatch(&engine, c),
         Command::Inspect { format, objects } => {

@@ -149,12 +149,29 @@ fn row(engine: &Engine, c: &Container, now: Timestamp, no_trunc: bool, size: boo
         "Mounts": mounts.join(","),
         "Names": c.name,
         "Networks": c.host_config.network_mode,
-        "Ports": "",
+        "Ports": ports(engine, c),
         "RunningFor": format!("{} ago", human_duration(now.secs() - c.created.secs())),
         "Size": size,
         "State": c.state.status.as_str(),
         "Status": status_text(c, now),
     })
+}
+
+/// Docker's PORTS cell: `0.0.0.0:8080->80/tcp, ...` for a running container's published ports.
+fn ports(engine: &Engine, c: &engine::Container) -> String {
+    if matches!(c.host_config.network_mode.as_str(), "" | "none" | "host")
+        || !c.state.status.is_active()
+    {
+        return String::new();
+    }
+    let Ok(ports) = engine.ports(c.id.as_str()) else {
+        return String::new();
+    };
+    ports
+        .iter()
+        .flat_map(|(private, hosts)| hosts.iter().map(move |h| format!("{h}->{private}")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Go's `time.Time.String()` in UTC, as Docker's `CreatedAt` shows it:

@@ -44,9 +44,8 @@ pub(crate) struct CreateArgs {
     /// Overwrite the image's entrypoint.
     #[arg(long)]
     entrypoint: Option<String>,
-    /// `none` (default) or `host`.
-    #[arg(long)]
-    network: Option<String>,
+    #[command(flatten)]
+    net: super::network::NetworkFlags,
     /// Container host name.
     #[arg(short = 'h', long)]
     hostname: Option<String>,
@@ -330,7 +329,6 @@ impl CreateArgs {
         let limits = self.limits.parse()?;
         let mut host_config = HostConfig {
             auto_remove: self.rm,
-            network_mode: self.network.clone().unwrap_or_default(),
             runtime: self.runtime.clone().unwrap_or_default(),
             memory: limits.memory.unwrap_or(0),
             memory_swap: limits.memory_swap.unwrap_or(0),
@@ -383,10 +381,14 @@ impl CreateArgs {
                 .config
                 .insert(k.to_owned(), v.to_owned());
         }
+        let mut endpoint = engine::EndpointRequest::default();
+        self.net
+            .apply(&mut config, &mut host_config, &mut endpoint)?;
         Ok(CreateRequest {
             name: self.name.clone(),
             config,
             host_config,
+            endpoint,
         })
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::{Auth, TOKEN_ISSUER, TOKEN_SERVICE};
 
-/// A bearer-token realm for [`Registry`]: checks basic credentials and answers with an RS256
+/// A bearer-token realm for [`Registry`](super::Registry): checks basic credentials and answers with an RS256
 /// JWT (signed by `openssl`, its certificate in the `x5c` header) granting the requested
 /// scopes to the one user; anonymous requests get a token granting nothing.
 #[derive(Debug)]

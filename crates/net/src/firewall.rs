@@ -1,0 +1,399 @@
+//! berth's nftables table, `inet berth`: outbound NAT for bridge networks, isolation between
+//! networks, no way out of `--internal` ones, and DNAT for published ports.
+//!
+//! The table is a pure function of the engine's state ([`Ruleset`] -> [`render`]): every change
+//! replaces the whole table in one nft transaction (add, delete, add again: atomic, and it works
+//! whether or not the table existed). So a crash can never leave half a rule set, and repair is
+//! "render what the store says and apply it" — there is no per-rule bookkeeping to lose.
+//!
+//! ```text
+//! table inet berth
+//!   prerouting  (nat, dstnat)   fib daddr type local jump publish
+//!   output      (nat, -100)     fib daddr type local jump publish     the host's own loopback
+//!   publish                     [ip daddr H] tcp|udp dport P dnat ip to C:Q   per published port
+//!   postrouting (nat, srcnat)   ip saddr NET oifname != BR masquerade          not internal
+//!                               ip saddr 127.0.0.0/8 oifname BR masquerade     loopback -> DNAT
+//!   forward     (filter)        ct state established,related accept
+//!                               iifname BR oifname { other bridges } drop      isolation
+//!                               iifname BR oifname != BR drop                  internal
+//!                               oifname BR iifname != BR drop                  internal
+//! ```
+//! Loopback DNAT needs `route_localnet` on the bridge (a 127.0.0.1 source may then leave
+//! through it); the masquerade rule gives such packets the bridge's address, so replies come
+//! back (see `sysctl.rs`).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use nftables::expr::{
+    CT, Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
+    Prefix, SetItem,
+};
+use nftables::schema::{Chain, NfCmd, NfListObject, NfObject, Nftables, Rule, Table};
+use nftables::stmt::{JumpTarget, Match, NAT, NATFamily, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+
+use crate::error::NetError;
+use crate::subnet::Subnet;
+
+/// The table's name (family `inet`).
+pub const TABLE: &str = "berth";
+
+/// A transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Proto {
+    /// `tcp` or `udp`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+}
+
+/// One bridge network's part of the rule set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeRules {
+    /// The bridge's interface name.
+    pub bridge: String,
+    /// Its subnets (IPv4 and maybe IPv6).
+    pub subnets: Vec<Subnet>,
+    /// `--internal`: no traffic in or out of the bridge but between its own ports.
+    pub internal: bool,
+}
+
+/// One published port: traffic to the host's `host_port` goes to `addr:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRule {
+    /// Protocol.
+    pub proto: Proto,
+    /// Only traffic to this host address (`None`: any local address).
+    pub host_ip: Option<Ipv4Addr>,
+    /// Host port.
+    pub host_port: u16,
+    /// The container's address.
+    pub addr: Ipv4Addr,
+    /// The container's port.
+    pub port: u16,
+}
+
+/// Everything the table holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    /// Bridge networks.
+    pub bridges: Vec<BridgeRules>,
+    /// Published ports of running containers.
+    pub ports: Vec<PortRule>,
+}
+
+fn s(x: &str) -> Cow<'static, str> {
+    Cow::Owned(x.to_owned())
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn field(protocol: &str, name: &str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: s(protocol),
+            field: s(name),
+        },
+    )))
+}
+
+fn is(left: Expression<'static>, op: Operator, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match { left, right, op })
+}
+
+fn prefix(net: &Subnet) -> Expression<'static> {
+    Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(Expression::String(s(&net.addr().to_string()))),
+        len: u32::from(net.prefix()),
+    }))
+}
+
+fn saddr(net: &Subnet) -> Statement<'static> {
+    let proto = if net.is_ipv6() { "ip6" } else { "ip" };
+    is(field(proto, "saddr"), Operator::EQ, prefix(net))
+}
+
+fn chain(name: &str, hook: Option<(NfChainType, NfHook, i32)>) -> NfObject<'static> {
+    NfObject::CmdObject(NfCmd::Add(NfListObject::Chain(Chain {
+        family: NfFamily::INet,
+        table: s(TABLE),
+        name: s(name),
+        _type: hook.map(|h| h.0),
+        hook: hook.map(|h| h.1),
+        prio: hook.map(|h| h.2),
+        policy: hook.map(|_| NfChainPolicy::Accept),
+        ..Chain::default()
+    })))
+}
+
+fn rule(chain: &str, expr: Vec<Statement<'static>>) -> NfObject<'static> {
+    NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(Rule {
+        family: NfFamily::INet,
+        table: s(TABLE),
+        chain: s(chain),
+        expr: Cow::Owned(expr),
+        ..Rule::default()
+    })))
+}
+
+fn table() -> NfListObject<'static> {
+    NfListObject::Table(Table {
+        family: NfFamily::INet,
+        name: s(TABLE),
+        handle: None,
+    })
+}
+
+fn local_daddr() -> Statement<'static> {
+    is(
+        Expression::Named(NamedExpression::Fib(Fib {
+            result: FibResult::Type,
+            flags: HashSet::from([FibFlag::Daddr]),
+        })),
+        Operator::EQ,
+        Expression::String(s("local")),
+    )
+}
+
+/// The nft transaction that replaces the table with `rules`.
+#[must_use]
+pub fn render(rules: &Ruleset) -> Nftables<'static> {
+    let mut o = vec![
+        NfObject::CmdObject(NfCmd::Add(table())),
+        NfObject::CmdObject(NfCmd::Delete(table())),
+        NfObject::CmdObject(NfCmd::Add(table())),
+        chain(
+            "prerouting",
+            Some((NfChainType::NAT, NfHook::Prerouting, -100)),
+        ),
+        chain("output", Some((NfChainType::NAT, NfHook::Output, -100))),
+        chain("publish", None),
+        chain(
+            "postrouting",
+            Some((NfChainType::NAT, NfHook::Postrouting, 100)),
+        ),
+        chain("forward", Some((NfChainType::Filter, NfHook::Forward, 0))),
+    ];
+    let jump = || {
+        Statement::Jump(JumpTarget {
+            target: s("publish"),
+        })
+    };
+    o.push(rule("prerouting", vec![local_daddr(), jump()]));
+    o.push(rule("output", vec![local_daddr(), jump()]));
+    for p in &rules.ports {
+        let mut e = Vec::new();
+        if let Some(h) = p.host_ip.filter(|h| !h.is_unspecified()) {
+            e.push(is(
+                field("ip", "daddr"),
+                Operator::EQ,
+                Expression::String(s(&h.to_string())),
+            ));
+        }
+        e.push(is(
+            field(p.proto.as_str(), "dport"),
+            Operator::EQ,
+            Expression::Number(u32::from(p.host_port)),
+        ));
+        e.push(Statement::DNAT(Some(NAT {
+            addr: Some(Expression::String(s(&p.addr.to_string()))),
+            family: Some(NATFamily::IP),
+            port: Some(Expression::Number(u32::from(p.port))),
+            flags: None,
+        })));
+        o.push(rule("publish", e));
+    }
+    let name = |b: &BridgeRules| Expression::String(s(&b.bridge));
+    o.push(rule(
+        "forward",
+        vec![
+            is(
+                Expression::Named(NamedExpression::CT(CT {
+                    key: s("state"),
+                    family: None,
+                    dir: None,
+                })),
+                Operator::IN,
+                Expression::List(vec![
+                    Expression::String(s("established")),
+                    Expression::String(s("related")),
+                ]),
+            ),
+            Statement::Accept(None),
+        ],
+    ));
+    for b in &rules.bridges {
+        if b.internal {
+            o.push(rule(
+                "forward",
+                vec![
+                    is(meta(MetaKey::Iifname), Operator::EQ, name(b)),
+                    is(meta(MetaKey::Oifname), Operator::NEQ, name(b)),
+                    Statement::Drop(None),
+                ],
+            ));
+            o.push(rule(
+                "forward",
+                vec![
+                    is(meta(MetaKey::Oifname), Operator::EQ, name(b)),
+                    is(meta(MetaKey::Iifname), Operator::NEQ, name(b)),
+                    Statement::Drop(None),
+                ],
+            ));
+        } else {
+            for net in &b.subnets {
+                o.push(rule(
+                    "postrouting",
+                    vec![
+                        saddr(net),
+                        is(meta(MetaKey::Oifname), Operator::NEQ, name(b)),
+                        Statement::Masquerade(None),
+                    ],
+                ));
+            }
+        }
+        let others: Vec<SetItem<'static>> = rules
+            .bridges
+            .iter()
+            .filter(|x| x.bridge != b.bridge)
+            .map(|x| SetItem::Element(name(x)))
+            .collect();
+        if !others.is_empty() {
+            o.push(rule(
+                "forward",
+                vec![
+                    is(meta(MetaKey::Iifname), Operator::EQ, name(b)),
+                    is(
+                        meta(MetaKey::Oifname),
+                        Operator::EQ,
+                        Expression::Named(NamedExpression::Set(others)),
+                    ),
+                    Statement::Drop(None),
+                ],
+            ));
+        }
+        if !b.internal {
+            let lo = crate::subnet::LOOPBACK_V4;
+            o.push(rule(
+                "postrouting",
+                vec![
+                    saddr(&lo),
+                    is(meta(MetaKey::Oifname), Operator::EQ, name(b)),
+                    Statement::Masquerade(None),
+                ],
+            ));
+        }
+    }
+    Nftables {
+        objects: Cow::Owned(o),
+    }
+}
+
+/// How many rules [`render`] puts in the table for `rules`.
+#[must_use]
+pub fn rule_count(rules: &Ruleset) -> usize {
+    render(rules)
+        .objects
+        .iter()
+        .filter(|o| matches!(o, NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(_)))))
+        .count()
+}
+
+/// Replaces the table in the calling process's network namespace with `rules`.
+///
+/// Errors: `nft` is missing or refused the rule set.
+pub fn apply(rules: &Ruleset) -> Result<(), NetError> {
+    nftables::helper::apply_ruleset(&render(rules)).map_err(|source| NetError::Nftables { source })
+}
+
+/// Deletes the table (nothing of berth's stays in the namespace's firewall).
+///
+/// Errors: `nft` is missing or refused.
+pub fn remove() -> Result<(), NetError> {
+    let n = Nftables {
+        objects: Cow::Owned(vec![
+            NfObject::CmdObject(NfCmd::Add(table())),
+            NfObject::CmdObject(NfCmd::Delete(table())),
+        ]),
+    };
+    nftables::helper::apply_ruleset(&n).map_err(|source| NetError::Nftables { source })
+}
+
+/// The number of rules the table holds now (0 when it does not exist): what `system check`
+/// compares with what the store wants.
+///
+/// Errors: `nft` is missing or its output does not parse.
+pub fn current_rule_count() -> Result<usize, NetError> {
+    let args = ["list", "table", "inet", TABLE];
+    match nftables::helper::get_current_ruleset_with_args(nftables::helper::DEFAULT_NFT, args) {
+        Ok(n) => Ok(n
+            .objects
+            .iter()
+            .filter(|o| matches!(o, NfObject::ListObject(NfListObject::Rule(_))))
+            .count()),
+        Err(nftables::helper::NftablesError::NftFailed { stderr, .. })
+            if stderr.contains("No such file") =>
+        {
+            Ok(0)
+        }
+        Err(source) => Err(NetError::Nftables { source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_a_replacing_transaction() {
+        let rules = Ruleset {
+            bridges: vec![
+                BridgeRules {
+                    bridge: "br-a".into(),
+                    subnets: vec!["10.1.0.0/24".parse().unwrap()],
+                    internal: false,
+                },
+                BridgeRules {
+                    bridge: "br-b".into(),
+                    subnets: vec!["10.2.0.0/24".parse().unwrap()],
+                    internal: true,
+                },
+            ],
+            ports: vec![PortRule {
+                proto: Proto::Udp,
+                host_ip: None,
+                host_port: 5353,
+                addr: Ipv4Addr::new(10, 1, 0, 2),
+                port: 53,
+            }],
+        };
+        let json = serde_json::to_value(render(&rules)).unwrap();
+        let objs = json["nftables"].as_array().unwrap();
+        assert!(objs[0]["add"]["table"].is_object());
+        assert!(objs[1]["delete"]["table"].is_object());
+        let text = json.to_string();
+        assert!(
+            text.contains(r#""dnat":{"addr":"10.1.0.2","family":"ip","port":53}"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""protocol":"udp","field":"dport""#));
+        // One masquerade for the outbound network, one for loopback DNAT; none for internal.
+        assert_eq!(text.matches("masquerade").count(), 2);
+        assert_eq!(text.matches(r#""drop""#).count(), 4);
+    }
+}
