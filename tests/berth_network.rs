@@ -61,6 +61,30 @@ fn fetch_from(b: &Berth, network: &str, url: &str) -> Output {
     run(b, &["--network", network, "bb", "sh", "-c", &wget(url)])
 }
 
+/// Field `n` (1-based, as proc(5) numbers them; n >= 3) of `/proc/<pid>/stat`.
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split_whitespace().nth(n - 3).map(str::to_owned)
+}
+
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// The processes whose parent is `parent`.
+fn children(parent: String) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| stat_field(*p, 4).as_deref() == Some(parent.as_str()))
+        .collect()
+}
+
 #[test]
 fn user_network_names_and_aliases_resolve_and_reach() {
     let Some(b) = Berth::in_netns("net-dns") else {
@@ -195,6 +219,28 @@ fn networks_are_isolated_until_connected() {
         !denied.status.success(),
         "after disconnect: {}",
         describe(&denied)
+    );
+    // The DNS server of `two` was started by other's monitor; once nobody is on `two` it ends,
+    // and being nobody's child it leaves no zombie in that monitor.
+    let two = stdout(&b.ok(&["network", "inspect", "-f", "{{.Id}}", "two"]))
+        .trim()
+        .to_owned();
+    let init: u32 = b.inspect("{{.State.Pid}}", "other").parse().expect("pid");
+    let monitor = stat_field(init, 4).expect("other's monitor");
+    b.ok(&["network", "disconnect", "two", "other"]);
+    wait_until("the DNS server of two ends", || {
+        !processes_with("dns-serve")
+            .iter()
+            .any(|p| cmdline(*p).contains(&two))
+    });
+    let zombies: Vec<String> = children(monitor)
+        .into_iter()
+        .filter(|p| stat_field(*p, 3).as_deref() == Some("Z"))
+        .map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default())
+        .collect();
+    assert!(
+        zombies.is_empty(),
+        "zombies under other's monitor: {zombies:?}"
     );
     // A network with a container cannot go; without, it can.
     let busy = b.cmd(&["network", "rm", "one"]);

@@ -15,9 +15,8 @@
 
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::unix::process::CommandExt;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::networks::Network;
@@ -67,25 +66,37 @@ pub(crate) fn ensure_server(paths: &Paths, n: &Network) {
         .or_else(|| std::env::current_exe().ok())
         .unwrap_or_else(|| PathBuf::from("berth"));
     // Its complaints (an address it cannot bind, a store it cannot read) go to dns.log.
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(lock_path(paths, &n.id).with_file_name("dns.log"))
-        .map_or_else(|_| Stdio::null(), Stdio::from);
-    let mut cmd = Command::new(exe);
-    cmd.arg("--root")
-        .arg(&paths.root)
-        .arg("--run-root")
-        .arg(&paths.run_root)
-        .args(["network", "dns-serve", &n.id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .process_group(0);
-    match cmd.spawn() {
-        // Reaped by whoever inherits it; the monitor that spawned it reaps strays at exit.
-        Ok(child) => drop(child),
-        Err(e) => tracing::warn!("start DNS server of {}: {e}", n.name),
+    let started = (|| -> std::io::Result<()> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(lock_path(paths, &n.id).with_file_name("dns.log"))?;
+        let null = File::options().read(true).write(true).open("/dev/null")?;
+        let exe_fd = rustix::fs::open(
+            &exe,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        let args: Vec<&std::ffi::OsStr> = vec![
+            exe.as_os_str(),
+            "--root".as_ref(),
+            paths.root.as_os_str(),
+            "--run-root".as_ref(),
+            paths.run_root.as_os_str(),
+            "network".as_ref(),
+            "dns-serve".as_ref(),
+            n.id.as_str().as_ref(),
+        ];
+        // Nobody's child: a server that ends is reaped by init, not left a zombie of the
+        // monitor that happened to start it.
+        crate::lifecycle::spawn_detached(
+            exe_fd.as_fd(),
+            &args,
+            [null.as_fd(), null.as_fd(), log.as_fd()],
+        )
+    })();
+    if let Err(e) = started {
+        tracing::warn!("start DNS server of {}: {e}", n.name);
     }
 }
 

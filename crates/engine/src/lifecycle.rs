@@ -246,8 +246,7 @@ impl Engine {
         };
         let (report_r, report_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| io_err("create pipe", &c.run_dir)(e.into()))?;
-        let c_str = |s: &std::ffi::OsStr| std::ffi::CString::new(s.as_encoded_bytes()).ok();
-        let argv: Vec<std::ffi::CString> = [
+        let args: Vec<&std::ffi::OsStr> = [
             exe.as_os_str(),
             "--root".as_ref(),
             self.paths.root.as_os_str(),
@@ -259,20 +258,10 @@ impl Engine {
         ]
         .into_iter()
         .filter(|a| !a.is_empty())
-        .filter_map(c_str)
         .collect();
-        let envp: Vec<std::ffi::CString> = std::env::vars_os()
-            .filter_map(|(k, v)| {
-                let mut kv = k;
-                kv.push("=");
-                kv.push(v);
-                c_str(&kv)
-            })
-            .collect();
-        crate::sys::spawn_detached(
+        spawn_detached(
             protected.as_fd(),
-            &argv,
-            &envp,
+            &args,
             [theirs.as_fd(), report_w.as_fd(), stderr.as_fd()],
         )
         .map_err(io_err("spawn monitor", &monitor_log))?;
@@ -500,6 +489,26 @@ pub(crate) fn cleanup(paths: &Paths, c: &Container) {
     let _ = fs::remove_dir_all(&c.run_dir);
     crate::network_attach::released(paths, c);
 }
+/// Starts the executable `exe` with `argv` (`argv[0]` first) and this process's environment
+/// as a process nobody waits for, in a session of its own (see `sys::spawn_detached`).
+pub(crate) fn spawn_detached(
+    exe: std::os::fd::BorrowedFd<'_>,
+    argv: &[&std::ffi::OsStr],
+    stdio: [std::os::fd::BorrowedFd<'_>; 3],
+) -> std::io::Result<()> {
+    let c_str = |s: &std::ffi::OsStr| std::ffi::CString::new(s.as_encoded_bytes()).ok();
+    let argv: Vec<std::ffi::CString> = argv.iter().filter_map(|a| c_str(a)).collect();
+    let envp: Vec<std::ffi::CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k;
+            kv.push("=");
+            kv.push(v);
+            c_str(&kv)
+        })
+        .collect();
+    crate::sys::spawn_detached(exe, &argv, &envp, stdio)
+}
+
 /// Docker's merge of the user's config over the image's: the user's Entrypoint (even an empty
 /// one, from `--entrypoint ""`) drops the image's Cmd; Env, Labels, ExposedPorts and Volumes
 /// are unions with the user winning per key; User, WorkingDir, StopSignal and Healthcheck come

@@ -101,8 +101,8 @@ pub(crate) fn keep_terminal(master: OwnedFd) -> io::Result<()> {
 /// Starts `exe` (a descriptor of an executable, see `runtime::selfexe::protected_exe`) with
 /// `argv` and `envp` as a grandchild that nobody waits for: the intermediate child exits at
 /// once, so the new process is reparented to the nearest subreaper (or init) and outlives the
-/// caller whatever happens to it. Its stdio are `stdio`; signal dispositions and mask start
-/// clean. If the exec fails, the grandchild writes `err 125 <reason>` to its stdout (the
+/// caller whatever happens to it, in a session of its own. Its stdio are `stdio`; signal
+/// dispositions and mask start clean. If the exec fails, the grandchild writes `err 125 <reason>` to its stdout (the
 /// caller's report pipe) and exits 125.
 pub(crate) fn spawn_detached(
     exe: std::os::fd::BorrowedFd<'_>,
@@ -116,10 +116,29 @@ pub(crate) fn spawn_detached(
     argv_ptrs.push(std::ptr::null());
     let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
     envp_ptrs.push(std::ptr::null());
-    let failed = b"err 125 exec the monitor failed\n";
     let fds = stdio.map(|fd| fd.as_raw_fd());
-    // SAFETY: the children run only async-signal-safe calls (fork, dup, dup2, sigprocmask,
-    // signal, execveat, write, _exit) on memory prepared above, and never return.
+    // A subreaper (a monitor starting a network's DNS server) would inherit the grandchild
+    // when the middle child exits, and keep it as a zombie once it ends: step aside meanwhile.
+    let subreaper = rustix::process::child_subreaper().ok().flatten().is_some();
+    if subreaper {
+        let _ = rustix::process::set_child_subreaper(None);
+    }
+    let res = fork_twice_and_exec(exe, &argv_ptrs, &envp_ptrs, fds);
+    if subreaper {
+        let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+    }
+    res
+}
+
+fn fork_twice_and_exec(
+    exe: std::os::fd::BorrowedFd<'_>,
+    argv_ptrs: &[*const libc::c_char],
+    envp_ptrs: &[*const libc::c_char],
+    fds: [i32; 3],
+) -> io::Result<()> {
+    let failed = b"err 125 exec the monitor failed\n";
+    // SAFETY: the children run only async-signal-safe calls (fork, setsid, fcntl, dup2,
+    // sigprocmask, signal, execveat, write, _exit) on memory the caller prepared, and never return.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
@@ -131,6 +150,9 @@ pub(crate) fn spawn_detached(
             if grandchild != 0 {
                 libc::_exit(i32::from(grandchild < 0));
             }
+            // Out of the caller's session and process group: no signal meant for the
+            // caller's terminal reaches it.
+            libc::setsid();
             // A source that is itself 0..2 could be overwritten by an earlier dup2: copy all
             // three above 2 first.
             let high = fds.map(|fd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3));
