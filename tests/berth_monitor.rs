@@ -811,6 +811,18 @@ fn exec_stdin_is_passed_with_i_and_null_without() {
             "{ctr}: {}",
             describe(&out)
         );
+        // -d -t: the process keeps its terminal after berth returned (a shell on /dev/null
+        // would end at once), as under Docker.
+        let out = r.run(&["exec", "-d", "-t", ctr, "sh"]);
+        assert_eq!(out.status.code(), Some(0), "{ctr}: {}", describe(&out));
+        let shell_on_pty = "for p in /proc/[0-9]*; do \
+             [ \"$(cat $p/comm 2>/dev/null)\" = sh ] && readlink $p/fd/0; done; true";
+        assert!(
+            eventually(|| r
+                .ok(&["exec", ctr, "sh", "-c", shell_on_pty])
+                .contains("/dev/pts/")),
+            "{ctr}: no shell on a terminal"
+        );
     }
     r.ok(&["rm", "-f", "ei", "ext"]);
 }

@@ -69,7 +69,7 @@ impl Engine {
         };
         let mut process = exec_process(base, opts, &passwd, &group)?;
         let oci = crate::oci::for_container(&self.paths, &c);
-        if opts.tty && !opts.detach {
+        if opts.tty {
             return exec_terminal(&c, oci.as_ref(), &mut process, opts);
         }
         if opts.detach {
@@ -89,9 +89,10 @@ impl Engine {
     }
 }
 
-/// `exec -t` without `-d`: the process gets a pty whose master comes back over a console
-/// socket; this process relays it to its own stdio (raw mode, window size, detach keys) and
-/// reaps the process (a subreaper, for runtimes that exit before it does).
+/// `exec -t`: the process gets a pty whose master comes back over a console socket; this
+/// process relays it to its own stdio (raw mode, window size, detach keys) and reaps the process
+/// (a subreaper, for runtimes that exit before it does). With `-d` the terminal goes straight to
+/// a keeper that holds it open and discards its output, as Docker's shim does, and 0 returns.
 fn exec_terminal(
     c: &crate::containers::Container,
     oci: &dyn crate::oci::OciRuntime,
@@ -142,6 +143,11 @@ fn exec_terminal(
     let master =
         runtime::console::receive_master(std::os::fd::AsFd::as_fd(&conn)).map_err(runtime_err)?;
     drop(conn);
+    if opts.detach {
+        crate::sys::keep_terminal(master)
+            .map_err(|e| io_err("keep the terminal of", &sock_path)(e))?;
+        return Ok(0);
+    }
     let relay = RelayOptions {
         stdin: opts.interactive,
         detach_keys: if opts.interactive {
