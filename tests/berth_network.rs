@@ -690,7 +690,11 @@ fn killed_cli_monitor_and_connect_leave_nothing_after_system_check() {
         "{}",
         describe(&check)
     );
-    assert_eq!(network_leftovers(&b), "");
+    // The repair killed the container; the kernel deletes its veth when it tears the network
+    // namespace down, which it does asynchronously after the last process is gone.
+    wait_until("the dead container's veth and rules are gone", || {
+        network_leftovers(&b).is_empty()
+    });
     b.assert_consistent();
     // A connect killed after it recorded the endpoint, before the veth.
     b.ok(&["rm", "-f", "victim"]);
@@ -714,7 +718,9 @@ fn killed_cli_monitor_and_connect_leave_nothing_after_system_check() {
     // Re-running works, and removal leaves nothing.
     b.ok(&["network", "connect", "second", "victim"]);
     b.ok(&["rm", "-f", "victim"]);
-    assert_eq!(network_leftovers(&b), "");
+    wait_until("the removed container's veths and rules are gone", || {
+        network_leftovers(&b).is_empty()
+    });
     b.assert_consistent();
 }
 
