@@ -492,3 +492,42 @@ pub(crate) fn wait_before_retry(attempt: u32) -> Duration {
     std::thread::sleep(d);
     d
 }
+
+/// Runs `job(0..count)` on up to `workers` threads; after the first failure no new job starts,
+/// and the error of the lowest-numbered failed job comes back (the same one whatever the
+/// threads' timing).
+pub(crate) fn in_parallel<E: Send>(
+    count: usize,
+    workers: usize,
+    job: impl Fn(usize) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let errors: Mutex<Vec<(usize, E)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(count) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count || failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Err(e) = job(i) {
+                        failed.store(true, Ordering::Relaxed);
+                        if let Ok(mut errs) = errors.lock() {
+                            errs.push((i, e));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let mut errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    errors.sort_by_key(|(i, _)| *i);
+    match errors.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}

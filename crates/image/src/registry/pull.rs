@@ -20,8 +20,7 @@ use crate::manifest::{
 use crate::media;
 use crate::store::ImageStore;
 use std::io::{self, Read, Write};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What a pull wants.
 #[derive(Debug, Clone)]
@@ -452,34 +451,9 @@ fn run_jobs(
     jobs: &[Job],
     progress: PullProgress<'_>,
 ) -> Result<(), RegistryError> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let errors: Mutex<Vec<(usize, RegistryError)>> = Mutex::new(Vec::new());
-    let workers = session.config().max_concurrent_downloads.min(jobs.len());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= jobs.len() || failed.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    if let Err(e) = run_job(store, session, &jobs[i], progress) {
-                        failed.store(true, Ordering::Relaxed);
-                        if let Ok(mut errs) = errors.lock() {
-                            errs.push((i, e));
-                        }
-                    }
-                }
-            });
-        }
-    });
-    let mut errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
-    errors.sort_by_key(|(i, _)| *i);
-    match errors.into_iter().next() {
-        Some((_, e)) => Err(e),
-        None => Ok(()),
-    }
+    super::client::in_parallel(jobs.len(), session.config().max_concurrent_downloads, |i| {
+        run_job(store, session, &jobs[i], progress)
+    })
 }
 
 fn report(progress: PullProgress<'_>, job: &Job, state: LayerState, current: u64) {

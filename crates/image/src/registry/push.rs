@@ -11,8 +11,6 @@ use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_SIZE, Manifest, descriptor_digest, parse_manifest};
 use crate::media;
 use crate::store::ImageStore;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// How to push.
 #[derive(Debug, Clone)]
@@ -169,43 +167,17 @@ fn push_blobs(
             total: *size,
         });
     }
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let errors = Mutex::new(Vec::new());
-    let workers = session.config().max_concurrent_uploads.min(blobs.len());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= blobs.len() || failed.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let (blob, size) = &blobs[i];
-                    match push_blob(store, session, blob, *size, opts, progress) {
-                        Ok(state) => progress(&PushProgress {
-                            blob: blob.clone(),
-                            state,
-                            current: *size,
-                            total: *size,
-                        }),
-                        Err(e) => {
-                            failed.store(true, Ordering::Relaxed);
-                            if let Ok(mut errs) = errors.lock() {
-                                errs.push((i, e));
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    let mut errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
-    errors.sort_by_key(|(i, _)| *i);
-    match errors.into_iter().next() {
-        Some((_, e)) => Err(e),
-        None => Ok(()),
-    }
+    super::client::in_parallel(blobs.len(), session.config().max_concurrent_uploads, |i| {
+        let (blob, size) = &blobs[i];
+        let state = push_blob(store, session, blob, *size, opts, progress)?;
+        progress(&PushProgress {
+            blob: blob.clone(),
+            state,
+            current: *size,
+            total: *size,
+        });
+        Ok(())
+    })
 }
 
 fn push_blob(
