@@ -76,12 +76,9 @@ pub(crate) fn wait_pidfd(fd: &OwnedFd, timeout: Duration) -> bool {
         if left.is_zero() {
             return false;
         }
-        let ts = rustix::event::Timespec {
-            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(left.subsec_nanos()),
-        };
+        let ts = rustix::event::Timespec::try_from(left).ok();
         let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
-        match rustix::event::poll(&mut fds, Some(&ts)) {
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
             Ok(n) if n > 0 => return true,
             _ => {}
         }

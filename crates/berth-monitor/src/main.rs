@@ -318,12 +318,8 @@ impl Monitor {
             fds.push(PollFd::new(fd, PollFlags::IN));
             what.push(Ready::HealthDone);
         }
-        let timeout = self.health.as_ref().map(|h| {
-            let left = h.next.saturating_duration_since(Instant::now());
-            rustix::event::Timespec {
-                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-                tv_nsec: i64::from(left.subsec_nanos()),
-            }
+        let timeout = self.health.as_ref().and_then(|h| {
+            rustix::event::Timespec::try_from(h.next.saturating_duration_since(Instant::now())).ok()
         });
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
@@ -559,12 +555,9 @@ impl Monitor {
             if left.is_zero() {
                 return false;
             }
-            let timeout = rustix::event::Timespec {
-                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-                tv_nsec: i64::from(left.subsec_nanos()),
-            };
+            let timeout = rustix::event::Timespec::try_from(left).ok();
             let mut fds = [PollFd::new(&c.sock, PollFlags::IN)];
-            match rustix::event::poll(&mut fds, Some(&timeout)) {
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
                 Ok(_) | Err(Errno::INTR) => {}
                 Err(_) => return false,
             }

@@ -323,13 +323,10 @@ pub(crate) fn pin_monitor(pid: i32, run_dir: &Path) -> Option<OwnedFd> {
 /// [`is_alive`]); `true` once it has.
 pub(crate) fn wait_pidfd(pidfd: &OwnedFd, timeout: Duration) -> bool {
     use rustix::event::{PollFd, PollFlags};
-    let timeout = rustix::event::Timespec {
-        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
-        tv_nsec: i64::from(timeout.subsec_nanos()),
-    };
+    let timeout = rustix::event::Timespec::try_from(timeout).ok();
     let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
     loop {
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
             Ok(n) => return n > 0,
             Err(rustix::io::Errno::INTR) => {}
             Err(_) => return false,

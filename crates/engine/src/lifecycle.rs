@@ -496,17 +496,11 @@ pub(crate) fn spawn_detached(
     argv: &[&std::ffi::OsStr],
     stdio: [std::os::fd::BorrowedFd<'_>; 3],
 ) -> std::io::Result<()> {
-    let c_str = |s: &std::ffi::OsStr| std::ffi::CString::new(s.as_encoded_bytes()).ok();
-    let argv: Vec<std::ffi::CString> = argv.iter().filter_map(|a| c_str(a)).collect();
-    let envp: Vec<std::ffi::CString> = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let mut kv = k;
-            kv.push("=");
-            kv.push(v);
-            c_str(&kv)
-        })
+    let argv: Vec<std::ffi::CString> = argv
+        .iter()
+        .filter_map(|a| std::ffi::CString::new(a.as_encoded_bytes()).ok())
         .collect();
-    crate::sys::spawn_detached(exe, &argv, &envp, stdio)
+    crate::sys::spawn_detached(exe, &argv, &runtime::selfexe::environ(), stdio)
 }
 
 /// Docker's merge of the user's config over the image's: the user's Entrypoint (even an empty

@@ -75,10 +75,7 @@ fn run_one(kind: &'static str, index: usize, h: &Hook, state_json: &[u8]) -> Res
             &pidfd,
             rustix::event::PollFlags::IN,
         )];
-        let ts = timeout.map(|t| rustix::event::Timespec {
-            tv_sec: t.as_secs() as i64,
-            tv_nsec: i64::from(t.subsec_nanos()),
-        });
+        let ts = timeout.and_then(|t| rustix::event::Timespec::try_from(t).ok());
         match rustix::event::poll(&mut fds, ts.as_ref()) {
             Ok(0) | Err(rustix::io::Errno::INTR) => continue,
             Ok(_) => break,

@@ -95,17 +95,24 @@ fn read_only_mount() -> Option<OwnedFd> {
 }
 
 fn args_and_env() -> (Vec<CString>, Vec<CString>) {
-    let to_c = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).ok();
-    let argv: Vec<CString> = std::env::args_os().filter_map(|a| to_c(&a)).collect();
-    let envp: Vec<CString> = std::env::vars_os()
+    let argv: Vec<CString> = std::env::args_os()
+        .filter_map(|a| CString::new(a.as_bytes()).ok())
+        .collect();
+    (argv, environ())
+}
+
+/// This process's environment as `execve` takes it (`KEY=value`), for starting another
+/// process of its binary.
+#[must_use]
+pub fn environ() -> Vec<CString> {
+    std::env::vars_os()
         .filter_map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');
             kv.extend_from_slice(v.as_bytes());
             CString::new(kv).ok()
         })
-        .collect();
-    (argv, envp)
+        .collect()
 }
 
 /// A sealed memfd copy of this process's binary (runc's original fix).

@@ -64,15 +64,12 @@ fn wait_exit(st: &ContainerState, timeout: Duration) -> bool {
         if left.is_zero() {
             return false;
         }
-        let ts = rustix::event::Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: i64::from(left.subsec_nanos()),
-        };
+        let ts = rustix::event::Timespec::try_from(left).ok();
         let mut fds = [rustix::event::PollFd::new(
             &pidfd,
             rustix::event::PollFlags::IN,
         )];
-        match rustix::event::poll(&mut fds, Some(&ts)) {
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
             Ok(n) if n > 0 => return true,
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(_) => return true,
