@@ -743,3 +743,41 @@ fn bad_mount_input_is_one_line_exit_125_and_leaves_nothing() {
     );
     assert_no_mounts(&b);
 }
+
+/// The overlay options of the mount on a running container's rootfs.
+fn rootfs_mount_options(b: &Berth, name: &str) -> String {
+    let id = b.inspect("{{.Id}}", name);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    mountinfo
+        .lines()
+        .find(|l| l.contains(&id) && l.contains(" - overlay "))
+        .unwrap_or_else(|| panic!("no overlay mount of {id}"))
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn only_an_rm_container_writes_volatile() {
+    if !testutil::require_root() {
+        return;
+    }
+    let b = Berth::new("st-volatile");
+    b.import_busybox("bb");
+    b.ok(&["run", "-d", "--rm", "--name", "gone", "bb", "sleep", "60"]);
+    b.ok(&["run", "-d", "--name", "kept", "bb", "sleep", "60"]);
+    // Shown as `volatile` before Linux 6.6, `fsync=volatile` since.
+    let volatile = |opts: &str| {
+        opts.split(',')
+            .any(|o| o == "volatile" || o == "fsync=volatile")
+    };
+    let gone = rootfs_mount_options(&b, "gone");
+    assert!(volatile(&gone), "{gone}");
+    let kept = rootfs_mount_options(&b, "kept");
+    assert!(!volatile(&kept), "{kept}");
+    // `rm -f` of a running `--rm` container races its monitor's removal: both end well.
+    b.ok(&["rm", "-f", "gone", "kept"]);
+    assert!(b.containers().is_empty(), "{:?}", b.containers());
+    assert_no_mounts(&b);
+}

@@ -435,12 +435,16 @@ impl Engine {
                 let _ = oci.resume(c.id.as_str());
             }
             crate::repair::crash_point("rm-after-kill");
-            self.wait_exit(&c, Duration::from_secs(30))?;
+            if self.exited_or_auto_removed(&c)? {
+                return Ok(c);
+            }
         } else if let Some(p) = c.state.monitor_pid
             && crate::check::monitor_alive(p, &c.run_dir)
         {
             // The monitor recorded the exit and is cleaning up: let it finish.
-            self.wait_exit(&c, Duration::from_secs(30))?;
+            if self.exited_or_auto_removed(&c)? {
+                return Ok(c);
+            }
         }
         self.cleanup(&c);
         crate::repair::crash_point("rm-after-cleanup");
@@ -460,6 +464,16 @@ impl Engine {
                 source: Box::new(source),
             })?;
         Ok(removed)
+    }
+
+    /// Waits for the exit of a container being removed; `true` when its monitor removed it
+    /// meanwhile (`--rm`), which is what the caller wanted.
+    fn exited_or_auto_removed(&self, c: &Container) -> Result<bool> {
+        match self.wait_exit(c, Duration::from_secs(30)) {
+            Ok(_) => Ok(false),
+            Err(EngineError::NotFound { .. }) if c.host_config.auto_remove => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// Runtime delete, rootfs unmount and run dir removal; each step tolerates "already done".

@@ -563,7 +563,14 @@ fn mount_rootfs(c: &Container) -> Result<()> {
     };
     let target = rootfs_path(c);
     fs::create_dir_all(&target).map_err(io_err("create directory", &target))?;
-    image::mount_overlay(&mount, &target).map_err(|source| EngineError::Snapshot {
+    // An `--rm` container's writes are thrown away at its exit: its unmount need not wait for
+    // them to reach the disk.
+    let durability = if c.host_config.auto_remove {
+        image::Durability::Volatile
+    } else {
+        image::Durability::Synced
+    };
+    image::mount_overlay_with(&mount, &target, durability).map_err(|source| EngineError::Snapshot {
         action: format!("mount rootfs of {}", c.id.short()),
         source: Box::new(source),
     })

@@ -32,6 +32,9 @@ pub use digest::{ChainId, DiffId, Digest, DigestError};
 pub use gc::{Collected, GcError, GcLock};
 pub use import::{ImportError, ImportOptions, Imported};
 pub use manifest::{Manifest, ManifestError, Platform};
-pub use snapshot::{Mount, SnapshotError, Snapshots, mount_overlay, open_overlay, unmount};
+pub use snapshot::{
+    Durability, Mount, SnapshotError, Snapshots, mount_overlay, mount_overlay_with, open_overlay,
+    unmount,
+};
 pub use store::{Image, ImageError, ImageStore};
 pub use unpack::{LayerStore, UnpackError, Unpacked};

@@ -192,16 +192,48 @@ fn mount_err(target: &Path, step: String, e: Errno) -> SnapshotError {
     }
 }
 
+/// Whether the upper layer's writes must reach the disk when the overlay is synced or
+/// unmounted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Normal: `sync`, `fsync` and the unmount sync the upper filesystem.
+    Synced,
+    /// Overlay's `volatile` option (Linux 5.10): no sync ever reaches the upper filesystem,
+    /// so the unmount does not wait for its journal. For containers removed when they exit
+    /// (`--rm`), whose writes nobody reads after a crash; kernels without the option mount
+    /// [`Durability::Synced`].
+    Volatile,
+}
+
 /// Mounts `m` on `target` (an existing directory).
 ///
 /// # Errors
 /// The kernel refuses a step; [`SnapshotError::TooManyLayers`] on an old kernel with a layer
 /// list longer than a page.
 pub fn mount_overlay(m: &Mount, target: &Path) -> Result<(), SnapshotError> {
-    let mnt = match overlay_fd(m, target)? {
+    mount_overlay_with(m, target, Durability::Synced)
+}
+
+/// [`mount_overlay`] with the upper layer's [`Durability`].
+///
+/// # Errors
+/// As [`mount_overlay`].
+pub fn mount_overlay_with(
+    m: &Mount,
+    target: &Path,
+    durability: Durability,
+) -> Result<(), SnapshotError> {
+    let volatile = durability == Durability::Volatile;
+    if volatile {
+        // A volatile mount leaves `work/incompat/volatile` behind, and the kernel refuses to
+        // mount the same upper again until it is gone (it cannot tell an unmount from a
+        // crash). Either way this container's upper is only ever used by this container.
+        let _ = fs::remove_dir_all(m.workdir.join("work/incompat"));
+    }
+    let mnt = match overlay_fd(m, target, volatile)? {
         Some(fd) => fd,
         // No `lowerdir+` (kernel < 6.8): classic mount data, if it fits.
-        None => return mount_classic(m, target),
+        None => return mount_classic(m, target, volatile),
     };
     rustix::mount::move_mount(
         &mnt,
@@ -224,7 +256,7 @@ pub fn mount_overlay(m: &Mount, target: &Path) -> Result<(), SnapshotError> {
 /// The kernel refuses a step.
 pub fn open_overlay(m: &Mount) -> Result<OwnedFd, SnapshotError> {
     let what = Path::new("(detached)");
-    overlay_fd(m, what)?.ok_or_else(|| SnapshotError::Mount {
+    overlay_fd(m, what, false)?.ok_or_else(|| SnapshotError::Mount {
         target: what.to_path_buf(),
         step: "fsconfig lowerdir+".to_owned(),
         source: io::Error::from(Errno::INVAL),
@@ -232,7 +264,7 @@ pub fn open_overlay(m: &Mount) -> Result<OwnedFd, SnapshotError> {
 }
 
 /// fsopen, one `lowerdir+` per layer, fsmount; `None` when the kernel has no `lowerdir+`.
-fn overlay_fd(m: &Mount, target: &Path) -> Result<Option<OwnedFd>, SnapshotError> {
+fn overlay_fd(m: &Mount, target: &Path, volatile: bool) -> Result<Option<OwnedFd>, SnapshotError> {
     if m.lowerdirs.is_empty() {
         return Err(SnapshotError::NoLayers);
     }
@@ -255,6 +287,10 @@ fn overlay_fd(m: &Mount, target: &Path) -> Result<Option<OwnedFd>, SnapshotError
         rustix::mount::fsconfig_set_string(&fs_fd, key, path.as_path())
             .map_err(|e| mount_err(target, format!("fsconfig {key} {}", path.display()), e))?;
     }
+    if volatile {
+        // Unknown before 5.10: the mount is then an ordinary synced one.
+        let _ = rustix::mount::fsconfig_set_flag(&fs_fd, "volatile");
+    }
     rustix::mount::fsconfig_create(&fs_fd)
         .map_err(|e| mount_err(target, "fsconfig create".to_owned(), e))?;
     rustix::mount::fsmount(
@@ -266,8 +302,20 @@ fn overlay_fd(m: &Mount, target: &Path) -> Result<Option<OwnedFd>, SnapshotError
     .map_err(|e| mount_err(target, "fsmount".to_owned(), e))
 }
 
-fn mount_classic(m: &Mount, target: &Path) -> Result<(), SnapshotError> {
-    let data = m.options();
+fn mount_classic(m: &Mount, target: &Path, volatile: bool) -> Result<(), SnapshotError> {
+    if volatile {
+        match mount_data(m, target, &format!("{},volatile", m.options())) {
+            // Before 5.10 the option is unknown (or it made the data too long): without it.
+            Err(SnapshotError::Mount { source, .. })
+                if source.raw_os_error() == Some(Errno::INVAL.raw_os_error()) => {}
+            Err(SnapshotError::TooManyLayers { .. }) => {}
+            done => return done,
+        }
+    }
+    mount_data(m, target, &m.options())
+}
+
+fn mount_data(m: &Mount, target: &Path, data: &str) -> Result<(), SnapshotError> {
     if data.len() >= 4096 {
         return Err(SnapshotError::TooManyLayers {
             target: target.to_path_buf(),
