@@ -87,14 +87,16 @@ impl Engine {
     ) -> Result<()> {
         let c = self.container(reference)?;
         let path = c.log_path.clone();
-        // Open the current file first: what rotates away after this is still read through it.
-        let mut current = File::open(&path).map_err(io_err("open log", &path))?;
+        // The files as they were at one instant; what rotates away after this is still read
+        // through the current one.
+        let mut files = match LogFiles::open(&path, max_file(&c)) {
+            Some(files) => files.0,
+            None => vec![(0, File::open(&path).map_err(io_err("open log", &path))?)],
+        };
+        let (_, mut current) = files.remove(0);
         let mut entries = Vec::new();
-        for n in (1..max_file(&c)).rev() {
-            let old = jsonlog::rotated(&path, n);
-            if let Ok(mut f) = File::open(&old) {
-                entries.extend(LineReader::default().read(&mut f, &old)?);
-            }
+        for (_, mut f) in files.into_iter().rev() {
+            entries.extend(LineReader::default().read(&mut f, &path)?);
         }
         let mut reader = LineReader::default();
         entries.extend(reader.read(&mut current, &path)?);
@@ -116,30 +118,32 @@ impl Engine {
                         || now.state.monitor_pid.is_some_and(crate::check::is_alive)
                 });
             let mut new = reader.read(&mut current, &path)?;
-            // Rotated: finish the old file (done above), go on with the new one.
             let rotated = std::fs::metadata(&path)
                 .ok()
                 .zip(current.metadata().ok())
                 .is_some_and(|(p, f)| p.ino() != f.ino());
-            if rotated && let Ok(f) = File::open(&path) {
+            if rotated && let Some(files) = LogFiles::open(&path, max_file(&c)) {
                 // The old file is complete now that it rotated away: its last lines.
                 new.extend(reader.read(&mut current, &path)?);
-                // More than one rotation since the last look: the files between the one just
-                // finished (now `.k`) and the new current one hold lines not read yet.
+                // Then every file newer than it, oldest first, ending with the current one.
                 let done = current.metadata().map(|m| m.ino()).ok();
-                let finished_at = (1..max_file(&c)).find(|&n| {
-                    std::fs::metadata(jsonlog::rotated(&path, n))
-                        .is_ok_and(|m| Some(m.ino()) == done)
-                });
-                for n in (1..finished_at.unwrap_or(1)).rev() {
-                    let between = jsonlog::rotated(&path, n);
-                    if let Ok(mut f) = File::open(&between) {
-                        new.extend(LineReader::default().read(&mut f, &between)?);
+                let newer = files
+                    .0
+                    .iter()
+                    .position(|(ino, _)| Some(*ino) == done)
+                    .unwrap_or(files.0.len());
+                let mut files = files.0;
+                files.truncate(newer);
+                let mut files = files.into_iter().rev();
+                // Nothing newer (the name came back to this file): go on reading it.
+                if let Some((_, newest)) = files.next_back() {
+                    for (_, mut f) in files {
+                        new.extend(LineReader::default().read(&mut f, &path)?);
                     }
+                    current = newest;
+                    reader = LineReader::default();
+                    new.extend(reader.read(&mut current, &path)?);
                 }
-                current = f;
-                reader = LineReader::default();
-                new.extend(reader.read(&mut current, &path)?);
             }
             new.retain(|e| keep(e, opts));
             print(&new, opts, out, err);
@@ -148,6 +152,40 @@ impl Engine {
             }
             std::thread::sleep(POLL);
         }
+    }
+}
+
+/// The log and its rotated files, newest (the current log) first, opened at one instant: the
+/// monitor renames them all at each rotation, so a listing is retried until no rotation
+/// happened while it was made. `None` while the current log is missing (mid-rotation).
+struct LogFiles(Vec<(u64, File)>);
+
+impl LogFiles {
+    fn open(path: &Path, max_file: u32) -> Option<LogFiles> {
+        let inodes = || -> Vec<Option<u64>> {
+            (0..max_file.max(1))
+                .map(|n| {
+                    std::fs::metadata(jsonlog::rotated(path, n))
+                        .ok()
+                        .map(|m| m.ino())
+                })
+                .collect()
+        };
+        for _ in 0..100 {
+            let before = inodes();
+            let files: Vec<(u64, File)> = (0..max_file.max(1))
+                .map_while(|n| {
+                    let f = File::open(jsonlog::rotated(path, n)).ok()?;
+                    Some((f.metadata().ok()?.ino(), f))
+                })
+                .collect();
+            let opened: Vec<Option<u64>> = files.iter().map(|(ino, _)| Some(*ino)).collect();
+            if before[0].is_some() && before == inodes() && before[..opened.len()] == opened[..] {
+                return Some(LogFiles(files));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        None
     }
 }
 
