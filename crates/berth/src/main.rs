@@ -29,10 +29,12 @@ fn main() -> ExitCode {
         backoff_ms,
         health,
         exit_client,
+        standby,
     } = &cli.command
     {
         let args = engine::monitor::MonitorArgs {
-            id: id.clone(),
+            id: id.clone().unwrap_or_default(),
+            standby: *standby,
             exited: *exited,
             backoff_ms: *backoff_ms,
             health: *health,

@@ -138,8 +138,26 @@ pub(crate) fn parse_v1_mounts(mountinfo: &str, root: &Path) -> Vec<V1Mount> {
     out
 }
 
-/// The v1 cgroup mounts directly below `root`, from `/proc/self/mountinfo`.
+/// The v1 cgroup mounts directly below `root`, from `/proc/self/mountinfo`: read once per
+/// process and root (one container's create, start and delete each ask several times; cgroup
+/// hierarchies are mounted at boot and stay).
 pub(crate) fn v1_mounts(root: &Path) -> Result<Vec<V1Mount>, CgroupError> {
+    static SEEN: std::sync::Mutex<Vec<(PathBuf, Vec<V1Mount>)>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, mounts)) = seen.iter().find(|(r, _)| r == root) {
+        return Ok(mounts.clone());
+    }
+    let mounts = read_v1_mounts(root)?;
+    // An empty answer is not kept: a test or a late boot step may mount them yet.
+    if !mounts.is_empty() {
+        seen.push((root.to_path_buf(), mounts.clone()));
+    }
+    Ok(mounts)
+}
+
+fn read_v1_mounts(root: &Path) -> Result<Vec<V1Mount>, CgroupError> {
     let p = Path::new("/proc/self/mountinfo");
     let text = std::fs::read_to_string(p).map_err(|e| CgroupError::read(p, e))?;
     Ok(parse_v1_mounts(&text, root)

@@ -43,6 +43,7 @@ mod lifecycle;
 pub mod limits;
 mod logs;
 pub mod monitor;
+mod monitor_start;
 mod mount_flags;
 mod mounts;
 mod names;

@@ -1,16 +1,13 @@
 //! Container lifecycle: create (record, snapshot, bundle), start (spawn the monitor), kill,
 //! stop, remove, and the idempotent cleanup the monitor shares.
 
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
-use std::os::fd::{AsFd, OwnedFd};
+use std::fs;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, HostConfig};
 use crate::containers::{Container, NewContainer};
-use crate::engine::{Engine, POLL, io_err, is_mountpoint, rootfs_path, write_file};
+use crate::engine::{Engine, POLL, is_mountpoint, rootfs_path, write_file};
 use crate::error::{EngineError, Result};
 use crate::state::{Status, Transition};
 use crate::store::Paths;
@@ -50,8 +47,10 @@ impl Engine {
     /// Errors: a missing image, a taken name, or a start failure (with Docker's exit code).
     pub fn run(&self, req: &CreateRequest, attach: bool) -> Result<Started> {
         let _op = self.operation()?;
+        // The monitor's start (an exec, the store) overlaps the create.
+        let standby = self.spawn_monitor(attach)?;
         let c = self.create(req)?;
-        match self.start_monitor(&c, attach) {
+        match self.hand_over(standby, &c) {
             Ok(s) => Ok(s),
             Err(e) => {
                 if let Err(clean) = self.remove(&c.id.to_string(), true) {
@@ -211,89 +210,6 @@ impl Engine {
     pub fn restart(&self, reference: &str, timeout: Duration) -> Result<Container> {
         self.stop(reference, timeout)?;
         Ok(self.start(reference, false)?.container)
-    }
-
-    /// Starts `berth monitor <id>` as a detached grandchild (nobody's child: it outlives this
-    /// process whatever happens to it) and reads its report (`ok` or `err <code> <message>`)
-    /// from the pipe on its stdout.
-    fn start_monitor(&self, c: &Container, attach: bool) -> Result<Started> {
-        // argv[0] is the path on disk: the monitor finds berth-monitor next to it.
-        let exe =
-            std::env::current_exe().map_err(io_err("find berth", Path::new("/proc/self/exe")))?;
-        // The monitor's children join the container: it runs from a binary they cannot write,
-        // started from it directly rather than re-executing itself.
-        let protected =
-            runtime::selfexe::protected_exe().map_err(|source| EngineError::Runtime {
-                action: "protect the berth binary for the monitor".into(),
-                source: Box::new(source),
-            })?;
-        let monitor_log = c.bundle.join("monitor.log");
-        let stderr = File::create(&monitor_log).map_err(io_err("create", &monitor_log))?;
-        let null = File::options()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-            .map_err(io_err("open", Path::new("/dev/null")))?;
-        // The `run` that waits for the container records its exit, unless a restart policy
-        // keeps the container going (then the monitor does, as for everyone else).
-        let takes_exit =
-            attach && c.host_config.restart_policy.name == crate::config::RestartPolicyName::No;
-        let (mine, theirs) = if attach {
-            let (a, b) = UnixStream::pair().map_err(io_err("create socket pair", &c.run_dir))?;
-            (Some(a), OwnedFd::from(b))
-        } else {
-            (None, OwnedFd::from(null))
-        };
-        let (report_r, report_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|e| io_err("create pipe", &c.run_dir)(e.into()))?;
-        let args: Vec<&std::ffi::OsStr> = [
-            exe.as_os_str(),
-            "--root".as_ref(),
-            self.paths.root.as_os_str(),
-            "--run-root".as_ref(),
-            self.paths.run_root.as_os_str(),
-            "monitor".as_ref(),
-            c.id.as_str().as_ref(),
-            if takes_exit { "--exit-client" } else { "" }.as_ref(),
-        ]
-        .into_iter()
-        .filter(|a| !a.is_empty())
-        .collect();
-        spawn_detached(
-            protected.as_fd(),
-            &args,
-            [theirs.as_fd(), report_w.as_fd(), stderr.as_fd()],
-        )
-        .map_err(io_err("spawn monitor", &monitor_log))?;
-        drop((theirs, report_w, stderr, protected));
-        let mut line = String::new();
-        let _ = BufReader::new(File::from(report_r)).read_line(&mut line);
-        let line = line.trim_end();
-        if line == "ok" {
-            return Ok(Started {
-                container: c.clone(),
-                attach: mine,
-                takes_exit,
-            });
-        }
-        let (code, message) = match line.strip_prefix("err ") {
-            Some(rest) => {
-                let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
-                (code.parse().unwrap_or(125), msg.to_owned())
-            }
-            None => (
-                125,
-                fs::read_to_string(&monitor_log)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned(),
-            ),
-        };
-        Err(EngineError::StartFailed {
-            id: c.id.short().to_owned(),
-            message,
-            exit_code: code,
-        })
     }
 
     /// Records the exit of a container whose monitor is gone (killed) and cleans up after it:

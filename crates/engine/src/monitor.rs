@@ -51,6 +51,9 @@ pub struct MonitorArgs {
     /// The attach client on stdin (the `run` that waits) records the exit itself (see
     /// `berth_monitor::Invocation::exit_client`).
     pub exit_client: bool,
+    /// Started before the container exists: `id` and `exit_client` come in a `go` line on
+    /// stdout (a socket), which also takes the report (see `monitor_start`).
+    pub standby: bool,
 }
 
 /// First restart delay, doubled per restart, reset after a run of [`BACKOFF_RESET`]: Docker's.
@@ -61,6 +64,7 @@ const BACKOFF_RESET: Duration = Duration::from_secs(10);
 /// Runs the monitor; returns its exit status (the container's exit code where it has one).
 #[must_use]
 pub fn monitor(paths: &Paths, args: &MonitorArgs) -> i32 {
+    let mut args = args.clone();
     // Started through a descriptor (`/proc/self/fd/<n>`), the process would be named `<n>`.
     let _ = rustix::thread::set_name(c"berth");
     if args.health {
@@ -88,13 +92,46 @@ pub fn monitor(paths: &Paths, args: &MonitorArgs) -> i32 {
             let _ = rustix::io::write(fd, format!("{line}\n").as_bytes());
         }
     };
-    let (store, c) = match open(paths, &args.id) {
+    let opened = if args.standby {
+        // What needs no container, while the CLI creates it.
+        let store = Store::open(paths);
+        let _ = cgroups::Hierarchy::detect(Path::new(cgroups::DEFAULT_ROOT));
+        let Some(line) = ready.as_ref().and_then(|fd| read_line(fd.as_fd())) else {
+            // The create failed or the CLI is gone: nothing was made for this monitor.
+            return 0;
+        };
+        match crate::monitor_start::parse_go(&line) {
+            Some((id, exit_client)) => {
+                args.id = id;
+                args.exit_client = exit_client;
+            }
+            None => {
+                report(&format!("err 125 bad hand-over line {:?}", line.trim_end()));
+                return 125;
+            }
+        }
+        store.and_then(|store| {
+            let c = store.read(|tx| tx.container(&args.id))?;
+            Ok((store, c))
+        })
+    } else {
+        open(paths, &args.id)
+    };
+    let (store, c) = match opened {
         Ok(x) => x,
         Err(e) => {
             report(&format!("err 125 {}", chain(&e)));
             return 125;
         }
     };
+    if args.standby {
+        // The monitor's own messages go to the bundle's log (the CLI shows it when no report
+        // came).
+        let log = c.bundle.join("monitor.log");
+        if let Ok(f) = File::create(&log) {
+            let _ = rustix::stdio::dup2_stderr(&f);
+        }
+    }
     match start(paths, &store, &c, true) {
         Ok(running) => {
             report("ok");
@@ -116,6 +153,22 @@ pub fn monitor(paths: &Paths, args: &MonitorArgs) -> i32 {
             code
         }
     }
+}
+
+/// The line `fd` brings (up to `\n` or end of file); `None` at end of file before any byte.
+/// The CLI writes one line and then waits for the report, so nothing follows it.
+fn read_line(fd: std::os::fd::BorrowedFd<'_>) -> Option<String> {
+    let mut line = Vec::new();
+    let mut buf = [0u8; 512];
+    while !line.ends_with(b"\n") && line.len() < 4096 {
+        match rustix::io::read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => line.extend_from_slice(&buf[..n]),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+    (!line.is_empty()).then(|| String::from_utf8_lossy(&line).into_owned())
 }
 
 fn open(paths: &Paths, id: &str) -> Result<(Store, Container)> {

@@ -94,8 +94,13 @@ pub(crate) enum Command {
     /// Per-container monitor (internal; started by `run`).
     #[command(hide = true)]
     Monitor {
-        /// Full container id.
-        id: String,
+        /// Full container id (with `--standby`, it comes on stdout).
+        #[arg(required_unless_present = "standby")]
+        id: Option<String>,
+        /// Start before the container exists and wait for it (see the engine's
+        /// `monitor_start`).
+        #[arg(long)]
+        standby: bool,
         /// The container exited with this code (from the idle monitor).
         #[arg(long, allow_hyphen_values = true)]
         exited: Option<i32>,
