@@ -759,7 +759,7 @@ fn rootfs_mount_options(b: &Berth, name: &str) -> String {
 }
 
 #[test]
-fn only_an_rm_container_writes_volatile() {
+fn an_rm_container_writes_volatile_and_survives_restart() {
     if !testutil::require_root() {
         return;
     }
@@ -776,6 +776,15 @@ fn only_an_rm_container_writes_volatile() {
     assert!(volatile(&gone), "{gone}");
     let kept = rootfs_mount_options(&b, "kept");
     assert!(!volatile(&kept), "{kept}");
+    // Docker's restart keeps an `--rm` container, and the kernel mounts its volatile upper
+    // again (its marker cleared): what the container wrote is still there.
+    b.ok(&["exec", "gone", "sh", "-c", "echo kept > /written"]);
+    b.ok(&["restart", "-t", "0", "gone"]);
+    assert_eq!(
+        stdout(&b.ok(&["exec", "gone", "cat", "/written"])),
+        "kept\n"
+    );
+    assert_eq!(b.inspect("{{.HostConfig.AutoRemove}}", "gone"), "true");
     // `rm -f` of a running `--rm` container races its monitor's removal: both end well.
     b.ok(&["rm", "-f", "gone", "kept"]);
     assert!(b.containers().is_empty(), "{:?}", b.containers());

@@ -272,7 +272,9 @@ impl Engine {
         if let crate::monitor::Settled::Done =
             crate::monitor::settle(&self.paths, &self.store, &c, code, false)
         {
+            // The monitor's exit overlaps the removal of an `--rm` container's files.
             let _ = write_all(sock.as_fd(), &proto::encode(proto::EXIT_DONE, &[]));
+            crate::monitor::remove_bundle(&c);
             if let Some(fd) = monitor {
                 crate::check::wait_pidfd(&fd, Duration::from_secs(10));
             }

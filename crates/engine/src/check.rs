@@ -302,15 +302,6 @@ pub fn monitor_alive(pid: i32, run_dir: &Path) -> bool {
     }
 }
 
-/// Waits up to `timeout` for the monitor `pid` of `run_dir` (see [`monitor_alive`]) to exit;
-/// `true` once it is gone. Sleeps on a pidfd, so the caller wakes as the monitor exits.
-pub(crate) fn wait_monitor_gone(pid: i32, run_dir: &Path, timeout: Duration) -> bool {
-    match pin_monitor(pid, run_dir) {
-        Some(fd) => wait_pidfd(&fd, timeout),
-        None => !monitor_alive(pid, run_dir),
-    }
-}
-
 /// A pidfd of the monitor `pid` of `run_dir` while it runs (checked once the descriptor pins
 /// the process, so the pid cannot have been reused); `None` when it is gone.
 pub(crate) fn pin_monitor(pid: i32, run_dir: &Path) -> Option<OwnedFd> {

@@ -482,6 +482,19 @@ impl Tx<'_> {
         Ok(c)
     }
 
+    /// Sets `HostConfig.AutoRemove` (no event: `restart` turns it off while it restarts an
+    /// `--rm` container, as Docker does).
+    pub(crate) fn set_auto_remove(&self, id: &ContainerId, on: bool) -> Result<()> {
+        self.tx
+            .execute(
+                "UPDATE containers SET host_config = json_set(host_config, '$.AutoRemove', \
+                 json(?2)) WHERE id = ?1",
+                params![id.as_str(), if on { "true" } else { "false" }],
+            )
+            .map_err(EngineError::sqlite("update host config"))?;
+        Ok(())
+    }
+
     /// Deletes a container record and its mounts (volumes stay). Only a container that is not
     /// active (created, exited, dead, removing) can be removed: stop it first. Returns the
     /// record, whose bundle and run directories the caller deletes.

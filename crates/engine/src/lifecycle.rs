@@ -196,7 +196,7 @@ impl Engine {
             }
         }
         if let Some(p) = c.state.monitor_pid
-            && crate::check::is_alive(p)
+            && crate::check::monitor_alive(p, &c.run_dir)
         {
             // The last run's monitor is still cleaning up.
             self.wait_exit(&c, Duration::from_secs(30))?;
@@ -208,8 +208,20 @@ impl Engine {
     ///
     /// Errors: no such container, or the start failed.
     pub fn restart(&self, reference: &str, timeout: Duration) -> Result<Container> {
-        self.stop(reference, timeout)?;
-        Ok(self.start(reference, false)?.container)
+        let c = self.container(reference)?;
+        // Docker's: the stop of a restart does not remove an `--rm` container.
+        let keep = c.host_config.auto_remove && c.state.status.is_active();
+        if keep {
+            self.store.write(|tx| tx.set_auto_remove(&c.id, false))?;
+        }
+        let restarted = self
+            .stop(c.id.as_str(), timeout)
+            .and_then(|_| self.start(c.id.as_str(), false));
+        if keep {
+            self.store.write(|tx| tx.set_auto_remove(&c.id, true))?;
+        }
+        let _ = restarted?;
+        self.container(c.id.as_str())
     }
 
     /// Records the exit of a container whose monitor is gone (killed) and cleans up after it:
@@ -281,25 +293,33 @@ impl Engine {
     /// Waits until the monitor recorded the exit and is gone; `false` on timeout.
     pub(crate) fn wait_exit(&self, c: &Container, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
-        let mut seen = c.state.monitor_pid;
+        // The monitor still cleans up (runtime delete, unmount, an `--rm` container's files)
+        // after recording the exit, when its run dir (which tells it from a process that
+        // reuses its pid) may be gone already: held by a pidfd while it is known to be it.
+        let pin = |p: i32| (p, crate::check::pin_monitor(p, &c.run_dir));
+        let mut monitor = c.state.monitor_pid.map(pin);
         loop {
+            let left = || deadline.saturating_duration_since(Instant::now());
             let now = match self.store.read(|tx| tx.container_by_id(&c.id)) {
                 Ok(now) => now,
                 Err(e @ EngineError::NotFound { .. }) => {
                     // Removed (`--rm`): its monitor may still be removing the bundle.
-                    if let Some(p) = seen {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        crate::check::wait_monitor_gone(p, &c.run_dir, left);
+                    if let Some((_, Some(fd))) = &monitor {
+                        crate::check::wait_pidfd(fd, left());
                     }
                     return Err(e);
                 }
                 Err(e) => return Err(e),
             };
-            // Recording the exit clears `monitor_pid`, but the monitor still cleans up (runtime
-            // delete, unmount) after that: wait for the pid the caller saw as well.
-            let monitor = now.state.monitor_pid.or(seen);
-            seen = monitor;
-            let monitor_gone = monitor.is_none_or(|p| !crate::check::monitor_alive(p, &c.run_dir));
+            if let Some(p) = now.state.monitor_pid
+                && monitor.as_ref().is_none_or(|(seen, _)| *seen != p)
+            {
+                monitor = Some(pin(p));
+            }
+            let monitor_gone = match &monitor {
+                Some((_, Some(fd))) => crate::check::wait_pidfd(fd, Duration::ZERO),
+                _ => true,
+            };
             if !now.state.status.is_active() && monitor_gone {
                 return Ok(true);
             }
@@ -308,16 +328,15 @@ impl Engine {
                 self.repair_orphaned(&now);
                 return Ok(true);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left().is_zero() {
                 return Ok(false);
             }
-            match monitor {
+            match &monitor {
                 // Wakes as the monitor exits; then the record says how.
-                Some(p) => {
-                    crate::check::wait_monitor_gone(p, &c.run_dir, left);
+                Some((_, Some(fd))) => {
+                    crate::check::wait_pidfd(fd, left());
                 }
-                None => std::thread::sleep(POLL.min(left)),
+                _ => std::thread::sleep(POLL.min(left())),
             }
         }
     }
@@ -354,10 +373,8 @@ impl Engine {
             if self.exited_or_auto_removed(&c)? {
                 return Ok(c);
             }
-        } else if let Some(p) = c.state.monitor_pid
-            && crate::check::monitor_alive(p, &c.run_dir)
-        {
-            // The monitor recorded the exit and is cleaning up: let it finish.
+        } else if c.state.monitor_pid.is_some() {
+            // The monitor may have recorded the exit and still be cleaning up: let it finish.
             if self.exited_or_auto_removed(&c)? {
                 return Ok(c);
             }
@@ -399,23 +416,29 @@ impl Engine {
 }
 /// Runtime delete, rootfs unmount, run dir removal (shared with the monitor).
 pub(crate) fn cleanup(paths: &Paths, c: &Container) {
-    let oci = crate::oci::for_container(paths, c);
-    if oci.exists(c.id.as_str())
-        && let Err(e) = oci.delete(c.id.as_str(), true)
-    {
-        tracing::warn!(
-            "delete container {}: {}",
-            c.id.short(),
-            runtime::error::chain(&e)
-        );
-    }
-    let rootfs = rootfs_path(c);
-    if is_mountpoint(&rootfs)
-        && let Err(e) = image::unmount(&rootfs, true)
-    {
-        tracing::warn!("unmount {}: {e}", rootfs.display());
-    }
-    let _ = fs::remove_dir(&rootfs);
+    std::thread::scope(|s| {
+        // The runtime's delete (cgroups, its state dir) and the unmount touch different
+        // things: one thread each.
+        s.spawn(|| {
+            let oci = crate::oci::for_container(paths, c);
+            if oci.exists(c.id.as_str())
+                && let Err(e) = oci.delete(c.id.as_str(), true)
+            {
+                tracing::warn!(
+                    "delete container {}: {}",
+                    c.id.short(),
+                    runtime::error::chain(&e)
+                );
+            }
+        });
+        let rootfs = rootfs_path(c);
+        if is_mountpoint(&rootfs)
+            && let Err(e) = image::unmount(&rootfs, true)
+        {
+            tracing::warn!("unmount {}: {e}", rootfs.display());
+        }
+        let _ = fs::remove_dir(&rootfs);
+    });
     let _ = fs::remove_dir_all(&c.run_dir);
     crate::network_attach::released(paths, c);
 }

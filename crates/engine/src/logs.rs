@@ -115,7 +115,10 @@ impl Engine {
                 .read(|tx| tx.container_by_id(&c.id))
                 .is_ok_and(|now| {
                     now.state.status.is_active()
-                        || now.state.monitor_pid.is_some_and(crate::check::is_alive)
+                        || now
+                            .state
+                            .monitor_pid
+                            .is_some_and(|p| crate::check::monitor_alive(p, &c.run_dir))
                 });
             let mut new = reader.read(&mut current, &path)?;
             let rotated = std::fs::metadata(&path)

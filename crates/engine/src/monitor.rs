@@ -3,10 +3,11 @@
 //! binary (crate `berth-monitor`) it execs into once the container runs.
 //!
 //! ```text
-//! berth run/start ── fork, fork, execveat (protected binary) ──> berth monitor <id>
+//! berth run/start ── fork, fork, execveat (protected binary) ──> berth monitor --standby
 //!                                   (a grandchild: the CLI never waits on the monitor)
 //!                                   setsid, child subreaper; stdin = an attach client (or
-//!                                   /dev/null), stdout = the report pipe
+//!                                   /dev/null), stdout = the control socket
+//!                                   store open; `go <id>` (see `monitor_start`)
 //!                                   mount, attach.sock, create + start, record Started
 //!                                   report `ok` / `err <code> <message>`
 //!                                   execve berth-monitor (same pid: init stays its child)
@@ -462,7 +463,11 @@ fn exited(paths: &Paths, id: &str, code: i32, backoff_ms: u64) -> i32 {
             };
             restart_after(paths, &store, &c, delay)
         }
-        Settled::Done | Settled::NotMine => code,
+        Settled::Done => {
+            remove_bundle(&c);
+            code
+        }
+        Settled::NotMine => code,
     }
 }
 
@@ -547,9 +552,16 @@ pub(crate) fn settle(
             note(format!("remove container: {}", chain(&e)));
         }
         let _ = crate::storage::remove_anonymous_volumes(store, paths, c);
-        let _ = fs::remove_dir_all(&c.bundle);
     }
     Settled::Done
+}
+
+/// After [`settle`]'s `Done`: an `--rm` container's directory goes. Nothing refers to it any
+/// more (its record is gone), so the monitor need not wait for this.
+pub(crate) fn remove_bundle(c: &Container) {
+    if c.host_config.auto_remove {
+        let _ = fs::remove_dir_all(&c.bundle);
+    }
 }
 
 /// Waits `delay_ms` (giving way to a `stop`), then starts the container again.

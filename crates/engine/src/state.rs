@@ -149,7 +149,8 @@ pub struct ContainerState {
     pub status: Status,
     /// Pid of the container's init process on the host (active statuses only).
     pub pid: Option<i32>,
-    /// Pid of the container's `berth monitor` (active statuses only).
+    /// Pid of the container's `berth monitor`; kept once it recorded the exit, since it still
+    /// cleans up then (whether that pid is still the monitor: `check::monitor_alive`).
     pub monitor_pid: Option<i32>,
     /// Last start.
     pub started_at: Option<Timestamp>,
@@ -356,7 +357,6 @@ pub fn apply(state: &ContainerState, transition: Transition, id: &str) -> Result
             at,
         } => {
             next.pid = None;
-            next.monitor_pid = None;
             next.exit_code = Some(exit_code);
             next.finished_at = Some(at);
             next.error = error;
@@ -369,7 +369,6 @@ pub fn apply(state: &ContainerState, transition: Transition, id: &str) -> Result
             at,
         } => {
             next.pid = None;
-            next.monitor_pid = None;
             next.exit_code = Some(exit_code);
             next.oom_killed = oom_killed;
             next.finished_at = Some(at);

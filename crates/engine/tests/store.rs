@@ -170,7 +170,8 @@ fn state_transitions_persist_and_are_checked() {
     assert_eq!(got.state.exit_code, Some(137));
     assert!(got.state.oom_killed && got.state.stopped_by_user);
     assert_eq!(got.state.finished_at, Some(Timestamp(7)));
-    assert_eq!((got.state.pid, got.state.monitor_pid), (None, None));
+    // The monitor that recorded the exit still cleans up: its pid stays for waiters.
+    assert_eq!((got.state.pid, got.state.monitor_pid), (None, Some(4242)));
 
     let actions: Vec<String> = store
         .read(|tx| tx.events(&EventFilter::default().parse(&["container=app"])?))

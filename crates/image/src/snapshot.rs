@@ -224,12 +224,11 @@ pub fn mount_overlay_with(
     durability: Durability,
 ) -> Result<(), SnapshotError> {
     let volatile = durability == Durability::Volatile;
-    if volatile {
-        // A volatile mount leaves `work/incompat/volatile` behind, and the kernel refuses to
-        // mount the same upper again until it is gone (it cannot tell an unmount from a
-        // crash). Either way this container's upper is only ever used by this container.
-        let _ = fs::remove_dir_all(m.workdir.join("work/incompat"));
-    }
+    // A volatile mount leaves `work/incompat/volatile` behind, and the kernel refuses to mount
+    // the same upper again (volatile or not) until it is gone: it cannot tell an unmount from
+    // a crash. Only an `--rm` container mounts volatile, and one that a crash interrupted is
+    // removed, not mounted again; a restarted one was unmounted cleanly.
+    let _ = fs::remove_dir_all(m.workdir.join("work/incompat"));
     let mnt = match overlay_fd(m, target, volatile)? {
         Some(fd) => fd,
         // No `lowerdir+` (kernel < 6.8): classic mount data, if it fits.
