@@ -18,6 +18,7 @@ pub mod content;
 pub mod digest;
 pub mod gc;
 pub mod import;
+pub mod initlayer;
 pub mod manifest;
 pub mod media;
 pub mod registry;

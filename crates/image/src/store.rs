@@ -272,12 +272,20 @@ impl ImageStore {
     /// cannot be mounted).
     pub fn prepare(&self, id: &str, image: &Image) -> Result<Mount, ImageError> {
         self.unpack(image)?;
-        let lowers: Vec<PathBuf> = image
+        let mut lowers: Vec<PathBuf> = image
             .chain_ids
             .iter()
             .rev()
             .map(|c| self.layers.diff_path(c))
             .collect();
+        if let Some(top) = image.chain_ids.last() {
+            let layer = self.layers.root().join(top.0.hex());
+            // Without it the runtime makes the mount points in the container's upper layer.
+            match crate::initlayer::ensure(&layer, &lowers) {
+                Ok(init) => lowers.insert(0, init),
+                Err(e) => tracing::warn!("init layer of {}: {e}", layer.display()),
+            }
+        }
         self.snapshots
             .prepare(id, lowers)
             .map_err(|source| ImageError::Snapshot {

@@ -71,10 +71,14 @@ fn whiteouts_and_opaque_dirs_show_through_overlay() {
     let image = store.resolve(&digest, &Platform::host()).unwrap();
     assert_eq!(image.chain_ids.len(), 3);
     let m = store.prepare("wh", &image).unwrap();
+    // The image's init layer (mount points) on top, then its layers, topmost first.
+    let top_layer = store.layers().diff_path(&image.chain_ids[2]);
     assert_eq!(
         m.lowerdirs[0],
-        store.layers().diff_path(&image.chain_ids[2])
+        top_layer.with_file_name(image::initlayer::DIR)
     );
+    assert_eq!(m.lowerdirs[1], top_layer);
+    assert!(m.lowerdirs[0].join("proc").is_dir());
     let target = root.path().join("merged");
     fs::create_dir(&target).unwrap();
     mount_overlay(&m, &target).unwrap();
