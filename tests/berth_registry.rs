@@ -118,6 +118,21 @@ fn pull_by_tag_and_by_digest_then_run() {
     assert_eq!(text.lines().last(), Some(name.as_str()), "{text}");
     assert_eq!(b.stdout(&["run", "--rm", &name]), "pulled by tag\n");
     assert_eq!(b.inspect("{{.Id}}", &name), sha256(&img.config));
+    // Docker's RepoDigests: the digest the tag resolved to names the image too.
+    let by_digest = format!("{}/bb@{}", reg.addr, img.digest());
+    assert_eq!(
+        b.inspect("{{json .RepoTags}} {{json .RepoDigests}}", &name),
+        format!("[\"{name}\"] [\"{by_digest}\"]")
+    );
+    assert_eq!(
+        b.stdout(&[
+            "images",
+            "--digests",
+            "--format",
+            "{{.Repository}} {{.Tag}} {{.Digest}}"
+        ]),
+        format!("{}/bb 1 {}\n", reg.addr, img.digest())
+    );
 
     // Again: nothing new.
     let again = stdout(&b.ok(&["pull", &name]));
@@ -163,6 +178,12 @@ fn pull_by_tag_and_by_digest_then_run() {
         "{}",
         describe(&missing)
     );
+
+    // The tag was the last of its repository: its digest reference goes with it, and the image.
+    let removed = stdout(&b.ok(&["rmi", &name]));
+    let expect = format!("Untagged: {name}\nUntagged: {by_digest}\nDeleted: ");
+    assert!(removed.starts_with(&expect), "{removed}");
+    assert_eq!(b.stdout(&["images", "-q"]), "");
 }
 
 #[test]
