@@ -118,6 +118,21 @@ fn pull_by_tag_and_by_digest_then_run() {
     assert_eq!(text.lines().last(), Some(name.as_str()), "{text}");
     assert_eq!(b.stdout(&["run", "--rm", &name]), "pulled by tag\n");
     assert_eq!(b.inspect("{{.Id}}", &name), sha256(&img.config));
+    // Docker's RepoDigests: the digest the tag resolved to names the image too.
+    let by_digest = format!("{}/bb@{}", reg.addr, img.digest());
+    assert_eq!(
+        b.inspect("{{json .RepoTags}} {{json .RepoDigests}}", &name),
+        format!("[\"{name}\"] [\"{by_digest}\"]")
+    );
+    assert_eq!(
+        b.stdout(&[
+            "images",
+            "--digests",
+            "--format",
+            "{{.Repository}} {{.Tag}} {{.Digest}}"
+        ]),
+        format!("{}/bb 1 {}\n", reg.addr, img.digest())
+    );
 
     // Again: nothing new.
     let again = stdout(&b.ok(&["pull", &name]));
@@ -163,6 +178,12 @@ fn pull_by_tag_and_by_digest_then_run() {
         "{}",
         describe(&missing)
     );
+
+    // The tag was the last of its repository: its digest reference goes with it, and the image.
+    let removed = stdout(&b.ok(&["rmi", &name]));
+    let expect = format!("Untagged: {name}\nUntagged: {by_digest}\nDeleted: ");
+    assert!(removed.starts_with(&expect), "{removed}");
+    assert_eq!(b.stdout(&["images", "-q"]), "");
 }
 
 #[test]
@@ -196,13 +217,23 @@ fn index_with_several_platforms_picks_the_host_or_the_asked_platform() {
         &[("1", LayoutEntry::Index(vec![foreign.clone(), host.clone()]))],
     );
     let name = format!("{}/multi:1", reg.addr);
-    b.ok(&["pull", &name]);
+    let out = stdout(&b.ok(&["pull", &name]));
     assert_eq!(b.inspect("{{.Id}}", &name), sha256(&host.config));
     assert_eq!(b.stdout(&["run", "--rm", &name]), "host\n");
+    // RepoDigests names the index, what the tag points at, as Docker's does.
+    let index = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Digest: "))
+        .expect("digest line")
+        .to_owned();
+    assert_ne!(index, host.digest(), "{out}");
+    let repo_digests = format!("[\"{}/multi@{index}\"]", reg.addr);
+    assert_eq!(b.inspect("{{json .RepoDigests}}", &name), repo_digests);
 
     let b2 = berth("pull-platform").expect("second root");
     b2.ok(&["pull", "--platform", &format!("linux/{other}"), &name]);
     assert_eq!(b2.inspect("{{.Id}}", &name), sha256(&foreign.config));
+    assert_eq!(b2.inspect("{{json .RepoDigests}}", &name), repo_digests);
 
     let none = b2.cmd(&["pull", "--platform", "linux/s390x", &name]);
     assert_eq!(none.status.code(), Some(1), "{}", describe(&none));

@@ -66,7 +66,7 @@ impl ImageFilter {
 
     fn matches(&self, img: &Image, before: Option<Timestamp>, since: Option<Timestamp>) -> bool {
         let created = img.created.unwrap_or(img.added);
-        self.dangling.is_none_or(|d| d == img.names.is_empty())
+        self.dangling.is_none_or(|d| d == img.is_dangling())
             && labels_match(&self.labels, |k| img.labels.get(k).map(String::as_str))
             && (self.references.is_empty()
                 || self
@@ -235,7 +235,7 @@ impl Engine {
         let removals = self.store.write(|tx| {
             let mut out = Vec::new();
             for img in tx.list_images()? {
-                if (!all && !img.names.is_empty())
+                if (!all && !img.is_dangling())
                     || !wanted(&img)
                     || !tx.image_users(&img.digest)?.is_empty()
                 {

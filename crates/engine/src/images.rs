@@ -44,8 +44,17 @@ pub struct Image {
     pub added: Timestamp,
     /// The config's labels.
     pub labels: BTreeMap<String, String>,
-    /// References pointing at it, sorted; empty for a dangling image.
+    /// References pointing at it (tags, and `repo@sha256:…` digest references), sorted.
     pub names: Vec<String>,
+}
+
+impl Image {
+    /// Whether no tag names it (digest references alone leave an image dangling, as in
+    /// Docker: they are what `RepoDigests` shows, not names one runs).
+    #[must_use]
+    pub fn is_dangling(&self) -> bool {
+        self.names.iter().all(|n| n.contains('@'))
+    }
 }
 
 /// What [`Tx::remove_image`] did.
@@ -67,6 +76,47 @@ pub fn normalize_tag(reference: &str) -> String {
     } else {
         format!("{reference}:latest")
     }
+}
+
+/// The repository of a stored reference: `r` of `r:tag` and of `r@sha256:…`.
+fn repository_of(name: &str) -> &str {
+    if let Some((repo, _)) = name.split_once('@') {
+        return repo;
+    }
+    let last = name.rfind('/').map_or(0, |i| i + 1);
+    name[last..].rfind(':').map_or(name, |i| &name[..last + i])
+}
+
+/// The references `rmi name` removes: `name`, and when it is its repository's last tag, that
+/// repository's digest references (a `RepoDigests` entry means nothing without a tag of its
+/// repository; Docker drops them too).
+fn references_going_with(names: &[String], name: &str) -> Vec<String> {
+    let mut gone = vec![name.to_owned()];
+    if name.contains('@') {
+        return gone;
+    }
+    let repo = repository_of(name);
+    let same_repo = |n: &&String| *n != name && repository_of(n) == repo;
+    if !names.iter().filter(same_repo).any(|n| !n.contains('@')) {
+        gone.extend(names.iter().filter(same_repo).cloned());
+    }
+    gone
+}
+
+/// Whether an image's references let `rmi <id>` go ahead without force: at most one tag, and
+/// digest references only of that tag's repository (Docker's rule: anything more is
+/// "referenced in multiple repositories").
+fn single_reference(names: &[String]) -> bool {
+    let mut tags = names.iter().filter(|n| !n.contains('@'));
+    let repo = match (tags.next(), tags.next()) {
+        (_, Some(_)) => return false,
+        (Some(tag), None) => repository_of(tag),
+        (None, None) => match names.first() {
+            Some(n) => repository_of(n),
+            None => return true,
+        },
+    };
+    names.iter().all(|n| repository_of(n) == repo)
 }
 
 fn validate_reference(reference: &str) -> Result<()> {
@@ -295,8 +345,9 @@ impl Tx<'_> {
         Ok(out)
     }
 
-    /// `docker rmi`: by reference, removes that reference and deletes the image when it was
-    /// the last; by id or digest, deletes the image and all its references. Refused
+    /// `docker rmi`: by reference, removes that reference (a repository's last tag takes the
+    /// repository's digest references along) and deletes the image when it was the last; by
+    /// id or digest, deletes the image and all its references. Refused
     /// (`Conflict`) when a container uses the image, or by id when several references point at
     /// it, unless `force`; a running container's image is never deleted.
     pub fn remove_image(&self, reference: &str, force: bool) -> Result<ImageRemoval> {
@@ -319,9 +370,12 @@ impl Tx<'_> {
             } else {
                 reference.to_owned()
             };
-            if image.names.len() > 1 {
-                self.untag_image(&name)?;
-                removal.untagged.push(name);
+            let gone = references_going_with(&image.names, &name);
+            if image.names.len() > gone.len() {
+                for n in gone {
+                    self.untag_image(&n)?;
+                    removal.untagged.push(n);
+                }
                 return Ok(removal);
             }
             if !users.is_empty() && !force {
@@ -330,13 +384,15 @@ impl Tx<'_> {
                     reason: "container is using its referenced image",
                 });
             }
-            self.untag_image(&name)?;
-            removal.untagged.push(name);
+            for n in gone {
+                self.untag_image(&n)?;
+                removal.untagged.push(n);
+            }
             if !running.is_empty() {
                 return Ok(removal);
             }
         } else {
-            if image.names.len() > 1 && !force {
+            if !single_reference(&image.names) && !force {
                 return Err(EngineError::MustForce {
                     reference: reference.to_owned(),
                     reason: "image is referenced in multiple repositories",
@@ -413,6 +469,42 @@ mod tests {
         assert_eq!(normalize_tag("localhost:5000/x:v1"), "localhost:5000/x:v1");
         let d = format!("x@sha256:{}", "a".repeat(64));
         assert_eq!(normalize_tag(&d), d);
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|&n| n.to_owned()).collect()
+    }
+
+    #[test]
+    fn repositories_of_tags_and_digests() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(repository_of("localhost:5000/x:1"), "localhost:5000/x");
+        assert_eq!(
+            repository_of(&format!("localhost:5000/x@{d}")),
+            "localhost:5000/x"
+        );
+        assert_eq!(repository_of("busybox"), "busybox");
+    }
+
+    #[test]
+    fn a_repositorys_last_tag_takes_its_digests_along() {
+        let d = format!("r@sha256:{}", "a".repeat(64));
+        let all = names(&["r:1", &d, "s:1"]);
+        assert_eq!(references_going_with(&all, "r:1"), names(&["r:1", &d]));
+        assert_eq!(references_going_with(&all, "s:1"), names(&["s:1"]));
+        assert_eq!(references_going_with(&all, &d), names(&[&d]));
+        let two_tags = names(&["r:1", "r:2", &d]);
+        assert_eq!(references_going_with(&two_tags, "r:1"), names(&["r:1"]));
+    }
+
+    #[test]
+    fn one_tag_with_its_digests_is_a_single_reference() {
+        let d = format!("r@sha256:{}", "a".repeat(64));
+        assert!(single_reference(&[]));
+        assert!(single_reference(&names(&["r:1", &d])));
+        assert!(single_reference(&names(&[&d])));
+        assert!(!single_reference(&names(&["r:1", "r:2"])));
+        assert!(!single_reference(&names(&["s:1", &d])));
     }
 
     #[test]

@@ -135,9 +135,16 @@ impl Engine {
             progress,
         );
         let result = match pulled {
-            Ok(p) => self
-                .record_image(&p.manifest, std::slice::from_ref(&name))
-                .map(|(image, _)| (p, image)),
+            Ok(p) => {
+                // Docker's RepoDigests: a pull by tag also names the image by the digest the
+                // tag resolved to (a pull by digest is named so already).
+                let mut names = vec![name.clone()];
+                if reference.digest.is_none() {
+                    names.push(format!("{}@{}", reference.familiar_name(), p.top));
+                }
+                self.record_image(&p.manifest, &names)
+                    .map(|(image, _)| (p, image))
+            }
             Err(e) => Err(registry_err(action)(e)),
         };
         drop(lock);

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+mod chunks;
 pub mod commit;
 pub mod content;
 pub mod digest;

@@ -142,6 +142,40 @@ fn directory_replaces_a_symlink_of_the_same_name() {
 }
 
 #[test]
+fn entries_after_a_replaced_directory_land_in_the_new_one() {
+    if !testutil::require_root() {
+        return;
+    }
+    let root = TempRoot::new("unpack-redir");
+    let layers = store(&root);
+    // `a` is entered, replaced by a file, made a directory again and entered again: the
+    // extractor keeps its last directory open, which must not outlive what the layer did to it.
+    let big = vec![7u8; 700 << 10];
+    let tar = Tar::new()
+        .dir("a")
+        .dir("a/b")
+        .file("a/b/old", b"old")
+        .file("a", b"now a file")
+        .dir("a")
+        .file("a/new", &big)
+        .dir("a/b")
+        .file("a/b/x", b"x")
+        .file("a/b/x", b"x again")
+        .symlink("a/b/x", "new")
+        .finish();
+    let (chain, _) = unpack(&layers, &tar).unwrap();
+    let a = layers.diff_path(&chain).join("a");
+    assert!(fs::symlink_metadata(&a).unwrap().is_dir());
+    assert_eq!(fs::read(a.join("new")).unwrap(), big);
+    assert!(!a.join("b/old").exists());
+    assert_eq!(
+        fs::read_link(a.join("b/x")).unwrap(),
+        Path::new("new"),
+        "the last entry of a name wins"
+    );
+}
+
+#[test]
 fn truncated_gzip_and_wrong_diff_id_name_nothing() {
     if !testutil::require_root() {
         return;

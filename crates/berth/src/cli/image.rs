@@ -306,7 +306,17 @@ fn list(engine: &Engine, a: &ListArgs, out: &mut dyn Write) -> Result<i32> {
             .map(|n| render::split_reference(n))
             .collect();
         let tags = if tags.is_empty() {
-            vec![("<none>".to_owned(), "<none>".to_owned())]
+            // Named by digest only (a tag moved on): Docker shows the repository, no tag.
+            let mut repos: Vec<(String, String)> = digests
+                .iter()
+                .filter_map(|d| d.split_once('@'))
+                .map(|(repo, _)| (repo.to_owned(), "<none>".to_owned()))
+                .collect();
+            repos.dedup();
+            if repos.is_empty() {
+                repos.push(("<none>".to_owned(), "<none>".to_owned()));
+            }
+            repos
         } else {
             tags
         };

@@ -276,11 +276,16 @@ fn df(engine: &Engine, verbose: bool) -> Result<i32> {
             .unwrap_or_default()
             .to_owned();
         let created = i.created.map_or_else(|| "N/A".to_owned(), ago);
-        let names = if i.names.is_empty() {
-            vec!["<none>:<none>".to_owned()]
-        } else {
-            i.names.clone()
-        };
+        // Tags only: digest references are not rows (Docker shows RepoTags here).
+        let mut names: Vec<String> = i
+            .names
+            .iter()
+            .filter(|n| !n.contains('@'))
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            names.push("<none>:<none>".to_owned());
+        }
         for n in names {
             let (repo, tag) = n.rsplit_once(':').unwrap_or((&n, "<none>"));
             rows.push(vec![

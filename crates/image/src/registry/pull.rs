@@ -11,6 +11,7 @@
 use super::RegistryError;
 use super::client::{Body, Session, wait_before_retry};
 use super::reference::Reference;
+use crate::chunks::{CHUNK, ChunkSender, chunk_channel, fill};
 use crate::content::{ContentError, Writer};
 use crate::digest::{ChainId, DiffId, Digest};
 use crate::manifest::{
@@ -485,12 +486,7 @@ fn run_job(
                     })?;
             store
                 .layers()
-                .unpack(
-                    io::BufReader::new(blob),
-                    &job.media_type,
-                    job.parent.as_ref(),
-                    &job.diff_id,
-                )
+                .unpack(blob, &job.media_type, job.parent.as_ref(), &job.diff_id)
                 .map_err(|source| RegistryError::Unpack {
                     digest: job.blob.clone(),
                     source,
@@ -566,18 +562,14 @@ fn fetch_blob_once(
         return download.run(None, &abort).map(drop);
     };
     report(progress, job, LayerState::Downloading, 0);
-    // Two threads per layer: this one decompresses and extracts while the download thread
-    // reads the socket, hashes and writes the blob, handing each chunk over.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+    // The download thread reads the socket, hashes and writes the blob and hands each buffer
+    // over; this one decompresses (and the unpack a third thread extracts) as it arrives.
+    let (tx, rx) = chunk_channel(DOWNLOAD_DEPTH);
     std::thread::scope(|s| {
         let mut handle = Some(s.spawn(|| download.run(Some(tx), &abort)));
         let mut verdict: Option<Result<bool, RegistryError>> = None;
         let unpacked = store.layers().unpack_verified(
-            ChannelReader {
-                rx,
-                buf: Vec::new(),
-                pos: 0,
-            },
+            rx,
             &job.media_type,
             job.parent.as_ref(),
             &job.diff_id,
@@ -635,7 +627,8 @@ struct Download<'a> {
     progress: PullProgress<'a>,
 }
 
-const CHUNK: usize = 128 << 10;
+/// Downloaded chunks in flight to the decompressor.
+const DOWNLOAD_DEPTH: usize = 8;
 const REPORT_EVERY: u64 = 512 << 10;
 
 impl Download<'_> {
@@ -643,22 +636,25 @@ impl Download<'_> {
     /// stopped because `abort` was set (the unpacker failed).
     fn run(
         mut self,
-        mut tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+        mut tx: Option<ChunkSender>,
         abort: &AtomicBool,
     ) -> Result<bool, RegistryError> {
-        let mut buf = vec![0u8; CHUNK];
+        // Without an unpacker (or once it is gone) one buffer of our own is reused.
+        let mut own: Option<Box<[u8]>> = None;
         let (mut done, mut reported) = (0u64, 0u64);
         loop {
             if abort.load(Ordering::Relaxed) {
                 return Ok(false);
             }
-            let n = self
-                .body
-                .read(&mut buf)
-                .map_err(|source| RegistryError::Read {
-                    what: format!("download blob {}", self.digest),
-                    source,
-                })?;
+            let mut chunk = tx.as_ref().map(ChunkSender::chunk);
+            let buf = match chunk.as_mut() {
+                Some(c) => c.space(),
+                None => own.get_or_insert_with(|| vec![0; CHUNK].into_boxed_slice()),
+            };
+            let n = fill(&mut self.body, buf).map_err(|source| RegistryError::Read {
+                what: format!("download blob {}", self.digest),
+                source,
+            })?;
             if n == 0 {
                 break;
             }
@@ -673,12 +669,12 @@ impl Download<'_> {
                     source,
                 });
             }
-            // A gone unpacker (the layer was already there) still leaves the blob to name.
-            if tx
-                .as_ref()
-                .is_some_and(|t| t.send(buf[..n].to_vec()).is_err())
-            {
-                tx = None;
+            if let (Some(t), Some(mut c)) = (tx.as_ref(), chunk) {
+                c.set_len(n);
+                // A gone unpacker (the layer was already there) still leaves the blob to name.
+                if t.send(c).is_err() {
+                    tx = None;
+                }
             }
             done += n as u64;
             if let Some(job) = self.job
@@ -699,31 +695,6 @@ impl Download<'_> {
                 source,
             })?;
         Ok(true)
-    }
-}
-
-/// The unpacker's end of the download's chunks; the end of the channel is the end of stream.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.buf.len() {
-            match self.rx.recv() {
-                Ok(b) => {
-                    self.buf = b;
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 

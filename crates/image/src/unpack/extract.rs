@@ -5,16 +5,24 @@
 
 use super::UnpackError;
 use super::path::{Action, LayerPath, classify, contain, link_target};
+use crate::chunks::fill;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags, makedev};
 use rustix::io::Errno;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// A regular file entry: created, never opened through an existing name or symlink.
+const NEW_FILE: OFlags = OFlags::WRONLY
+    .union(OFlags::CREATE)
+    .union(OFlags::EXCL)
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
 
@@ -26,7 +34,42 @@ pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 pub(crate) struct Extractor<'a> {
     root: BorrowedFd<'a>,
     dir_times: Vec<(LayerPath, Timestamps)>,
+    last_dir: LastDir,
+    /// File contents pass through here: one `write(2)` per chunk, not per 8 KiB.
+    buf: Vec<u8>,
 }
+
+/// The directory the previous entry was made in (or, after a directory entry, that directory),
+/// still open. Tar writers emit a directory's entries together, so most entries find their
+/// parent here instead of walking from the root one `openat` per component.
+///
+/// Reusing the fd is safe because an entry only ever creates or removes children of its own
+/// parent: the previous entry cannot have replaced the directory it worked in, so the cached
+/// fd is still the directory at that path. Every entry sets the cache anew.
+#[derive(Default)]
+struct LastDir {
+    path: Vec<Vec<u8>>,
+    fd: Option<OwnedFd>,
+}
+
+impl LastDir {
+    /// The cached fd when it is the directory at `comps`.
+    fn take(&mut self, comps: &[Vec<u8>]) -> Option<OwnedFd> {
+        let fd = self.fd.take()?;
+        (self.path == comps).then_some(fd)
+    }
+
+    fn put(&mut self, comps: &[Vec<u8>], fd: OwnedFd) {
+        if self.path != comps {
+            self.path.clear();
+            self.path.extend_from_slice(comps);
+        }
+        self.fd = Some(fd);
+    }
+}
+
+/// Size of [`Extractor`]'s copy buffer.
+const COPY_BUF: usize = 256 << 10;
 
 fn io_err(e: Errno) -> io::Error {
     io::Error::from(e)
@@ -48,6 +91,17 @@ impl<'a> Extractor<'a> {
         Extractor {
             root,
             dir_times: Vec::new(),
+            last_dir: LastDir::default(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// [`open_dir`](Self::open_dir) with creation, through the [`LastDir`] cache; hand the
+    /// fd back with `self.last_dir.put`.
+    fn parent_dir(&mut self, comps: &[Vec<u8>], entry: &str) -> Result<OwnedFd, UnpackError> {
+        match self.last_dir.take(comps) {
+            Some(fd) => Ok(fd),
+            None => self.open_dir(comps, true, entry),
         }
     }
 
@@ -100,15 +154,17 @@ impl<'a> Extractor<'a> {
             Action::Skip => Ok(()),
             Action::Invalid => Err(UnpackError::BadWhiteout { path: shown }),
             Action::Opaque(dir) => {
-                let fd = self.open_dir(dir.components(), true, &shown)?;
+                let fd = self.parent_dir(dir.components(), &shown)?;
                 rustix::fs::fsetxattr(&fd, OPAQUE_XATTR, b"y", XattrFlags::empty())
-                    .map_err(|e| UnpackError::entry(&shown, "set opaque xattr", e))
+                    .map_err(|e| UnpackError::entry(&shown, "set opaque xattr", e))?;
+                self.last_dir.put(dir.components(), fd);
+                Ok(())
             }
             Action::Whiteout(target) => {
                 let Some((parent, name)) = target.split_last() else {
                     return Err(UnpackError::BadWhiteout { path: shown });
                 };
-                let dir = self.open_dir(parent, true, &shown)?;
+                let dir = self.parent_dir(parent, &shown)?;
                 remove_existing(&dir, name, false, &shown)?;
                 rustix::fs::mknodat(
                     &dir,
@@ -125,7 +181,9 @@ impl<'a> Extractor<'a> {
                     Some(rustix::fs::Gid::ROOT),
                     AtFlags::SYMLINK_NOFOLLOW,
                 )
-                .map_err(|e| UnpackError::entry(&shown, "chown whiteout", e))
+                .map_err(|e| UnpackError::entry(&shown, "chown whiteout", e))?;
+                self.last_dir.put(parent, dir);
+                Ok(())
             }
             Action::Create(path) => self.create(entry, kind, &path, &shown),
         }
@@ -170,11 +228,19 @@ impl<'a> Extractor<'a> {
             }
             return Ok(());
         };
-        let dir = self.open_dir(parent, true, shown)?;
+        let dir = self.parent_dir(parent, shown)?;
+        // A directory entry's children most likely come next.
+        let mut made_dir = None;
         match kind {
             tar::EntryType::Directory => {
-                let existed = remove_existing(&dir, name, true, shown)?;
-                if !existed {
+                // Create first and look only when the name is taken: the common case costs
+                // one call.
+                let made = match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
+                    Ok(()) => true,
+                    Err(Errno::EXIST) => false,
+                    Err(e) => return Err(UnpackError::entry(shown, "mkdir", e)),
+                };
+                if !made && !remove_existing(&dir, name, true, shown)? {
                     rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700))
                         .map_err(|e| UnpackError::entry(shown, "mkdir", e))?;
                 }
@@ -182,22 +248,15 @@ impl<'a> Extractor<'a> {
                     .map_err(|e| UnpackError::entry(shown, "open directory", e))?;
                 set_fd_meta(&fd, owner, mode, &xattrs, shown)?;
                 self.dir_times.push((path.clone(), times(mtime)));
+                made_dir = Some(fd);
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                remove_existing(&dir, name, false, shown)?;
-                let fd = rustix::fs::openat(
-                    &dir,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
+                let fd = replacing(&dir, name, shown, || {
+                    rustix::fs::openat(&dir, name, NEW_FILE, Mode::from_raw_mode(0o600))
+                })?
                 .map_err(|e| UnpackError::entry(shown, "create file", e))?;
                 let mut file = File::from(fd);
-                io::copy(entry, &mut file).map_err(|source| UnpackError::Read { source })?;
+                self.copy_contents(entry, &mut file, shown)?;
                 set_fd_meta(file.as_fd(), owner, mode, &xattrs, shown)?;
                 rustix::fs::futimens(&file, &times(mtime))
                     .map_err(|e| UnpackError::entry(shown, "set times", e))?;
@@ -209,10 +268,11 @@ impl<'a> Extractor<'a> {
                         path: shown.to_owned(),
                     })?
                     .into_owned();
-                remove_existing(&dir, name, false, shown)?;
                 // The target is stored verbatim: it is data, resolved only inside the container.
-                rustix::fs::symlinkat(OsStr::from_bytes(&target), &dir, name)
-                    .map_err(|e| UnpackError::entry(shown, "symlink", e))?;
+                replacing(&dir, name, shown, || {
+                    rustix::fs::symlinkat(OsStr::from_bytes(&target), &dir, name)
+                })?
+                .map_err(|e| UnpackError::entry(shown, "symlink", e))?;
                 self.finish_at(&dir, name, owner, None, &xattrs, mtime, shown)?;
             }
             tar::EntryType::Link => {
@@ -244,15 +304,15 @@ impl<'a> Extractor<'a> {
                     },
                     other => other,
                 })?;
-                remove_existing(&dir, name, false, shown)?;
                 // linkat without AT_SYMLINK_FOLLOW links the target itself, never what a symlink
                 // there points to; the target's directory was reached without following any.
-                rustix::fs::linkat(&tdir, tname, &dir, name, AtFlags::empty()).map_err(|e| {
-                    UnpackError::LinkTarget {
-                        path: shown.to_owned(),
-                        target: target_shown,
-                        source: io_err(e),
-                    }
+                replacing(&dir, name, shown, || {
+                    rustix::fs::linkat(&tdir, tname, &dir, name, AtFlags::empty())
+                })?
+                .map_err(|e| UnpackError::LinkTarget {
+                    path: shown.to_owned(),
+                    target: target_shown,
+                    source: io_err(e),
                 })?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
@@ -275,9 +335,10 @@ impl<'a> Extractor<'a> {
                         source,
                     })?
                     .unwrap_or(0);
-                remove_existing(&dir, name, false, shown)?;
-                rustix::fs::mknodat(&dir, name, ft, Mode::empty(), makedev(major, minor))
-                    .map_err(|e| UnpackError::entry(shown, "mknod", e))?;
+                replacing(&dir, name, shown, || {
+                    rustix::fs::mknodat(&dir, name, ft, Mode::empty(), makedev(major, minor))
+                })?
+                .map_err(|e| UnpackError::entry(shown, "mknod", e))?;
                 self.finish_at(&dir, name, owner, Some(mode), &xattrs, mtime, shown)?;
             }
             // Metadata entries the tar reader has already applied, or that mean nothing here.
@@ -292,7 +353,35 @@ impl<'a> Extractor<'a> {
                 });
             }
         }
+        match made_dir {
+            Some(fd) => self.last_dir.put(path.components(), fd),
+            None => self.last_dir.put(parent, dir),
+        }
         Ok(())
+    }
+
+    /// Copies a regular file's contents from the archive into `file`.
+    fn copy_contents<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        file: &mut File,
+        shown: &str,
+    ) -> Result<(), UnpackError> {
+        if self.buf.is_empty() {
+            self.buf = vec![0; COPY_BUF];
+        }
+        loop {
+            let n = fill(entry, &mut self.buf).map_err(|source| UnpackError::Read { source })?;
+            if n == 0 {
+                return Ok(());
+            }
+            file.write_all(&self.buf[..n])
+                .map_err(|source| UnpackError::Entry {
+                    path: shown.to_owned(),
+                    op: "write file",
+                    source,
+                })?;
+        }
     }
 
     /// Ownership, mode, xattrs and times of a just-created non-regular entry (symlink or node),
@@ -414,6 +503,24 @@ fn xattrs<R: Read>(
         }
     }
     Ok(out)
+}
+
+/// Runs `make` (which creates `name` in `dir`, failing with `EEXIST` when the name is taken);
+/// when the name is taken, makes room with [`remove_existing`] and runs it once more. Trying
+/// first spares a `stat` per entry: in a fresh layer nothing is ever in the way.
+fn replacing<T>(
+    dir: &OwnedFd,
+    name: &OsStr,
+    shown: &str,
+    mut make: impl FnMut() -> Result<T, Errno>,
+) -> Result<Result<T, Errno>, UnpackError> {
+    match make() {
+        Err(Errno::EXIST) => {
+            remove_existing(dir, name, false, shown)?;
+            Ok(make())
+        }
+        other => Ok(other),
+    }
 }
 
 /// Makes room for a new entry `name` in `dir`: a directory is kept when `keep_dir` (and `true`
