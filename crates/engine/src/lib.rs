@@ -90,6 +90,7 @@ pub use image_verbs::{HistoryEntry, ImageFilter};
 pub use images::{Image, ImageRemoval, NewImage, normalize_tag};
 pub use lifecycle::{CreateRequest, Started};
 pub use logs::{LogsOptions, parse_log_time};
+pub use monitor_start::{Standby, spawn_standby};
 pub use mount_flags::parse_mount_flag;
 pub use mounts::{MountConfigReason, MountError};
 pub use names::random_name;

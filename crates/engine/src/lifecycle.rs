@@ -46,9 +46,22 @@ impl Engine {
     ///
     /// Errors: a missing image, a taken name, or a start failure (with Docker's exit code).
     pub fn run(&self, req: &CreateRequest, attach: bool) -> Result<Started> {
-        let _op = self.operation()?;
         // The monitor's start (an exec, the store) overlaps the create.
         let standby = self.spawn_monitor(attach)?;
+        self.run_with_monitor(req, standby)
+    }
+
+    /// [`Engine::run`] with a monitor started earlier ([`crate::spawn_standby`]: `berth run`
+    /// starts it before it opens the store); the attach connection is the one it was started
+    /// with.
+    ///
+    /// Errors: as [`Engine::run`].
+    pub fn run_with_monitor(
+        &self,
+        req: &CreateRequest,
+        standby: crate::monitor_start::Standby,
+    ) -> Result<Started> {
+        let _op = self.operation()?;
         let c = self.create(req)?;
         match self.hand_over(standby, &c) {
             Ok(s) => Ok(s),

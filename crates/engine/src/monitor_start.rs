@@ -23,9 +23,10 @@ use crate::engine::{Engine, io_err};
 use crate::error::{EngineError, Result};
 use crate::lifecycle::{Started, spawn_detached};
 
-/// A monitor started ahead of its container, waiting for [`Engine::hand_over`].
+/// A monitor started ahead of its container, waiting for its hand-over (see
+/// [`Engine::run_with_monitor`]); dropped unused, it ends quietly.
 #[derive(Debug)]
-pub(crate) struct Standby {
+pub struct Standby {
     /// The monitor's stdout: `go` goes out on it, the report comes back.
     control: UnixStream,
     /// This end of the attach connection on the monitor's stdin, when one was asked for.
@@ -56,56 +57,61 @@ pub(crate) fn parse_go(line: &str) -> Option<(String, bool)> {
     words.next().is_none().then_some((id, exit_client))
 }
 
-impl Engine {
-    /// Starts `berth monitor --standby` as a detached grandchild (nobody's child: it outlives
-    /// this process whatever happens to it). With `attach`, its stdin is an attach connection
-    /// whose other end comes back in [`Started::attach`].
-    pub(crate) fn spawn_monitor(&self, attach: bool) -> Result<Standby> {
-        // argv[0] is the path on disk: the monitor finds berth-monitor next to it.
-        let exe =
-            std::env::current_exe().map_err(io_err("find berth", Path::new("/proc/self/exe")))?;
-        // The monitor's children join the container: it runs from a binary they cannot write,
-        // started from it directly rather than re-executing itself.
-        let protected =
-            runtime::selfexe::protected_exe().map_err(|source| EngineError::Runtime {
-                action: "protect the berth binary for the monitor".into(),
-                source: Box::new(source),
-            })?;
-        let null = File::options()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-            .map_err(io_err("open", Path::new("/dev/null")))?;
-        let pair =
-            || UnixStream::pair().map_err(io_err("create socket pair", &self.paths.run_root));
-        let (attach, theirs): (_, OwnedFd) = if attach {
-            let (a, b) = pair()?;
-            (Some(a), b.into())
-        } else {
-            (
-                None,
-                null.try_clone()
-                    .map_err(io_err("open", Path::new("/dev/null")))?
-                    .into(),
-            )
-        };
-        let (control, control_theirs) = pair()?;
-        let args: Vec<&std::ffi::OsStr> = vec![
-            exe.as_os_str(),
-            "--root".as_ref(),
-            self.paths.root.as_os_str(),
-            "--run-root".as_ref(),
-            self.paths.run_root.as_os_str(),
-            "monitor".as_ref(),
-            "--standby".as_ref(),
-        ];
-        spawn_detached(
-            protected.as_fd(),
-            &args,
-            [theirs.as_fd(), control_theirs.as_fd(), null.as_fd()],
+/// Starts `berth monitor --standby` for the store at `paths` as a detached grandchild (nobody's
+/// child: it outlives this process whatever happens to it). With `attach`, its stdin is an
+/// attach connection whose other end comes back in [`Started::attach`]. Needs no open engine,
+/// so that `run` can start it first and open the store meanwhile.
+///
+/// Errors: the binary cannot be protected or the process cannot be started.
+pub fn spawn_standby(paths: &crate::store::Paths, attach: bool) -> Result<Standby> {
+    // argv[0] is the path on disk: the monitor finds berth-monitor next to it.
+    let exe = std::env::current_exe().map_err(io_err("find berth", Path::new("/proc/self/exe")))?;
+    // The monitor's children join the container: it runs from a binary they cannot write,
+    // started from it directly rather than re-executing itself.
+    let protected = runtime::selfexe::protected_exe().map_err(|source| EngineError::Runtime {
+        action: "protect the berth binary for the monitor".into(),
+        source: Box::new(source),
+    })?;
+    let null = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(io_err("open", Path::new("/dev/null")))?;
+    let pair = || UnixStream::pair().map_err(io_err("create socket pair", &paths.run_root));
+    let (attach, theirs): (_, OwnedFd) = if attach {
+        let (a, b) = pair()?;
+        (Some(a), b.into())
+    } else {
+        (
+            None,
+            null.try_clone()
+                .map_err(io_err("open", Path::new("/dev/null")))?
+                .into(),
         )
-        .map_err(io_err("spawn monitor", &exe))?;
-        Ok(Standby { control, attach })
+    };
+    let (control, control_theirs) = pair()?;
+    let args: Vec<&std::ffi::OsStr> = vec![
+        exe.as_os_str(),
+        "--root".as_ref(),
+        paths.root.as_os_str(),
+        "--run-root".as_ref(),
+        paths.run_root.as_os_str(),
+        "monitor".as_ref(),
+        "--standby".as_ref(),
+    ];
+    spawn_detached(
+        protected.as_fd(),
+        &args,
+        [theirs.as_fd(), control_theirs.as_fd(), null.as_fd()],
+    )
+    .map_err(io_err("spawn monitor", &exe))?;
+    Ok(Standby { control, attach })
+}
+
+impl Engine {
+    /// [`spawn_standby`] for this engine's store.
+    pub(crate) fn spawn_monitor(&self, attach: bool) -> Result<Standby> {
+        spawn_standby(&self.paths, attach)
     }
 
     /// Hands the created container `c` to `standby` and reads its report.

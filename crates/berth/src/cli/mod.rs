@@ -121,6 +121,12 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
     if let Some(code) = network::serve_dns(&cli.command, paths) {
         return Ok(code);
     }
+    // `run` starts the container's monitor first: its exec overlaps opening the store and
+    // creating the container.
+    let standby = match &cli.command {
+        Command::Run(args) => Some(engine::spawn_standby(paths, !args.detach)?),
+        _ => None,
+    };
     let engine = Engine::open(paths).context("open engine state")?;
     let mut stdout = std::io::stdout().lock();
     match &cli.command {
@@ -133,7 +139,7 @@ pub(crate) fn dispatch(cli: &Cli, paths: &Paths) -> Result<i32> {
         Command::Attach(c) => return attach::dispatch(&engine, c),
         Command::Registry(c) => return registry::dispatch(&engine, c),
         Command::Network(c) => return network::dispatch(&engine, c),
-        Command::Run(args) => return run::run(&engine, args),
+        Command::Run(args) => return run::run(&engine, args, standby),
         Command::Update(c) => return update::dispatch(&engine, c),
         Command::Inspect { format, objects } => {
             return inspect_each(objects, format.as_deref(), &mut stdout, |o| {

@@ -445,7 +445,7 @@ impl StorageFlags {
 pub(crate) struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short, long)]
-    detach: bool,
+    pub(crate) detach: bool,
     /// Keys that detach from the container (default `ctrl-p,ctrl-q`).
     #[arg(long)]
     detach_keys: Option<String>,
@@ -457,7 +457,11 @@ pub(crate) struct RunArgs {
     create: CreateArgs,
 }
 
-pub(crate) fn run(engine: &Engine, args: &RunArgs) -> Result<i32> {
+pub(crate) fn run(
+    engine: &Engine,
+    args: &RunArgs,
+    standby: Option<engine::Standby>,
+) -> Result<i32> {
     let mut req = args.create.request()?;
     args.create.ensure_image(engine)?;
     // Docker's run -d attaches nothing, so stdin stays open for later attaches.
@@ -468,7 +472,10 @@ pub(crate) fn run(engine: &Engine, args: &RunArgs) -> Result<i32> {
         args.detach_keys.as_deref(),
         args.sig_proxy,
     )?;
-    let started = engine.run(&req, !args.detach)?;
+    let started = match standby {
+        Some(monitor) => engine.run_with_monitor(&req, monitor)?,
+        None => engine.run(&req, !args.detach)?,
+    };
     match started.attach {
         Some(sock) if !args.detach => session(
             engine,
