@@ -2,7 +2,7 @@
 //! `--internal`, published ports (TCP and UDP, from the namespace's loopback and from another
 //! "host"), `-P` and `port`, the `host`/`none`/`container:` modes, IPv6, bad input and crashes.
 //!
-//! Every test runs berth inside a network namespace of its own (`Berth::in_netns`): no bridge,
+//! Every test runs berth inside a network namespace of its own (`testutil::Berth`): no bridge,
 //! veth, nftables rule or sysctl touches the host's namespace, and no packet leaves it.
 
 use std::process::Output;
@@ -87,7 +87,7 @@ fn children(parent: String) -> Vec<u32> {
 
 #[test]
 fn user_network_names_and_aliases_resolve_and_reach() {
-    let Some(b) = Berth::in_netns("net-dns") else {
+    let Some(b) = Berth::with_busybox("net-dns") else {
         return;
     };
     b.ok(&["network", "create", "--subnet", "10.91.0.0/24", "front"]);
@@ -169,7 +169,7 @@ fn user_network_names_and_aliases_resolve_and_reach() {
 
 #[test]
 fn networks_are_isolated_until_connected() {
-    let Some(b) = Berth::in_netns("net-iso") else {
+    let Some(b) = Berth::with_busybox("net-iso") else {
         return;
     };
     b.ok(&["network", "create", "--subnet", "10.92.1.0/24", "one"]);
@@ -252,7 +252,7 @@ fn networks_are_isolated_until_connected() {
 
 #[test]
 fn internal_network_has_no_way_out() {
-    let Some(b) = Berth::in_netns("net-internal") else {
+    let Some(b) = Berth::with_busybox("net-internal") else {
         return;
     };
     b.ok(&["network", "create", "--subnet", "10.93.1.0/24", "open"]);
@@ -287,7 +287,7 @@ fn internal_network_has_no_way_out() {
 
 #[test]
 fn published_port_answers_on_loopback_and_from_another_host() {
-    let Some(b) = Berth::in_netns("net-publish") else {
+    let Some(b) = Berth::with_busybox("net-publish") else {
         return;
     };
     web(
@@ -352,7 +352,7 @@ fn published_port_answers_on_loopback_and_from_another_host() {
 
 #[test]
 fn publish_all_picks_free_ports_and_port_reports_them() {
-    let Some(b) = Berth::in_netns("net-publish-all") else {
+    let Some(b) = Berth::with_busybox("net-publish-all") else {
         return;
     };
     b.ok(&["network", "create", "net"]);
@@ -389,7 +389,7 @@ fn publish_all_picks_free_ports_and_port_reports_them() {
 
 #[test]
 fn udp_port_is_published() {
-    let Some(b) = Berth::in_netns("net-udp") else {
+    let Some(b) = Berth::with_busybox("net-udp") else {
         return;
     };
     let cm = contest_mount();
@@ -418,7 +418,7 @@ fn udp_port_is_published() {
 
 #[test]
 fn host_none_and_container_modes() {
-    let Some(b) = Berth::in_netns("net-modes") else {
+    let Some(b) = Berth::with_busybox("net-modes") else {
         return;
     };
     let none = stdout(&run(&b, &["--network", "none", "bb", "ip", "-o", "link"]));
@@ -474,7 +474,7 @@ fn host_none_and_container_modes() {
 
 #[test]
 fn dual_stack_network_pings_over_ipv6() {
-    let Some(b) = Berth::in_netns("net-v6") else {
+    let Some(b) = Berth::with_busybox("net-v6") else {
         return;
     };
     b.ok(&[
@@ -539,7 +539,7 @@ fn dual_stack_network_pings_over_ipv6() {
 
 #[test]
 fn bad_input_is_one_line_and_changes_nothing() {
-    let Some(b) = Berth::in_netns("net-bad") else {
+    let Some(b) = Berth::with_busybox("net-bad") else {
         return;
     };
     b.ok(&["network", "create", "--subnet", "10.95.0.0/16", "base"]);
@@ -643,7 +643,7 @@ fn network_leftovers(b: &Berth) -> String {
 
 #[test]
 fn killed_cli_monitor_and_connect_leave_nothing_after_system_check() {
-    let Some(b) = Berth::in_netns("net-crash") else {
+    let Some(b) = Berth::with_busybox("net-crash") else {
         return;
     };
     b.ok(&["network", "create", "--subnet", "10.98.0.0/24", "crashnet"]);
@@ -728,7 +728,7 @@ const CRASH_AT: &str = "BERTH_TEST_CRASH_AT";
 
 #[test]
 fn network_options_files_and_prune() {
-    let Some(b) = Berth::in_netns("net-opts") else {
+    let Some(b) = Berth::with_busybox("net-opts") else {
         return;
     };
     let bridge = format!("bt-{}o", std::process::id());
