@@ -357,7 +357,7 @@ pub(crate) fn dispatch(engine: &Engine, family: &NetworkFamily) -> Result<i32> {
 /// `run`/`create` networking flags.
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct NetworkFlags {
-    /// `bridge`, a network name, `host`, `none` (default) or `container:<name|id>`.
+    /// `bridge` (default), a network name, `host`, `none` or `container:<name|id>`.
     #[arg(long = "network", alias = "net")]
     pub(crate) network: Option<String>,
     /// Publish a port: `[ip:][hostPort:]containerPort[/tcp|udp]`, ranges as `8000-8001:80-81`.
