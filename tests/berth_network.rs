@@ -803,3 +803,61 @@ fn network_options_files_and_prune() {
     assert_eq!(missing.status.code(), Some(1));
     b.assert_consistent();
 }
+
+#[test]
+fn containers_reach_their_own_and_siblings_published_ports_through_a_host_address() {
+    let Some(b) = Berth::with_busybox("net-hairpin") else {
+        return;
+    };
+    // A host address that is not the bridge's: one end of a veth pair in the test namespace.
+    let (here, there) = (testutil::unique_link_name(), testutil::unique_link_name());
+    for argv in [
+        vec![
+            "ip", "link", "add", &here, "type", "veth", "peer", "name", &there,
+        ],
+        vec!["ip", "addr", "add", "198.51.100.1/24", "dev", &here],
+        vec!["ip", "link", "set", &here, "up"],
+        vec!["ip", "link", "set", &there, "up"],
+    ] {
+        let o = b.in_ns(&argv);
+        assert!(o.status.success(), "{argv:?}: {}", describe(&o));
+    }
+    b.ok(&["network", "create", "--subnet", "10.99.0.0/24", "hairnet"]);
+    web(
+        &b,
+        "hp",
+        &["--network", "hairnet", "-p", "8080:80", "-h", "hairpin"],
+    );
+    web(&b, "dflt", &["-p", "8081:80", "-h", "on-default"]);
+    let url = "http://198.51.100.1:8080/hostname";
+    // A sibling on the same network, through the host address and through the gateway.
+    wait_until("a sibling reaches the published port", || {
+        fetch_from(&b, "hairnet", url).status.success()
+    });
+    assert_eq!(stdout(&fetch_from(&b, "hairnet", url)).trim(), "hairpin");
+    let gw = stdout(&fetch_from(&b, "hairnet", "http://10.99.0.1:8080/hostname"));
+    assert_eq!(gw.trim(), "hairpin");
+    // The container itself, through its own published port.
+    let own = b.cmd(&["exec", "hp", "sh", "-c", &wget(url)]);
+    assert_eq!(stdout(&own).trim(), "hairpin", "{}", describe(&own));
+    // The same on the default bridge (no name resolution there, the address is what counts).
+    let dflt = fetch_from(&b, "bridge", "http://198.51.100.1:8081/hostname");
+    assert_eq!(stdout(&dflt).trim(), "on-default", "{}", describe(&dflt));
+    let own = b.cmd(&[
+        "exec",
+        "dflt",
+        "sh",
+        "-c",
+        &wget("http://198.51.100.1:8081/hostname"),
+    ]);
+    assert_eq!(stdout(&own).trim(), "on-default", "{}", describe(&own));
+    // Traffic between two containers of one bridge is not tracked; to the gateway it is.
+    let raw = stdout(&b.in_ns(&["nft", "list", "chain", "inet", "berth", "raw"]));
+    assert!(
+        raw.contains("ip saddr 10.99.0.0/24 ip daddr 10.99.0.0/24 ip daddr != 10.99.0.1 notrack"),
+        "{raw}"
+    );
+    b.ok(&["rm", "-f", "hp", "dflt"]);
+    b.ok(&["network", "rm", "hairnet"]);
+    b.assert_consistent();
+}

@@ -540,6 +540,7 @@ pub(crate) fn ruleset(
             .map(|n| net::firewall::BridgeRules {
                 bridge: n.bridge.clone(),
                 subnets: std::iter::once(n.subnet).chain(n.subnet6).collect(),
+                gateways: std::iter::once(n.gateway).chain(n.gateway6).collect(),
                 internal: n.internal,
             })
             .collect(),
