@@ -861,3 +861,66 @@ fn containers_reach_their_own_and_siblings_published_ports_through_a_host_addres
     b.ok(&["network", "rm", "hairnet"]);
     b.assert_consistent();
 }
+
+#[test]
+fn network_ls_filters_and_formats() {
+    let Some(b) = Berth::with_busybox("net-ls") else {
+        return;
+    };
+    b.ok(&["network", "create", "--label", "tier=front", "front"]);
+    let back = b.stdout(&["network", "create", "--label", "tier=back", "back"]);
+    b.ok(&[
+        "create",
+        "--name",
+        "user",
+        "--network",
+        "front",
+        "bb",
+        "true",
+    ]);
+    let names = |filters: &[&str]| {
+        let mut args = vec!["network", "ls", "--format", "{{.Name}}"];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        let mut got: Vec<String> = b.stdout(&args).lines().map(str::to_owned).collect();
+        got.sort_unstable();
+        got
+    };
+    assert_eq!(names(&[]), ["back", "bridge", "front", "host", "none"]);
+    assert_eq!(names(&["type=custom"]), ["back", "front"]);
+    assert_eq!(names(&["type=builtin"]), ["bridge", "host", "none"]);
+    assert_eq!(names(&["name=ron", "name=ack"]), ["back", "front"]);
+    assert_eq!(names(&["id=", "label=tier=back"]), ["back"]);
+    assert_eq!(names(&[&format!("id={}", &back.trim()[..10])]), ["back"]);
+    assert_eq!(names(&["driver=null"]), ["none"]);
+    assert_eq!(names(&["label=tier", "dangling=true"]), ["back"]);
+    assert_eq!(
+        names(&["dangling=false", "type=custom"]),
+        ["front"],
+        "a created container holds its network"
+    );
+    // --format fields and -q.
+    let row = b.stdout(&[
+        "network",
+        "ls",
+        "-f",
+        "name=back",
+        "--format",
+        "{{.Name}} {{.Driver}} {{.Scope}} {{.Internal}} {{.IPv6}} {{.Labels}}",
+    ]);
+    assert_eq!(row, "back bridge local false false tier=back\n");
+    let quiet = b.stdout(&["network", "ls", "-q", "--no-trunc", "-f", "name=back"]);
+    assert_eq!(quiet.trim(), back.trim());
+    // A bad filter: one line, nothing listed.
+    for bad in ["colour=red", "type=other", "dangling=maybe"] {
+        let out = b.cmd(&["network", "ls", "--filter", bad]);
+        assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+        assert!(out.stdout.is_empty(), "{}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("berth: ") && err.contains(bad) && err.lines().count() == 1,
+            "{err}"
+        );
+    }
+}

@@ -61,6 +61,10 @@ pub(crate) enum NetworkCommand {
         /// Go template (`{{.Name}}`) or `json`.
         #[arg(long)]
         format: Option<String>,
+        /// `name=`, `id=`, `driver=`, `label=key[=value]`, `type=custom|builtin`,
+        /// `scope=local`, `dangling=true|false`.
+        #[arg(short, long = "filter")]
+        filter: Vec<String>,
     },
     /// Show networks as JSON.
     Inspect {
@@ -236,8 +240,9 @@ pub(crate) fn dispatch(engine: &Engine, family: &NetworkFamily) -> Result<i32> {
             quiet,
             no_trunc,
             format,
+            filter,
         } => {
-            let list = engine.networks()?;
+            let list = engine.network_list(&engine::NetworkFilter::parse(filter)?)?;
             let id = |s: &str| {
                 if *no_trunc {
                     s.to_owned()
@@ -256,21 +261,17 @@ pub(crate) fn dispatch(engine: &Engine, family: &NetworkFamily) -> Result<i32> {
                 rows.push(vec![
                     id(&n.id),
                     n.name.clone(),
-                    "bridge".into(),
+                    n.driver.into(),
                     "local".into(),
                 ]);
-                values.push(serde_json::json!({"ID": id(&n.id), "Name": n.name, "Driver": "bridge", "Scope": "local", "Internal": n.internal.to_string(), "IPv6": n.subnet6.is_some().to_string()}));
-            }
-            // Docker lists its two pseudo networks too; berth's are modes, with fixed ids.
-            for (name, driver) in [("host", "host"), ("none", "null")] {
-                let pseudo = format!("{:0>64}", if name == "host" { "1" } else { "2" });
-                rows.push(vec![
-                    id(&pseudo),
-                    name.into(),
-                    driver.into(),
-                    "local".into(),
-                ]);
-                values.push(serde_json::json!({"ID": id(&pseudo), "Name": name, "Driver": driver, "Scope": "local", "Internal": "false", "IPv6": "false"}));
+                let labels: Vec<String> =
+                    n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                values.push(serde_json::json!({
+                    "ID": id(&n.id), "Name": n.name, "Driver": n.driver, "Scope": "local",
+                    "Internal": n.internal.to_string(), "IPv6": n.ipv6.to_string(),
+                    "Labels": labels.join(","),
+                    "CreatedAt": n.created.map(super::image::created_at).unwrap_or_default(),
+                }));
             }
             if *quiet {
                 for r in rows.iter().skip(1) {
