@@ -61,6 +61,44 @@ fn fetch_from(b: &Berth, network: &str, url: &str) -> Output {
     run(b, &["--network", network, "bb", "sh", "-c", &wget(url)])
 }
 
+/// Creates the dual-stack network `name`.
+fn dual_stack(b: &Berth, name: &str, v4: &str, v6: &str) {
+    b.ok(&[
+        "network", "create", "--ipv6", "--subnet", v4, "--subnet", v6, name,
+    ]);
+}
+
+/// Another "host": a second namespace joined to the test's by a veth pair, `here` (with `cidr`
+/// and `extra` `ip addr` arguments) on the test's side, `there` (likewise) on the other.
+fn peer_host(b: &Berth, here: (&str, &str), there: (&str, &str), extra: &[&str]) -> NetnsGuard {
+    let peer = NetnsGuard::new();
+    let link = b.in_ns(&[
+        "ip",
+        "link",
+        "add",
+        here.0,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        there.0,
+        "netns",
+        peer.name(),
+    ]);
+    assert!(link.status.success(), "{}", describe(&link));
+    let mut addr = vec!["ip", "addr", "add", here.1, "dev", here.0];
+    addr.extend_from_slice(extra);
+    for argv in [addr, vec!["ip", "link", "set", here.0, "up"]] {
+        let o = b.in_ns(&argv);
+        assert!(o.status.success(), "{argv:?}: {}", describe(&o));
+    }
+    let mut addr = vec!["ip", "addr", "add", there.1, "dev", there.0];
+    addr.extend_from_slice(extra);
+    peer.ok(&addr);
+    peer.ok(&["ip", "link", "set", there.0, "up"]);
+    peer
+}
+
 /// Field `n` (1-based, as proc(5) numbers them; n >= 3) of `/proc/<pid>/stat`.
 fn stat_field(pid: u32, n: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -304,32 +342,9 @@ fn published_port_answers_on_loopback_and_from_another_host() {
         "published"
     );
     // Another host: a second namespace joined to the test's by a veth pair.
-    let peer = NetnsGuard::new();
     let pid = std::process::id();
     let (here, there) = (format!("bt-{pid}a"), format!("bt-{pid}b"));
-    let link = b.in_ns(&[
-        "ip",
-        "link",
-        "add",
-        &here,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &there,
-        "netns",
-        peer.name(),
-    ]);
-    assert!(link.status.success(), "{}", describe(&link));
-    for argv in [
-        vec!["ip", "addr", "add", "192.0.2.1/24", "dev", here.as_str()],
-        vec!["ip", "link", "set", here.as_str(), "up"],
-    ] {
-        let o = b.in_ns(&argv);
-        assert!(o.status.success(), "{argv:?}: {}", describe(&o));
-    }
-    peer.ok(&["ip", "addr", "add", "192.0.2.2/24", "dev", &there]);
-    peer.ok(&["ip", "link", "set", &there, "up"]);
+    let peer = peer_host(&b, (&here, "192.0.2.1/24"), (&there, "192.0.2.2/24"), &[]);
     let from_peer = || {
         peer.command("sh")
             .args(["-c", &host_wget(&b, "http://192.0.2.1:8080/hostname")])
@@ -477,16 +492,7 @@ fn dual_stack_network_pings_over_ipv6() {
     let Some(b) = Berth::with_busybox("net-v6") else {
         return;
     };
-    b.ok(&[
-        "network",
-        "create",
-        "--ipv6",
-        "--subnet",
-        "10.94.0.0/24",
-        "--subnet",
-        "fd00:94::/64",
-        "dual",
-    ]);
+    dual_stack(&b, "dual", "10.94.0.0/24", "fd00:94::/64");
     b.ok(&[
         "run",
         "-d",
@@ -923,4 +929,90 @@ fn network_ls_filters_and_formats() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn ipv6_published_ports_answer_another_host_over_ipv6() {
+    let Some(b) = Berth::with_busybox("net-pub6") else {
+        return;
+    };
+    dual_stack(&b, "dual6", "10.93.0.0/24", "fd00:93::/64");
+    // Another host on IPv6: a second namespace joined to the test's by a veth pair.
+    let (here, there) = (testutil::unique_link_name(), testutil::unique_link_name());
+    let peer = peer_host(
+        &b,
+        (&here, "fd00:92::1/64"),
+        (&there, "fd00:92::2/64"),
+        &["nodad"],
+    );
+    // Any address (both families) and one IPv6 address only.
+    web(
+        &b,
+        "web6",
+        &[
+            "--network",
+            "dual6",
+            "-p",
+            "8080:80",
+            "-p",
+            "[fd00:92::1]:8081:80",
+            "-h",
+            "six",
+        ],
+    );
+    let from_peer = |url: &str| {
+        peer.command("sh")
+            .args(["-c", &host_wget(&b, url)])
+            .output()
+            .unwrap()
+    };
+    for url in [
+        "http://[fd00:92::1]:8080/hostname",
+        "http://[fd00:92::1]:8081/hostname",
+    ] {
+        assert!(
+            eventually(|| from_peer(url).status.success()),
+            "{url}: {}",
+            describe(&from_peer(url))
+        );
+        assert_eq!(stdout(&from_peer(url)).trim(), "six", "{url}");
+    }
+    let ports = b.stdout(&["port", "web6", "80"]);
+    assert_eq!(ports, "0.0.0.0:8080\n[fd00:92::1]:8081\n");
+    // The IPv6 address is taken for 8081 now, and 8080 on any address.
+    let taken = b.cmd(&[
+        "create",
+        "--network",
+        "dual6",
+        "-p",
+        "[fd00:92::1]:8080:80",
+        "bb",
+    ]);
+    assert_eq!(taken.status.code(), Some(125), "{}", describe(&taken));
+    // Refused: the IPv6 loopback (the kernel does not forward it), an IPv6 address on a network
+    // without IPv6, an unbracketed IPv6 address.
+    for (args, why) in [
+        (
+            vec!["--network", "dual6", "-p", "[::1]:8090:80"],
+            "loopback",
+        ),
+        (vec!["-p", "[fd00:92::1]:8091:80"], "IPv6"),
+        (vec!["-p", "fd00:92::1:8092:80"], "brackets"),
+    ] {
+        let mut all = vec!["create"];
+        all.extend(args);
+        all.push("bb");
+        let out = b.cmd(&all);
+        assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why) && err.lines().count() == 1, "{err}");
+    }
+    assert_eq!(b.containers().len(), 1, "nothing but web6 was created");
+    b.ok(&["rm", "-f", "web6"]);
+    assert!(
+        !from_peer("http://[fd00:92::1]:8080/hostname")
+            .status
+            .success()
+    );
+    b.assert_consistent();
 }

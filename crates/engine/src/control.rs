@@ -148,7 +148,11 @@ impl Engine {
         for l in leases {
             out.entry(format!("{}/{}", l.container_port, l.proto))
                 .or_insert_with(Vec::new)
-                .push(format!("{}:{}", l.host_ip, l.host_port));
+                .push(if l.host_ip.contains(':') {
+                    format!("[{}]:{}", l.host_ip, l.host_port)
+                } else {
+                    format!("{}:{}", l.host_ip, l.host_port)
+                });
         }
         Ok(out)
     }

@@ -739,7 +739,8 @@ impl Tx<'_> {
                 self.tx
                     .query_row(
                         "SELECT 1 FROM port_leases WHERE proto = ?1 AND host_port = ?2 \
-                         AND (host_ip = ?3 OR host_ip = '0.0.0.0' OR ?3 = '0.0.0.0')",
+                         AND (host_ip = ?3 OR host_ip IN ('0.0.0.0', '::') \
+                              OR ?3 IN ('0.0.0.0', '::'))",
                         params![proto, port, host_ip],
                         |_| Ok(()),
                     )

@@ -12,6 +12,7 @@
 //!   prerouting  (nat, dstnat)   fib daddr type local jump publish
 //!   output      (nat, -100)     fib daddr type local jump publish     the host's own loopback
 //!   publish                     [ip daddr H] tcp|udp dport P dnat ip to C:Q   per published port
+//!                               [ip6 daddr H6] ... dnat ip6 to [C6]:Q        and its IPv6
 //!   postrouting (nat, srcnat)   ip saddr NET oifname != BR masquerade          not internal
 //!                               ip saddr 127.0.0.0/8 oifname BR masquerade     loopback -> DNAT
 //!                               ct status dnat ip saddr NET oifname BR masquerade  hairpin
@@ -36,7 +37,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use nftables::expr::{
     CT, Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
@@ -85,19 +86,44 @@ pub struct BridgeRules {
     pub internal: bool,
 }
 
-/// One published port: traffic to the host's `host_port` goes to `addr:port`.
+/// One published port: traffic to the host's `host_port` goes to `addr:port` (IPv4) or
+/// `[addr6]:port` (IPv6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortRule {
     /// Protocol.
     pub proto: Proto,
-    /// Only traffic to this host address (`None`: any local address).
-    pub host_ip: Option<Ipv4Addr>,
+    /// Only traffic to this host address (`None` or `0.0.0.0`: any local address of either
+    /// family; `::`: any IPv6 one).
+    pub host_ip: Option<IpAddr>,
     /// Host port.
     pub host_port: u16,
-    /// The container's address.
+    /// The container's IPv4 address.
     pub addr: Ipv4Addr,
+    /// The container's IPv6 address, if its network has IPv6 (else IPv6 traffic is not
+    /// forwarded).
+    pub addr6: Option<Ipv6Addr>,
     /// The container's port.
     pub port: u16,
+}
+
+impl PortRule {
+    /// The destinations this port DNATs to: `(host address to match, if any; the
+    /// container's address)`, one per family it serves.
+    fn targets(&self) -> Vec<(Option<IpAddr>, IpAddr)> {
+        let v4 = IpAddr::V4(self.addr);
+        let v6 = self.addr6.map(IpAddr::V6);
+        match self.host_ip {
+            None => std::iter::once((None, v4))
+                .chain(v6.map(|a| (None, a)))
+                .collect(),
+            Some(h) if h.is_unspecified() && h.is_ipv4() => std::iter::once((None, v4))
+                .chain(v6.map(|a| (None, a)))
+                .collect(),
+            Some(h) if h.is_unspecified() => v6.map(|a| (None, a)).into_iter().collect(),
+            Some(h @ IpAddr::V4(_)) => vec![(Some(h), v4)],
+            Some(h) => v6.map(|a| (Some(h), a)).into_iter().collect(),
+        }
+    }
 }
 
 /// Everything the table holds.
@@ -223,26 +249,40 @@ pub fn render(rules: &Ruleset) -> Nftables<'static> {
     o.push(rule("prerouting", vec![local_daddr(), jump()]));
     o.push(rule("output", vec![local_daddr(), jump()]));
     for p in &rules.ports {
-        let mut e = Vec::new();
-        if let Some(h) = p.host_ip.filter(|h| !h.is_unspecified()) {
+        for (host, to) in p.targets() {
+            let (proto, family) = if to.is_ipv6() {
+                ("ip6", NATFamily::IP6)
+            } else {
+                ("ip", NATFamily::IP)
+            };
+            let mut e = Vec::new();
+            if let Some(h) = host {
+                e.push(is(
+                    field(proto, "daddr"),
+                    Operator::EQ,
+                    Expression::String(s(&h.to_string())),
+                ));
+            } else {
+                // A family-less match: the DNAT below only applies to this family.
+                e.push(is(
+                    meta(MetaKey::Nfproto),
+                    Operator::EQ,
+                    Expression::String(s(if to.is_ipv6() { "ipv6" } else { "ipv4" })),
+                ));
+            }
             e.push(is(
-                field("ip", "daddr"),
+                field(p.proto.as_str(), "dport"),
                 Operator::EQ,
-                Expression::String(s(&h.to_string())),
+                Expression::Number(u32::from(p.host_port)),
             ));
+            e.push(Statement::DNAT(Some(NAT {
+                addr: Some(Expression::String(s(&to.to_string()))),
+                family: Some(family),
+                port: Some(Expression::Number(u32::from(p.port))),
+                flags: None,
+            })));
+            o.push(rule("publish", e));
         }
-        e.push(is(
-            field(p.proto.as_str(), "dport"),
-            Operator::EQ,
-            Expression::Number(u32::from(p.host_port)),
-        ));
-        e.push(Statement::DNAT(Some(NAT {
-            addr: Some(Expression::String(s(&p.addr.to_string()))),
-            family: Some(NATFamily::IP),
-            port: Some(Expression::Number(u32::from(p.port))),
-            flags: None,
-        })));
-        o.push(rule("publish", e));
     }
     let name = |b: &BridgeRules| Expression::String(s(&b.bridge));
     o.push(rule(
@@ -466,13 +506,24 @@ mod tests {
                     internal: true,
                 },
             ],
-            ports: vec![PortRule {
-                proto: Proto::Udp,
-                host_ip: None,
-                host_port: 5353,
-                addr: Ipv4Addr::new(10, 1, 0, 2),
-                port: 53,
-            }],
+            ports: vec![
+                PortRule {
+                    proto: Proto::Udp,
+                    host_ip: None,
+                    host_port: 5353,
+                    addr: Ipv4Addr::new(10, 1, 0, 2),
+                    addr6: None,
+                    port: 53,
+                },
+                PortRule {
+                    proto: Proto::Tcp,
+                    host_ip: Some("2001:db8::1".parse().unwrap()),
+                    host_port: 8080,
+                    addr: Ipv4Addr::new(10, 1, 0, 3),
+                    addr6: Some("fd00::3".parse().unwrap()),
+                    port: 80,
+                },
+            ],
         };
         let json = serde_json::to_value(render(&rules)).unwrap();
         let objs = json["nftables"].as_array().unwrap();
@@ -484,6 +535,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#""protocol":"udp","field":"dport""#));
+        // An IPv6 host address: one rule, to the container's IPv6 address.
+        assert!(
+            text.contains(r#""dnat":{"addr":"fd00::3","family":"ip6","port":80}"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#""addr":"10.1.0.3""#), "{text}");
+        assert_eq!(text.matches(r#""dnat":{"#).count(), 2);
         // For the outbound network: one masquerade out, one for hairpin DNAT, one for loopback
         // DNAT; none for internal.
         assert_eq!(text.matches("masquerade").count(), 3);
@@ -502,5 +560,30 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_published_port_serves_each_family_it_can() {
+        let rule = |host: Option<&str>, v6: bool| PortRule {
+            proto: Proto::Tcp,
+            host_ip: host.map(|h| h.parse().unwrap()),
+            host_port: 80,
+            addr: Ipv4Addr::new(10, 0, 0, 2),
+            addr6: v6.then(|| "fd00::2".parse().unwrap()),
+            port: 80,
+        };
+        let families = |r: PortRule| -> Vec<(bool, bool)> {
+            r.targets()
+                .iter()
+                .map(|(h, to)| (h.is_some(), to.is_ipv6()))
+                .collect()
+        };
+        assert_eq!(families(rule(None, false)), [(false, false)]);
+        assert_eq!(families(rule(None, true)), [(false, false), (false, true)]);
+        assert_eq!(families(rule(Some("0.0.0.0"), true)).len(), 2);
+        assert_eq!(families(rule(Some("::"), true)), [(false, true)]);
+        assert!(families(rule(Some("::"), false)).is_empty());
+        assert_eq!(families(rule(Some("10.1.1.1"), true)), [(true, false)]);
+        assert_eq!(families(rule(Some("2001:db8::1"), true)), [(true, true)]);
     }
 }

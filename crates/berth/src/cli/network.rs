@@ -415,20 +415,38 @@ pub(crate) fn parse_publish(spec: &str) -> Result<Vec<(String, engine::PortBindi
             "protocol must be tcp or udp",
         ));
     }
+    // An IPv6 host address is bracketed: `[2001:db8::1]:8080:80`, `[::]::80`.
+    let (ip, rest) = match rest.strip_prefix('[') {
+        Some(r) => {
+            let (ip, tail) = r.split_once("]:").ok_or_else(|| {
+                crate::cli::limits::bad_flag(FLAG, spec, "expected [IPv6]:HOST:CONTAINER")
+            })?;
+            if ip.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(crate::cli::limits::bad_flag(
+                    FLAG,
+                    spec,
+                    format!("invalid IPv6 address {ip:?}"),
+                ));
+            }
+            (Some(ip), tail)
+        }
+        None => (None, rest),
+    };
     let parts: Vec<&str> = rest.split(':').collect();
-    let (ip, host, ctr) = match parts.as_slice() {
-        [c] => ("", "", *c),
-        [h, c] => ("", *h, *c),
-        [i, h, c] => (*i, *h, *c),
+    let (ip, host, ctr) = match (ip, parts.as_slice()) {
+        (None, [c]) => ("", "", *c),
+        (None, [h, c]) => ("", *h, *c),
+        (None, [i, h, c]) => (*i, *h, *c),
+        (Some(i), [h, c]) => (i, *h, *c),
         _ => {
             return Err(crate::cli::limits::bad_flag(
                 FLAG,
                 spec,
-                "too many colons (IPv6 host addresses are not supported)",
+                "too many colons (an IPv6 host address goes in brackets)",
             ));
         }
     };
-    if !ip.is_empty() && ip.parse::<std::net::Ipv4Addr>().is_err() {
+    if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
         return Err(crate::cli::limits::bad_flag(
             FLAG,
             spec,
