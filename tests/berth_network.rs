@@ -989,6 +989,8 @@ fn ipv6_published_ports_answer_another_host_over_ipv6() {
         "bb",
     ]);
     assert_eq!(taken.status.code(), Some(125), "{}", describe(&taken));
+    let err = String::from_utf8_lossy(&taken.stderr);
+    assert!(err.contains("[fd00:92::1]:8080"), "{err}");
     // Refused: the IPv6 loopback (the kernel does not forward it), an IPv6 address on a network
     // without IPv6, an unbracketed IPv6 address.
     for (args, why) in [

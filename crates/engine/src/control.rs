@@ -148,11 +148,7 @@ impl Engine {
         for l in leases {
             out.entry(format!("{}/{}", l.container_port, l.proto))
                 .or_insert_with(Vec::new)
-                .push(if l.host_ip.contains(':') {
-                    format!("[{}]:{}", l.host_ip, l.host_port)
-                } else {
-                    format!("{}:{}", l.host_ip, l.host_port)
-                });
+                .push(crate::networks::host_binding(&l.host_ip, l.host_port));
         }
         Ok(out)
     }

@@ -760,7 +760,7 @@ impl Tx<'_> {
             } else {
                 if taken(*host_port)? {
                     return Err(EngineError::PortAllocated {
-                        binding: format!("{host_ip}:{host_port}"),
+                        binding: host_binding(host_ip, *host_port),
                     });
                 }
                 *host_port
@@ -820,5 +820,14 @@ impl Tx<'_> {
         stmt.query_map([], |r| r.get(0))
             .and_then(Iterator::collect)
             .map_err(EngineError::sqlite("list active containers"))
+    }
+}
+
+/// `ip:port` as Docker prints a host binding (`[ip]:port` for IPv6).
+pub(crate) fn host_binding(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
     }
 }
