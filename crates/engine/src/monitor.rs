@@ -493,10 +493,10 @@ pub(crate) fn settle(
         if let Err(e) = store.write_relaxed(|tx| tx.remove_container(&c.id)) {
             note(format!("remove container: {}", chain(&e)));
         }
-        // Its endpoints went with the record: the default network may need no rules now.
-        crate::network_attach::released(paths, c);
         let _ = crate::storage::remove_anonymous_volumes(store, paths, c);
         let _ = fs::remove_dir_all(&c.bundle);
+        // Its endpoints went with the record: the default network may need no rules now.
+        crate::network_attach::released(paths, c);
     }
     Settled::Done
 }
