@@ -46,7 +46,7 @@ impl Berth {
     /// check [`require_root`](crate::require_root) first).
     #[must_use]
     pub fn new(tag: &str) -> Berth {
-        Berth::in_namespace(tag, Arc::new(crate::NetnsGuard::new()))
+        Berth::in_namespace(tag, Arc::new(crate::NetnsGuard::without_janitor()))
     }
 
     /// Other fresh roots for the test `tag` whose commands run in this one's network
