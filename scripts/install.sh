@@ -40,12 +40,12 @@ rm -f "$bundle/config.json"   # left by older versions of this script; `berth-ru
 if ! berth images | awk '$1 == "busybox" && $2 == "latest" { found = 1 } END { exit !found }'; then
   tar -C "$bundle/rootfs" -c . | berth import - busybox:latest >/dev/null
 fi
-berth run --rm busybox sh -c \
+berth run --rm --network none busybox sh -c \
   'echo "hello from container $(hostname): pid $$, uid $(id -u), $(ls /bin | wc -l) busybox applets"'
 echo "berth, berth-monitor and berth-runtime are installed in /usr/local/bin"
 if [ -t 0 ] && [ -t 1 ]; then
   echo "an interactive busybox shell in a new container (exit to leave, ctrl-p ctrl-q to detach):"
-  berth run -it --rm busybox sh
+  berth run -it --rm --network none busybox sh
 else
-  echo "try: berth run -it --rm busybox sh"
+  echo "try: berth run -it --rm --network none busybox sh"
 fi

@@ -41,12 +41,7 @@ impl Roots {
 
     /// `berth` with this test's roots, as a shell command line (for tmux).
     fn shell(&self, args: &str) -> String {
-        format!(
-            "{} --root {} --run-root {} {args}",
-            testutil::berth_binary().display(),
-            self.root.display(),
-            self.run_root.display()
-        )
+        self.b.shell(args)
     }
 
     /// `berth args` with stdin closed, not yet run.

@@ -2,7 +2,7 @@
 //! `--internal`, published ports (TCP and UDP, from the namespace's loopback and from another
 //! "host"), `-P` and `port`, the `host`/`none`/`container:` modes, IPv6, bad input and crashes.
 //!
-//! Every test runs berth inside a network namespace of its own (`Berth::in_netns`): no bridge,
+//! Every test runs berth inside a network namespace of its own (`testutil::Berth`): no bridge,
 //! veth, nftables rule or sysctl touches the host's namespace, and no packet leaves it.
 
 use std::process::Output;
@@ -61,6 +61,44 @@ fn fetch_from(b: &Berth, network: &str, url: &str) -> Output {
     run(b, &["--network", network, "bb", "sh", "-c", &wget(url)])
 }
 
+/// Creates the dual-stack network `name`.
+fn dual_stack(b: &Berth, name: &str, v4: &str, v6: &str) {
+    b.ok(&[
+        "network", "create", "--ipv6", "--subnet", v4, "--subnet", v6, name,
+    ]);
+}
+
+/// Another "host": a second namespace joined to the test's by a veth pair, `here` (with `cidr`
+/// and `extra` `ip addr` arguments) on the test's side, `there` (likewise) on the other.
+fn peer_host(b: &Berth, here: (&str, &str), there: (&str, &str), extra: &[&str]) -> NetnsGuard {
+    let peer = NetnsGuard::new();
+    let link = b.in_ns(&[
+        "ip",
+        "link",
+        "add",
+        here.0,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        there.0,
+        "netns",
+        peer.name(),
+    ]);
+    assert!(link.status.success(), "{}", describe(&link));
+    let mut addr = vec!["ip", "addr", "add", here.1, "dev", here.0];
+    addr.extend_from_slice(extra);
+    for argv in [addr, vec!["ip", "link", "set", here.0, "up"]] {
+        let o = b.in_ns(&argv);
+        assert!(o.status.success(), "{argv:?}: {}", describe(&o));
+    }
+    let mut addr = vec!["ip", "addr", "add", there.1, "dev", there.0];
+    addr.extend_from_slice(extra);
+    peer.ok(&addr);
+    peer.ok(&["ip", "link", "set", there.0, "up"]);
+    peer
+}
+
 /// Field `n` (1-based, as proc(5) numbers them; n >= 3) of `/proc/<pid>/stat`.
 fn stat_field(pid: u32, n: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -87,7 +125,7 @@ fn children(parent: String) -> Vec<u32> {
 
 #[test]
 fn user_network_names_and_aliases_resolve_and_reach() {
-    let Some(b) = Berth::in_netns("net-dns") else {
+    let Some(b) = Berth::with_busybox("net-dns") else {
         return;
     };
     b.ok(&["network", "create", "--subnet", "10.91.0.0/24", "front"]);
@@ -169,7 +207,7 @@ fn user_network_names_and_aliases_resolve_and_reach() {
 
 #[test]
 fn networks_are_isolated_until_connected() {
-    let Some(b) = Berth::in_netns("net-iso") else {
+    let Some(b) = Berth::with_busybox("net-iso") else {
         return;
     };
     b.ok(&["network", "create", "--subnet", "10.92.1.0/24", "one"]);
@@ -252,7 +290,7 @@ fn networks_are_isolated_until_connected() {
 
 #[test]
 fn internal_network_has_no_way_out() {
-    let Some(b) = Berth::in_netns("net-internal") else {
+    let Some(b) = Berth::with_busybox("net-internal") else {
         return;
     };
     b.ok(&["network", "create", "--subnet", "10.93.1.0/24", "open"]);
@@ -287,7 +325,7 @@ fn internal_network_has_no_way_out() {
 
 #[test]
 fn published_port_answers_on_loopback_and_from_another_host() {
-    let Some(b) = Berth::in_netns("net-publish") else {
+    let Some(b) = Berth::with_busybox("net-publish") else {
         return;
     };
     web(
@@ -304,32 +342,9 @@ fn published_port_answers_on_loopback_and_from_another_host() {
         "published"
     );
     // Another host: a second namespace joined to the test's by a veth pair.
-    let peer = NetnsGuard::new();
     let pid = std::process::id();
     let (here, there) = (format!("bt-{pid}a"), format!("bt-{pid}b"));
-    let link = b.in_ns(&[
-        "ip",
-        "link",
-        "add",
-        &here,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &there,
-        "netns",
-        peer.name(),
-    ]);
-    assert!(link.status.success(), "{}", describe(&link));
-    for argv in [
-        vec!["ip", "addr", "add", "192.0.2.1/24", "dev", here.as_str()],
-        vec!["ip", "link", "set", here.as_str(), "up"],
-    ] {
-        let o = b.in_ns(&argv);
-        assert!(o.status.success(), "{argv:?}: {}", describe(&o));
-    }
-    peer.ok(&["ip", "addr", "add", "192.0.2.2/24", "dev", &there]);
-    peer.ok(&["ip", "link", "set", &there, "up"]);
+    let peer = peer_host(&b, (&here, "192.0.2.1/24"), (&there, "192.0.2.2/24"), &[]);
     let from_peer = || {
         peer.command("sh")
             .args(["-c", &host_wget(&b, "http://192.0.2.1:8080/hostname")])
@@ -352,7 +367,7 @@ fn published_port_answers_on_loopback_and_from_another_host() {
 
 #[test]
 fn publish_all_picks_free_ports_and_port_reports_them() {
-    let Some(b) = Berth::in_netns("net-publish-all") else {
+    let Some(b) = Berth::with_busybox("net-publish-all") else {
         return;
     };
     b.ok(&["network", "create", "net"]);
@@ -389,7 +404,7 @@ fn publish_all_picks_free_ports_and_port_reports_them() {
 
 #[test]
 fn udp_port_is_published() {
-    let Some(b) = Berth::in_netns("net-udp") else {
+    let Some(b) = Berth::with_busybox("net-udp") else {
         return;
     };
     let cm = contest_mount();
@@ -418,7 +433,7 @@ fn udp_port_is_published() {
 
 #[test]
 fn host_none_and_container_modes() {
-    let Some(b) = Berth::in_netns("net-modes") else {
+    let Some(b) = Berth::with_busybox("net-modes") else {
         return;
     };
     let none = stdout(&run(&b, &["--network", "none", "bb", "ip", "-o", "link"]));
@@ -474,19 +489,10 @@ fn host_none_and_container_modes() {
 
 #[test]
 fn dual_stack_network_pings_over_ipv6() {
-    let Some(b) = Berth::in_netns("net-v6") else {
+    let Some(b) = Berth::with_busybox("net-v6") else {
         return;
     };
-    b.ok(&[
-        "network",
-        "create",
-        "--ipv6",
-        "--subnet",
-        "10.94.0.0/24",
-        "--subnet",
-        "fd00:94::/64",
-        "dual",
-    ]);
+    dual_stack(&b, "dual", "10.94.0.0/24", "fd00:94::/64");
     b.ok(&[
         "run",
         "-d",
@@ -539,7 +545,7 @@ fn dual_stack_network_pings_over_ipv6() {
 
 #[test]
 fn bad_input_is_one_line_and_changes_nothing() {
-    let Some(b) = Berth::in_netns("net-bad") else {
+    let Some(b) = Berth::with_busybox("net-bad") else {
         return;
     };
     b.ok(&["network", "create", "--subnet", "10.95.0.0/16", "base"]);
@@ -643,7 +649,7 @@ fn network_leftovers(b: &Berth) -> String {
 
 #[test]
 fn killed_cli_monitor_and_connect_leave_nothing_after_system_check() {
-    let Some(b) = Berth::in_netns("net-crash") else {
+    let Some(b) = Berth::with_busybox("net-crash") else {
         return;
     };
     b.ok(&["network", "create", "--subnet", "10.98.0.0/24", "crashnet"]);
@@ -728,7 +734,7 @@ const CRASH_AT: &str = "BERTH_TEST_CRASH_AT";
 
 #[test]
 fn network_options_files_and_prune() {
-    let Some(b) = Berth::in_netns("net-opts") else {
+    let Some(b) = Berth::with_busybox("net-opts") else {
         return;
     };
     let bridge = format!("bt-{}o", std::process::id());
@@ -801,5 +807,214 @@ fn network_options_files_and_prune() {
     assert!(b.in_ns(&["ip", "link", "show", &bridge]).stdout.is_empty());
     let missing = b.cmd(&["network", "inspect", "tuned"]);
     assert_eq!(missing.status.code(), Some(1));
+    b.assert_consistent();
+}
+
+#[test]
+fn containers_reach_their_own_and_siblings_published_ports_through_a_host_address() {
+    let Some(b) = Berth::with_busybox("net-hairpin") else {
+        return;
+    };
+    // A host address that is not the bridge's: one end of a veth pair in the test namespace.
+    let (here, there) = (testutil::unique_link_name(), testutil::unique_link_name());
+    for argv in [
+        vec![
+            "ip", "link", "add", &here, "type", "veth", "peer", "name", &there,
+        ],
+        vec!["ip", "addr", "add", "198.51.100.1/24", "dev", &here],
+        vec!["ip", "link", "set", &here, "up"],
+        vec!["ip", "link", "set", &there, "up"],
+    ] {
+        let o = b.in_ns(&argv);
+        assert!(o.status.success(), "{argv:?}: {}", describe(&o));
+    }
+    b.ok(&["network", "create", "--subnet", "10.99.0.0/24", "hairnet"]);
+    web(
+        &b,
+        "hp",
+        &["--network", "hairnet", "-p", "8080:80", "-h", "hairpin"],
+    );
+    web(&b, "dflt", &["-p", "8081:80", "-h", "on-default"]);
+    let url = "http://198.51.100.1:8080/hostname";
+    // A sibling on the same network, through the host address and through the gateway.
+    wait_until("a sibling reaches the published port", || {
+        fetch_from(&b, "hairnet", url).status.success()
+    });
+    assert_eq!(stdout(&fetch_from(&b, "hairnet", url)).trim(), "hairpin");
+    let gw = stdout(&fetch_from(&b, "hairnet", "http://10.99.0.1:8080/hostname"));
+    assert_eq!(gw.trim(), "hairpin");
+    // The container itself, through its own published port.
+    let own = b.cmd(&["exec", "hp", "sh", "-c", &wget(url)]);
+    assert_eq!(stdout(&own).trim(), "hairpin", "{}", describe(&own));
+    // The same on the default bridge (no name resolution there, the address is what counts).
+    let dflt = fetch_from(&b, "bridge", "http://198.51.100.1:8081/hostname");
+    assert_eq!(stdout(&dflt).trim(), "on-default", "{}", describe(&dflt));
+    let own = b.cmd(&[
+        "exec",
+        "dflt",
+        "sh",
+        "-c",
+        &wget("http://198.51.100.1:8081/hostname"),
+    ]);
+    assert_eq!(stdout(&own).trim(), "on-default", "{}", describe(&own));
+    // Traffic between two containers of one bridge is not tracked; to the gateway it is.
+    let raw = stdout(&b.in_ns(&["nft", "list", "chain", "inet", "berth", "raw"]));
+    assert!(
+        raw.contains("ip saddr 10.99.0.0/24 ip daddr 10.99.0.0/24 ip daddr != 10.99.0.1 notrack"),
+        "{raw}"
+    );
+    b.ok(&["rm", "-f", "hp", "dflt"]);
+    b.ok(&["network", "rm", "hairnet"]);
+    b.assert_consistent();
+}
+
+#[test]
+fn network_ls_filters_and_formats() {
+    let Some(b) = Berth::with_busybox("net-ls") else {
+        return;
+    };
+    b.ok(&["network", "create", "--label", "tier=front", "front"]);
+    let back = b.stdout(&["network", "create", "--label", "tier=back", "back"]);
+    b.ok(&[
+        "create",
+        "--name",
+        "user",
+        "--network",
+        "front",
+        "bb",
+        "true",
+    ]);
+    let names = |filters: &[&str]| {
+        let mut args = vec!["network", "ls", "--format", "{{.Name}}"];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        let mut got: Vec<String> = b.stdout(&args).lines().map(str::to_owned).collect();
+        got.sort_unstable();
+        got
+    };
+    assert_eq!(names(&[]), ["back", "bridge", "front", "host", "none"]);
+    assert_eq!(names(&["type=custom"]), ["back", "front"]);
+    assert_eq!(names(&["type=builtin"]), ["bridge", "host", "none"]);
+    assert_eq!(names(&["name=ron", "name=ack"]), ["back", "front"]);
+    assert_eq!(names(&["id=", "label=tier=back"]), ["back"]);
+    assert_eq!(names(&[&format!("id={}", &back.trim()[..10])]), ["back"]);
+    assert_eq!(names(&["driver=null"]), ["none"]);
+    assert_eq!(names(&["label=tier", "dangling=true"]), ["back"]);
+    assert_eq!(
+        names(&["dangling=false", "type=custom"]),
+        ["front"],
+        "a created container holds its network"
+    );
+    // --format fields and -q.
+    let row = b.stdout(&[
+        "network",
+        "ls",
+        "-f",
+        "name=back",
+        "--format",
+        "{{.Name}} {{.Driver}} {{.Scope}} {{.Internal}} {{.IPv6}} {{.Labels}}",
+    ]);
+    assert_eq!(row, "back bridge local false false tier=back\n");
+    let quiet = b.stdout(&["network", "ls", "-q", "--no-trunc", "-f", "name=back"]);
+    assert_eq!(quiet.trim(), back.trim());
+    // A bad filter: one line, nothing listed.
+    for bad in ["colour=red", "type=other", "dangling=maybe"] {
+        let out = b.cmd(&["network", "ls", "--filter", bad]);
+        assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+        assert!(out.stdout.is_empty(), "{}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("berth: ") && err.contains(bad) && err.lines().count() == 1,
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn ipv6_published_ports_answer_another_host_over_ipv6() {
+    let Some(b) = Berth::with_busybox("net-pub6") else {
+        return;
+    };
+    dual_stack(&b, "dual6", "10.93.0.0/24", "fd00:93::/64");
+    // Another host on IPv6: a second namespace joined to the test's by a veth pair.
+    let (here, there) = (testutil::unique_link_name(), testutil::unique_link_name());
+    let peer = peer_host(
+        &b,
+        (&here, "fd00:92::1/64"),
+        (&there, "fd00:92::2/64"),
+        &["nodad"],
+    );
+    // Any address (both families) and one IPv6 address only.
+    web(
+        &b,
+        "web6",
+        &[
+            "--network",
+            "dual6",
+            "-p",
+            "8080:80",
+            "-p",
+            "[fd00:92::1]:8081:80",
+            "-h",
+            "six",
+        ],
+    );
+    let from_peer = |url: &str| {
+        peer.command("sh")
+            .args(["-c", &host_wget(&b, url)])
+            .output()
+            .unwrap()
+    };
+    for url in [
+        "http://[fd00:92::1]:8080/hostname",
+        "http://[fd00:92::1]:8081/hostname",
+    ] {
+        assert!(
+            eventually(|| from_peer(url).status.success()),
+            "{url}: {}",
+            describe(&from_peer(url))
+        );
+        assert_eq!(stdout(&from_peer(url)).trim(), "six", "{url}");
+    }
+    let ports = b.stdout(&["port", "web6", "80"]);
+    assert_eq!(ports, "0.0.0.0:8080\n[fd00:92::1]:8081\n");
+    // The IPv6 address is taken for 8081 now, and 8080 on any address.
+    let taken = b.cmd(&[
+        "create",
+        "--network",
+        "dual6",
+        "-p",
+        "[fd00:92::1]:8080:80",
+        "bb",
+    ]);
+    assert_eq!(taken.status.code(), Some(125), "{}", describe(&taken));
+    let err = String::from_utf8_lossy(&taken.stderr);
+    assert!(err.contains("[fd00:92::1]:8080"), "{err}");
+    // Refused: the IPv6 loopback (the kernel does not forward it), an IPv6 address on a network
+    // without IPv6, an unbracketed IPv6 address.
+    for (args, why) in [
+        (
+            vec!["--network", "dual6", "-p", "[::1]:8090:80"],
+            "loopback",
+        ),
+        (vec!["-p", "[fd00:92::1]:8091:80"], "IPv6"),
+        (vec!["-p", "fd00:92::1:8092:80"], "brackets"),
+    ] {
+        let mut all = vec!["create"];
+        all.extend(args);
+        all.push("bb");
+        let out = b.cmd(&all);
+        assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why) && err.lines().count() == 1, "{err}");
+    }
+    assert_eq!(b.containers().len(), 1, "nothing but web6 was created");
+    b.ok(&["rm", "-f", "web6"]);
+    assert!(
+        !from_peer("http://[fd00:92::1]:8080/hostname")
+            .status
+            .success()
+    );
     b.assert_consistent();
 }

@@ -7,6 +7,7 @@
 // A test target: helpers outside `#[test]` functions fail the test with `expect` too.
 #![allow(clippy::expect_used)]
 
+use std::ops::Deref;
 use std::path::Path;
 use std::process::Output;
 
@@ -15,20 +16,45 @@ use testutil::registry::{
     Compression, FakeRegistry, LayoutEntry, OciImage, Registry, Reply, TokenServer, host_arch,
     push_layout, skopeo, tools_present, write_layout,
 };
-use testutil::{Berth, describe, stdout};
+use testutil::{Berth, NetnsEntered, describe, stdout};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A registry test's berth: roots, and a registry configuration that allows loopback.
-fn berth(tag: &str) -> Option<Berth> {
+/// A registry test's berth: roots with a registry configuration that allows loopback, and the
+/// test's thread moved into their network namespace meanwhile, so that the registries, token
+/// servers, proxies and skopeo the test starts use the loopback berth sees (berth's commands
+/// never run in the host's namespace).
+struct RegBerth {
+    b: Berth,
+    _inside: NetnsEntered,
+}
+
+impl Deref for RegBerth {
+    type Target = Berth;
+    fn deref(&self) -> &Berth {
+        &self.b
+    }
+}
+
+impl RegBerth {
+    /// Other roots, configured alike, in the same network namespace.
+    fn second(&self, tag: &str) -> Berth {
+        let b = self.b.sharing_netns(tag);
+        b.registry_config("{}");
+        b
+    }
+}
+
+fn berth(tag: &str) -> Option<RegBerth> {
     if !testutil::require_root() || !tools_present() {
         return None;
     }
     let b = Berth::new(tag);
     b.registry_config("{}");
-    Some(b)
+    let inside = b.netns.enter();
+    Some(RegBerth { b, _inside: inside })
 }
 
 /// The uncompressed busybox rootfs tar.
@@ -158,7 +184,7 @@ fn pull_by_tag_and_by_digest_then_run() {
     assert_eq!(events, expect.repeat(2), "{events}");
 
     // By digest into a second root, quietly.
-    let b2 = berth("pull-digest").expect("second root");
+    let b2 = b.second("pull-digest");
     let pinned = format!("{}/bb@{}", reg.addr, img.digest());
     let quiet = stdout(&b2.ok(&["pull", "-q", &pinned]));
     assert_eq!(quiet, format!("{pinned}\n"));
@@ -230,7 +256,7 @@ fn index_with_several_platforms_picks_the_host_or_the_asked_platform() {
     let repo_digests = format!("[\"{}/multi@{index}\"]", reg.addr);
     assert_eq!(b.inspect("{{json .RepoDigests}}", &name), repo_digests);
 
-    let b2 = berth("pull-platform").expect("second root");
+    let b2 = b.second("pull-platform");
     b2.ok(&["pull", "--platform", &format!("linux/{other}"), &name]);
     assert_eq!(b2.inspect("{{.Id}}", &name), sha256(&foreign.config));
     assert_eq!(b2.inspect("{{json .RepoDigests}}", &name), repo_digests);
@@ -369,13 +395,13 @@ fn push_of_a_committed_image_reads_back_with_skopeo_and_runs_elsewhere() {
     assert!(!mounted.contains(": Pushed"), "{mounted}");
 
     // Another root pulls and runs it.
-    let b2 = berth("push-pull").expect("second root");
+    let b2 = b.second("push-pull");
     let pulled = stdout(&b2.ok(&["pull", &name]));
     assert!(pulled.contains(&format!("Digest: {digest}")), "{pulled}");
     assert_eq!(b2.stdout(&["run", "--rm", &name]), "committed\n");
 
     // Every tag of a repository.
-    let b3 = berth("push-all-tags").expect("third root");
+    let b3 = b.second("push-all-tags");
     b.ok(&["tag", &name, &format!("{}/committed:2", reg.addr)]);
     b.ok(&["push", "-q", &format!("{}/committed:2", reg.addr)]);
     b3.ok(&["image", "pull", "-a", &format!("{}/committed", reg.addr)]);
@@ -528,7 +554,7 @@ fn basic_auth_login_push_pull_and_logout() {
     assert!(seen.status.success(), "{}", describe(&seen));
 
     // A second root: refused until it logs in (-p warns), then pulls and runs.
-    let b2 = berth("auth-basic-2").expect("second root");
+    let b2 = b.second("auth-basic-2");
     let before = blob_count(&b2);
     let refused = b2.cmd(&["pull", &name]);
     assert_unauthorized(&refused);
@@ -575,7 +601,7 @@ fn bearer_token_realm_grants_with_credentials_and_tokens_are_reused() {
     b.ok(&["login", "-u", "berth", "-p", "t0ken", &reg.addr]);
     b.ok(&["push", &name]);
 
-    let b2 = berth("auth-token-2").expect("second root");
+    let b2 = b.second("auth-token-2");
     b2.ok(&["login", "-u", "berth", "-p", "t0ken", &reg.addr]);
     let issued = || *tokens.issued.lock().expect("token count");
     let before = issued();

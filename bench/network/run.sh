@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Network throughput (issue 5, acceptance 6): iperf3 (Debian) TCP throughput
 #   veth    two plain network namespaces joined by a veth pair (the ceiling)
+#   plainbr two plain network namespaces on a kernel bridge in a third (berth's topology without
+#           berth: two veth pairs and a bridge; what any bridge network costs over one pair)
 #   bridge  two berth containers on one user bridge network, by the server's name
 #   publish a berth container's published port, from the engine namespace's loopback
 # Everything runs in network namespaces this script creates (berth-test-<pid>-bench-net*),
@@ -36,7 +38,7 @@ cleanup() {
   "${B[@]}" network rm benchnet >/dev/null 2>&1
   "${B[@]}" system check >/dev/null 2>&1
   for p in $(pgrep -f "$name" || true); do [ "$p" != $$ ] && kill -9 "$p" 2>/dev/null; done
-  for ns in "$name" "$name-a" "$name-b"; do ip netns delete "$ns" 2>/dev/null; done
+  for ns in "$name" "$name-a" "$name-b" "$name-c" "$name-d" "$name-e"; do ip netns delete "$ns" 2>/dev/null; done
   grep -o "[^ ]*$name[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
   rm -rf "$scratch" "/run/$name"
 }
@@ -51,7 +53,9 @@ for lib in $(ldd "$(command -v iperf3)" | grep -o '/[^ ]*'); do
 done
 echo "root:x:0:0:root:/:/bin/sh" > "$scratch/rootfs/etc/passwd"
 
-for ns in "$name" "$name-a" "$name-b"; do ip netns add "$ns"; in_ns "$ns" ip link set lo up; done
+for ns in "$name" "$name-a" "$name-b" "$name-c" "$name-d" "$name-e"; do
+  ip netns add "$ns"; in_ns "$ns" ip link set lo up
+done
 tar -C "$scratch/rootfs" -c . | "${B[@]}" import - iperf >/dev/null
 
 gbps() { python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 2))'; }
@@ -62,6 +66,15 @@ in_ns "$name" ip link add bb-a netns "$name-a" type veth peer name bb-b netns "$
 in_ns "$name-a" ip addr add 10.200.0.1/24 dev bb-a; in_ns "$name-a" ip link set bb-a up
 in_ns "$name-b" ip addr add 10.200.0.2/24 dev bb-b; in_ns "$name-b" ip link set bb-b up
 in_ns "$name-a" iperf3 -s -D -1 >/dev/null 2>&1 || true
+# plainbr: d and e hang off a bridge in c.
+in_ns "$name-c" ip link add bb-br type bridge; in_ns "$name-c" ip link set bb-br up
+for x in d e; do
+  in_ns "$name-c" ip link add "bb-p$x" type veth peer name "bb-$x" netns "$name-$x"
+  in_ns "$name-c" ip link set "bb-p$x" master bb-br; in_ns "$name-c" ip link set "bb-p$x" up
+  in_ns "$name-$x" ip link set "bb-$x" up
+done
+in_ns "$name-d" ip addr add 10.203.0.1/24 dev bb-d
+in_ns "$name-e" ip addr add 10.203.0.2/24 dev bb-e
 
 "${B[@]}" network create --subnet 10.201.0.0/24 benchnet >/dev/null
 "${B[@]}" run -d --name srv --network benchnet iperf iperf3 -s >/dev/null
@@ -109,11 +122,15 @@ TOML
   fi
 fi
 
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A results
 for r in $(seq "$rounds"); do
   in_ns "$name-a" iperf3 -s -D -1 >/dev/null 2>&1
   sleep 0.3
   results[veth]+="$(in_ns "$name-b" iperf3 -c 10.200.0.1 -t "$secs" -J | gbps) "
+  in_ns "$name-d" iperf3 -s -D -1 >/dev/null 2>&1
+  sleep 0.3
+  results[plainbr]+="$(in_ns "$name-e" iperf3 -c 10.203.0.1 -t "$secs" -J | gbps) "
   results[bridge]+="$("${B[@]}" run --rm --network benchnet iperf iperf3 -c srv -t "$secs" -J | gbps) "
   results[publish]+="$(in_ns "$name" iperf3 -c 127.0.0.1 -p 5202 -t "$secs" -J | gbps) "
   if [ -n "$docker_ok" ]; then
@@ -122,7 +139,11 @@ for r in $(seq "$rounds"); do
 done
 echo "iperf3 TCP, ${secs}s x ${rounds} rounds, Gbit/s (median; all runs)"
 v=$(echo "${results[veth]}" | tr ' ' '\n' | grep . | median)
-for k in veth bridge publish ${docker_ok:+docker}; do
+for k in veth plainbr bridge publish ${docker_ok:+docker}; do
   m=$(echo "${results[$k]}" | tr ' ' '\n' | grep . | median)
   printf "%-8s %8s   x veth %.2f   (%s)\n" "$k" "$m" "$(echo "$m / $v" | bc -l)" "${results[$k]}"
 done
+b=$(echo "${results[bridge]}" | tr ' ' '\n' | grep . | median)
+p=$(echo "${results[plainbr]}" | tr ' ' '\n' | grep . | median)
+printf "bridge x plainbr %.2f; load average before %s, after %s\n" "$(echo "$b / $p" | bc -l)" \
+  "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"

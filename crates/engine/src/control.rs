@@ -148,7 +148,7 @@ impl Engine {
         for l in leases {
             out.entry(format!("{}/{}", l.container_port, l.proto))
                 .or_insert_with(Vec::new)
-                .push(format!("{}:{}", l.host_ip, l.host_port));
+                .push(crate::networks::host_binding(&l.host_ip, l.host_port));
         }
         Ok(out)
     }

@@ -87,12 +87,12 @@ impl Engine {
             .with_image_healthcheck(img.healthcheck.as_ref());
         let mut host_config = req.host_config.clone();
         if host_config.network_mode.is_empty() {
-            // Docker's default is `bridge`; berth's stays `none` unless BERTH_DEFAULT_NETWORK
-            // says otherwise, so that a bare `run` never changes the host's networking.
+            // Docker's default, `bridge`, unless BERTH_DEFAULT_NETWORK names another mode
+            // (`none` keeps a bare `run` off the host's networking altogether).
             host_config.network_mode = std::env::var("BERTH_DEFAULT_NETWORK")
                 .ok()
                 .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| "none".into());
+                .unwrap_or_else(|| "bridge".into());
         }
         crate::container_spec::validate(&config, &host_config)?;
         if !host_config.runtime.is_empty() {

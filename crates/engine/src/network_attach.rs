@@ -11,7 +11,7 @@
 //! is rendered from (`net::firewall`), under one lock so concurrent renders never interleave.
 
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 
 use serde_json::Value;
@@ -125,10 +125,15 @@ fn wanted_ports(c: &Container) -> Result<Vec<(String, String, u16, u16)>> {
             let host_ip = if b.host_ip.is_empty() {
                 "0.0.0.0".to_owned()
             } else {
-                let ip: Ipv4Addr = b
-                    .host_ip
-                    .parse()
-                    .map_err(|_| bad("host address must be IPv4"))?;
+                let ip: IpAddr = b.host_ip.parse().map_err(|_| bad("bad host address"))?;
+                if let IpAddr::V6(v6) = ip
+                    && v6.is_loopback()
+                {
+                    // No route_localnet for IPv6: the kernel will not send ::1 to a container.
+                    return Err(bad(
+                        "the IPv6 loopback address cannot be forwarded to a container",
+                    ));
+                }
                 ip.to_string()
             };
             let host_port: u16 = if b.host_port.is_empty() {
@@ -184,7 +189,19 @@ pub(crate) fn record(tx: &Tx<'_>, c: &Container, req: &EndpointRequest) -> Resul
         });
     }
     tx.add_endpoint(c.id.as_str(), &n, req)?;
-    tx.lease_ports(c.id.as_str(), &wanted_ports(c)?)?;
+    let wanted = wanted_ports(c)?;
+    if n.subnet6.is_none()
+        && let Some((_, ip, _, _)) = wanted.iter().find(|w| w.1.contains(':'))
+    {
+        return Err(EngineError::InvalidSetting {
+            what: "publish",
+            value: ip.clone(),
+            reason: format!(
+                "an IPv6 host address needs a network with IPv6 (network {name} has none)"
+            ),
+        });
+    }
+    tx.lease_ports(c.id.as_str(), &wanted)?;
     Ok(())
 }
 
@@ -540,19 +557,26 @@ pub(crate) fn ruleset(
             .map(|n| net::firewall::BridgeRules {
                 bridge: n.bridge.clone(),
                 subnets: std::iter::once(n.subnet).chain(n.subnet6).collect(),
+                gateways: std::iter::once(n.gateway).chain(n.gateway6).collect(),
                 internal: n.internal,
             })
             .collect(),
         ports: Vec::new(),
     };
     for l in leases.iter().filter(|l| active.contains(&l.container_id)) {
-        let Some(IpAddr::V4(addr)) = endpoints
+        let Some(first) = endpoints
             .iter()
             .filter(|e| e.container_id == l.container_id)
             .min_by_key(|e| e.index)
-            .map(|e| e.ipv4)
         else {
             continue;
+        };
+        let IpAddr::V4(addr) = first.ipv4 else {
+            continue;
+        };
+        let addr6 = match first.ipv6 {
+            Some(IpAddr::V6(a)) => Some(a),
+            _ => None,
         };
         rules.ports.push(net::firewall::PortRule {
             proto: if l.proto == "udp" {
@@ -563,6 +587,7 @@ pub(crate) fn ruleset(
             host_ip: l.host_ip.parse().ok(),
             host_port: l.host_port,
             addr,
+            addr6,
             port: l.container_port,
         });
     }

@@ -739,7 +739,8 @@ impl Tx<'_> {
                 self.tx
                     .query_row(
                         "SELECT 1 FROM port_leases WHERE proto = ?1 AND host_port = ?2 \
-                         AND (host_ip = ?3 OR host_ip = '0.0.0.0' OR ?3 = '0.0.0.0')",
+                         AND (host_ip = ?3 OR host_ip IN ('0.0.0.0', '::') \
+                              OR ?3 IN ('0.0.0.0', '::'))",
                         params![proto, port, host_ip],
                         |_| Ok(()),
                     )
@@ -759,7 +760,7 @@ impl Tx<'_> {
             } else {
                 if taken(*host_port)? {
                     return Err(EngineError::PortAllocated {
-                        binding: format!("{host_ip}:{host_port}"),
+                        binding: host_binding(host_ip, *host_port),
                     });
                 }
                 *host_port
@@ -819,5 +820,14 @@ impl Tx<'_> {
         stmt.query_map([], |r| r.get(0))
             .and_then(Iterator::collect)
             .map_err(EngineError::sqlite("list active containers"))
+    }
+}
+
+/// `ip:port` as Docker prints a host binding (`[ip]:port` for IPv6).
+pub(crate) fn host_binding(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
     }
 }

@@ -247,9 +247,12 @@ impl Engine {
         }
         cleanup(&self.paths, c);
         match self.store.write(|tx| tx.remove_container(&c.id)) {
-            Ok(_) | Err(crate::EngineError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
+            Ok(_) | Err(crate::EngineError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
         }
+        // Its endpoints went with the record: the default network may need no rules now.
+        crate::network_attach::released(&self.paths, c);
+        Ok(())
     }
 
     /// Removes everything of a container id that has no record: its runtime state, rootfs

@@ -8,23 +8,36 @@
 //!
 //! ```text
 //! table inet berth
+//!   raw         (filter, raw)   iifname BR ip saddr NET ip daddr NET ip daddr != GW notrack
 //!   prerouting  (nat, dstnat)   fib daddr type local jump publish
 //!   output      (nat, -100)     fib daddr type local jump publish     the host's own loopback
 //!   publish                     [ip daddr H] tcp|udp dport P dnat ip to C:Q   per published port
+//!                               [ip6 daddr H6] ... dnat ip6 to [C6]:Q        and its IPv6
 //!   postrouting (nat, srcnat)   ip saddr NET oifname != BR masquerade          not internal
 //!                               ip saddr 127.0.0.0/8 oifname BR masquerade     loopback -> DNAT
+//!                               ct status dnat ip saddr NET oifname BR masquerade  hairpin
 //!   forward     (filter)        ct state established,related accept
 //!                               iifname BR oifname { other bridges } drop      isolation
 //!                               iifname BR oifname != BR drop                  internal
 //!                               oifname BR iifname != BR drop                  internal
 //! ```
+//! Traffic between two containers of one bridge never needs conntrack (no NAT, no rule looks at
+//! it), but where `br_netfilter` is loaded (Docker and Kubernetes load it; some kernels build it
+//! in) every bridged frame goes through the IP hooks and conntrack would track each such flow:
+//! the `raw` chain marks it `notrack`, sparing a conntrack lookup per frame and an entry per
+//! flow in the namespace's conntrack table. Traffic to the gateway stays tracked: a container
+//! reaching a published port through a host address (hairpin) is DNATed there, and the
+//! masquerade rule for it makes the reply come back through the host, to be un-NATed (without
+//! it a sibling would answer the client directly, from the wrong address), with or without
+//! `br_netfilter`.
+//!
 //! Loopback DNAT needs `route_localnet` on the bridge (a 127.0.0.1 source may then leave
 //! through it); the masquerade rule gives such packets the bridge's address, so replies come
 //! back (see `sysctl.rs`).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use nftables::expr::{
     CT, Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
@@ -67,23 +80,50 @@ pub struct BridgeRules {
     pub bridge: String,
     /// Its subnets (IPv4 and maybe IPv6).
     pub subnets: Vec<Subnet>,
+    /// Its gateway address in each subnet, in the same order.
+    pub gateways: Vec<IpAddr>,
     /// `--internal`: no traffic in or out of the bridge but between its own ports.
     pub internal: bool,
 }
 
-/// One published port: traffic to the host's `host_port` goes to `addr:port`.
+/// One published port: traffic to the host's `host_port` goes to `addr:port` (IPv4) or
+/// `[addr6]:port` (IPv6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortRule {
     /// Protocol.
     pub proto: Proto,
-    /// Only traffic to this host address (`None`: any local address).
-    pub host_ip: Option<Ipv4Addr>,
+    /// Only traffic to this host address (`None` or `0.0.0.0`: any local address of either
+    /// family; `::`: any IPv6 one).
+    pub host_ip: Option<IpAddr>,
     /// Host port.
     pub host_port: u16,
-    /// The container's address.
+    /// The container's IPv4 address.
     pub addr: Ipv4Addr,
+    /// The container's IPv6 address, if its network has IPv6 (else IPv6 traffic is not
+    /// forwarded).
+    pub addr6: Option<Ipv6Addr>,
     /// The container's port.
     pub port: u16,
+}
+
+impl PortRule {
+    /// The destinations this port DNATs to: `(host address to match, if any; the
+    /// container's address)`, one per family it serves.
+    fn targets(&self) -> Vec<(Option<IpAddr>, IpAddr)> {
+        let v4 = IpAddr::V4(self.addr);
+        let v6 = self.addr6.map(IpAddr::V6);
+        match self.host_ip {
+            None => std::iter::once((None, v4))
+                .chain(v6.map(|a| (None, a)))
+                .collect(),
+            Some(h) if h.is_unspecified() && h.is_ipv4() => std::iter::once((None, v4))
+                .chain(v6.map(|a| (None, a)))
+                .collect(),
+            Some(h) if h.is_unspecified() => v6.map(|a| (None, a)).into_iter().collect(),
+            Some(h @ IpAddr::V4(_)) => vec![(Some(h), v4)],
+            Some(h) => v6.map(|a| (Some(h), a)).into_iter().collect(),
+        }
+    }
 }
 
 /// Everything the table holds.
@@ -123,9 +163,20 @@ fn prefix(net: &Subnet) -> Expression<'static> {
     }))
 }
 
+fn ip_proto(net: &Subnet) -> &'static str {
+    if net.is_ipv6() { "ip6" } else { "ip" }
+}
+
 fn saddr(net: &Subnet) -> Statement<'static> {
-    let proto = if net.is_ipv6() { "ip6" } else { "ip" };
-    is(field(proto, "saddr"), Operator::EQ, prefix(net))
+    is(field(ip_proto(net), "saddr"), Operator::EQ, prefix(net))
+}
+
+fn ct(key: &str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(CT {
+        key: s(key),
+        family: None,
+        dir: None,
+    }))
 }
 
 fn chain(name: &str, hook: Option<(NfChainType, NfHook, i32)>) -> NfObject<'static> {
@@ -188,6 +239,7 @@ pub fn render(rules: &Ruleset) -> Nftables<'static> {
             Some((NfChainType::NAT, NfHook::Postrouting, 100)),
         ),
         chain("forward", Some((NfChainType::Filter, NfHook::Forward, 0))),
+        chain("raw", Some((NfChainType::Filter, NfHook::Prerouting, -300))),
     ];
     let jump = || {
         Statement::Jump(JumpTarget {
@@ -197,37 +249,47 @@ pub fn render(rules: &Ruleset) -> Nftables<'static> {
     o.push(rule("prerouting", vec![local_daddr(), jump()]));
     o.push(rule("output", vec![local_daddr(), jump()]));
     for p in &rules.ports {
-        let mut e = Vec::new();
-        if let Some(h) = p.host_ip.filter(|h| !h.is_unspecified()) {
+        for (host, to) in p.targets() {
+            let (proto, family) = if to.is_ipv6() {
+                ("ip6", NATFamily::IP6)
+            } else {
+                ("ip", NATFamily::IP)
+            };
+            let mut e = Vec::new();
+            if let Some(h) = host {
+                e.push(is(
+                    field(proto, "daddr"),
+                    Operator::EQ,
+                    Expression::String(s(&h.to_string())),
+                ));
+            } else {
+                // A family-less match: the DNAT below only applies to this family.
+                e.push(is(
+                    meta(MetaKey::Nfproto),
+                    Operator::EQ,
+                    Expression::String(s(if to.is_ipv6() { "ipv6" } else { "ipv4" })),
+                ));
+            }
             e.push(is(
-                field("ip", "daddr"),
+                field(p.proto.as_str(), "dport"),
                 Operator::EQ,
-                Expression::String(s(&h.to_string())),
+                Expression::Number(u32::from(p.host_port)),
             ));
+            e.push(Statement::DNAT(Some(NAT {
+                addr: Some(Expression::String(s(&to.to_string()))),
+                family: Some(family),
+                port: Some(Expression::Number(u32::from(p.port))),
+                flags: None,
+            })));
+            o.push(rule("publish", e));
         }
-        e.push(is(
-            field(p.proto.as_str(), "dport"),
-            Operator::EQ,
-            Expression::Number(u32::from(p.host_port)),
-        ));
-        e.push(Statement::DNAT(Some(NAT {
-            addr: Some(Expression::String(s(&p.addr.to_string()))),
-            family: Some(NATFamily::IP),
-            port: Some(Expression::Number(u32::from(p.port))),
-            flags: None,
-        })));
-        o.push(rule("publish", e));
     }
     let name = |b: &BridgeRules| Expression::String(s(&b.bridge));
     o.push(rule(
         "forward",
         vec![
             is(
-                Expression::Named(NamedExpression::CT(CT {
-                    key: s("state"),
-                    family: None,
-                    dir: None,
-                })),
+                ct("state"),
                 Operator::IN,
                 Expression::List(vec![
                     Expression::String(s("established")),
@@ -238,6 +300,23 @@ pub fn render(rules: &Ruleset) -> Nftables<'static> {
         ],
     ));
     for b in &rules.bridges {
+        for (net, gw) in b.subnets.iter().zip(&b.gateways) {
+            let proto = ip_proto(net);
+            o.push(rule(
+                "raw",
+                vec![
+                    is(meta(MetaKey::Iifname), Operator::EQ, name(b)),
+                    saddr(net),
+                    is(field(proto, "daddr"), Operator::EQ, prefix(net)),
+                    is(
+                        field(proto, "daddr"),
+                        Operator::NEQ,
+                        Expression::String(s(&gw.to_string())),
+                    ),
+                    Statement::Notrack,
+                ],
+            ));
+        }
         if b.internal {
             o.push(rule(
                 "forward",
@@ -262,6 +341,15 @@ pub fn render(rules: &Ruleset) -> Nftables<'static> {
                     vec![
                         saddr(net),
                         is(meta(MetaKey::Oifname), Operator::NEQ, name(b)),
+                        Statement::Masquerade(None),
+                    ],
+                ));
+                o.push(rule(
+                    "postrouting",
+                    vec![
+                        is(ct("status"), Operator::IN, Expression::String(s("dnat"))),
+                        saddr(net),
+                        is(meta(MetaKey::Oifname), Operator::EQ, name(b)),
                         Statement::Masquerade(None),
                     ],
                 ));
@@ -318,7 +406,43 @@ pub fn rule_count(rules: &Ruleset) -> usize {
 ///
 /// Errors: `nft` is missing or refused the rule set.
 pub fn apply(rules: &Ruleset) -> Result<(), NetError> {
-    nftables::helper::apply_ruleset(&render(rules)).map_err(|source| NetError::Nftables { source })
+    let payload = nft_json(&render(rules)).map_err(nft_err)?;
+    nftables::helper::apply_ruleset_raw(
+        &payload,
+        nftables::helper::DEFAULT_NFT,
+        nftables::helper::DEFAULT_ARGS,
+    )
+    .map(drop)
+    .map_err(nft_err)
+}
+
+fn nft_err(source: nftables::helper::NftablesError) -> NetError {
+    NetError::Nftables { source }
+}
+
+/// The JSON `nft -j -f -` reads for `n`. The nftables crate writes the `notrack` statement as
+/// a bare string, which nft's JSON parser refuses; nft wants `{"notrack": null}`.
+fn nft_json(n: &Nftables) -> Result<String, nftables::helper::NftablesError> {
+    fn fix(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(x) if x == "notrack" => {
+                *v = serde_json::json!({ "notrack": null });
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(fix),
+            serde_json::Value::Object(map) => map.values_mut().for_each(fix),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(n).map_err(nftables::helper::NftablesError::NftInvalidJson)?;
+    if let Some(objects) = v.get_mut("nftables") {
+        objects
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o.get_mut("add")?.get_mut("rule")?.get_mut("expr"))
+            .for_each(fix);
+    }
+    Ok(v.to_string())
 }
 
 /// Deletes the table (nothing of berth's stays in the namespace's firewall).
@@ -340,18 +464,24 @@ pub fn remove() -> Result<(), NetError> {
 /// Errors: `nft` is missing or its output does not parse.
 pub fn current_rule_count() -> Result<usize, NetError> {
     let args = ["list", "table", "inet", TABLE];
-    match nftables::helper::get_current_ruleset_with_args(nftables::helper::DEFAULT_NFT, args) {
-        Ok(n) => Ok(n
-            .objects
-            .iter()
-            .filter(|o| matches!(o, NfObject::ListObject(NfListObject::Rule(_))))
-            .count()),
+    // Read as plain JSON: the nftables crate cannot read back every statement nft prints
+    // (`{"notrack": null}`).
+    match nftables::helper::get_current_ruleset_raw(nftables::helper::DEFAULT_NFT, args) {
+        Ok(text) => {
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| nft_err(nftables::helper::NftablesError::NftInvalidJson(e)))?;
+            Ok(v.get("nftables")
+                .and_then(serde_json::Value::as_array)
+                .map_or(0, |objects| {
+                    objects.iter().filter(|o| o.get("rule").is_some()).count()
+                }))
+        }
         Err(nftables::helper::NftablesError::NftFailed { stderr, .. })
             if stderr.contains("No such file") =>
         {
             Ok(0)
         }
-        Err(source) => Err(NetError::Nftables { source }),
+        Err(source) => Err(nft_err(source)),
     }
 }
 
@@ -366,21 +496,34 @@ mod tests {
                 BridgeRules {
                     bridge: "br-a".into(),
                     subnets: vec!["10.1.0.0/24".parse().unwrap()],
+                    gateways: vec!["10.1.0.1".parse().unwrap()],
                     internal: false,
                 },
                 BridgeRules {
                     bridge: "br-b".into(),
                     subnets: vec!["10.2.0.0/24".parse().unwrap()],
+                    gateways: vec!["10.2.0.1".parse().unwrap()],
                     internal: true,
                 },
             ],
-            ports: vec![PortRule {
-                proto: Proto::Udp,
-                host_ip: None,
-                host_port: 5353,
-                addr: Ipv4Addr::new(10, 1, 0, 2),
-                port: 53,
-            }],
+            ports: vec![
+                PortRule {
+                    proto: Proto::Udp,
+                    host_ip: None,
+                    host_port: 5353,
+                    addr: Ipv4Addr::new(10, 1, 0, 2),
+                    addr6: None,
+                    port: 53,
+                },
+                PortRule {
+                    proto: Proto::Tcp,
+                    host_ip: Some("2001:db8::1".parse().unwrap()),
+                    host_port: 8080,
+                    addr: Ipv4Addr::new(10, 1, 0, 3),
+                    addr6: Some("fd00::3".parse().unwrap()),
+                    port: 80,
+                },
+            ],
         };
         let json = serde_json::to_value(render(&rules)).unwrap();
         let objs = json["nftables"].as_array().unwrap();
@@ -392,8 +535,55 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#""protocol":"udp","field":"dport""#));
-        // One masquerade for the outbound network, one for loopback DNAT; none for internal.
-        assert_eq!(text.matches("masquerade").count(), 2);
+        // An IPv6 host address: one rule, to the container's IPv6 address.
+        assert!(
+            text.contains(r#""dnat":{"addr":"fd00::3","family":"ip6","port":80}"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#""addr":"10.1.0.3""#), "{text}");
+        assert_eq!(text.matches(r#""dnat":{"#).count(), 2);
+        // For the outbound network: one masquerade out, one for hairpin DNAT, one for loopback
+        // DNAT; none for internal.
+        assert_eq!(text.matches("masquerade").count(), 3);
         assert_eq!(text.matches(r#""drop""#).count(), 4);
+        // Traffic within each bridge, the gateway apart, is not tracked, in the form nft reads.
+        assert_eq!(text.matches("notrack").count(), 2);
+        let payload = nft_json(&render(&rules)).unwrap();
+        assert_eq!(
+            payload.matches(r#"{"notrack":null}"#).count(),
+            2,
+            "{payload}"
+        );
+        assert!(
+            text.contains(
+                r#"{"left":{"payload":{"protocol":"ip","field":"daddr"}},"right":"10.1.0.1","op":"!="}"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_published_port_serves_each_family_it_can() {
+        let rule = |host: Option<&str>, v6: bool| PortRule {
+            proto: Proto::Tcp,
+            host_ip: host.map(|h| h.parse().unwrap()),
+            host_port: 80,
+            addr: Ipv4Addr::new(10, 0, 0, 2),
+            addr6: v6.then(|| "fd00::2".parse().unwrap()),
+            port: 80,
+        };
+        let families = |r: PortRule| -> Vec<(bool, bool)> {
+            r.targets()
+                .iter()
+                .map(|(h, to)| (h.is_some(), to.is_ipv6()))
+                .collect()
+        };
+        assert_eq!(families(rule(None, false)), [(false, false)]);
+        assert_eq!(families(rule(None, true)), [(false, false), (false, true)]);
+        assert_eq!(families(rule(Some("0.0.0.0"), true)).len(), 2);
+        assert_eq!(families(rule(Some("::"), true)), [(false, true)]);
+        assert!(families(rule(Some("::"), false)).is_empty());
+        assert_eq!(families(rule(Some("10.1.1.1"), true)), [(true, false)]);
+        assert_eq!(families(rule(Some("2001:db8::1"), true)), [(true, true)]);
     }
 }

@@ -15,7 +15,7 @@ use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteType};
-use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::error::NetError;
 use crate::subnet::Subnet;
@@ -245,6 +245,10 @@ impl Netlink {
     /// peer created directly in the namespace `netns` (so no half-moved pair can be left here),
     /// then configures the peer there: addresses, up, default routes, and `lo` up.
     ///
+    /// The port is in hairpin mode: where `br_netfilter` DNATs a frame on the bridge itself (a
+    /// container reaching its own published port through a host address), the bridge sends it
+    /// back out the port it came in on.
+    ///
     /// Errors: the kernel refused a step.
     pub fn attach_veth(
         &self,
@@ -275,6 +279,15 @@ impl Netlink {
                 .execute()
                 .await
                 .map_err(NetError::netlink(format!("create veth {host} on {bridge}")))
+        })?;
+        let port = LinkBridgePort::new(self.index(host)?).hairpin(true).build();
+        self.rt.block_on(async {
+            self.handle
+                .link()
+                .set_port(port)
+                .execute()
+                .await
+                .map_err(NetError::netlink(format!("set hairpin mode on {host}")))
         })?;
         let ep = ep.clone();
         in_netns(netns, move |nl| nl.configure(&ep))

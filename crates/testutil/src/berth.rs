@@ -2,10 +2,15 @@
 //! the [`PREFIX`](crate::PREFIX) so the janitor can sweep them, with a busybox image import
 //! and a `Drop` that leaves nothing behind (containers, monitors, mounts, directories) even
 //! when the test fails; plus probes for what a container can leave behind.
+//!
+//! Every `berth` command runs inside a network namespace the test made (`nsenter --net=`):
+//! berth's default network is Docker's `bridge`, and no test may create a bridge, veth, nft
+//! rule or sysctl in the host's namespace. There is no way to run the test binary outside it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::describe;
@@ -17,7 +22,8 @@ pub fn berth_binary() -> PathBuf {
 }
 
 /// One test's `berth`: its roots live in `<tmp>/berth-test-<pid>-<n>-<tag>/root` and
-/// `/run/berth-test-<pid>-<n>-<tag>`; `scratch` is free for the test's own files.
+/// `/run/berth-test-<pid>-<n>-<tag>`; `scratch` is free for the test's own files; every
+/// command runs in the network namespace `netns`.
 #[derive(Debug)]
 pub struct Berth {
     /// `--root`.
@@ -26,18 +32,31 @@ pub struct Berth {
     pub run_root: PathBuf,
     /// The test's private directory (holds `root`), removed on drop.
     pub scratch: PathBuf,
-    /// The network namespace every `berth` command runs in ([`Berth::in_netns`]); deleted on
-    /// drop, after the containers.
-    pub netns: Option<crate::NetnsGuard>,
+    /// The network namespace every `berth` command runs in; deleted after the containers,
+    /// when the last [`Berth`] sharing it ([`Berth::sharing_netns`]) is dropped.
+    pub netns: Arc<crate::NetnsGuard>,
 }
 
 impl Berth {
-    /// Fresh roots for the test `tag`.
+    /// Fresh roots for the test `tag`, in a fresh network namespace of their own (loopback
+    /// up, nothing else).
     ///
     /// # Panics
-    /// The scratch directory cannot be created.
+    /// The scratch directory or the namespace cannot be created (the namespace needs root:
+    /// check [`require_root`](crate::require_root) first).
     #[must_use]
     pub fn new(tag: &str) -> Berth {
+        Berth::in_namespace(tag, Arc::new(crate::NetnsGuard::without_janitor()))
+    }
+
+    /// Other fresh roots for the test `tag` whose commands run in this one's network
+    /// namespace (a second engine reaching the same loopback registry, say).
+    #[must_use]
+    pub fn sharing_netns(&self, tag: &str) -> Berth {
+        Berth::in_namespace(tag, Arc::clone(&self.netns))
+    }
+
+    fn in_namespace(tag: &str, netns: Arc<crate::NetnsGuard>) -> Berth {
         let name = crate::unique_name(tag);
         let scratch = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&scratch)
@@ -53,26 +72,12 @@ impl Berth {
             root: scratch.join("root"),
             run_root: Path::new("/run").join(&name),
             scratch,
-            netns: None,
+            netns,
         }
     }
 
-    /// [`Berth::with_busybox`] whose every command runs in a fresh network namespace of its own
-    /// (`nsenter --net=`), so bridges, veths, nftables rules and sysctls never touch the
-    /// host's; `None` (the test skips) without root.
-    #[must_use]
-    pub fn in_netns(tag: &str) -> Option<Berth> {
-        if !crate::require_root() {
-            return None;
-        }
-        let mut b = Berth::new(tag);
-        b.netns = Some(crate::NetnsGuard::new());
-        b.import_busybox("bb");
-        Some(b)
-    }
-
-    /// Runs `argv` in the test's network namespace (the host's without one), returning its
-    /// output whatever the exit status.
+    /// Runs `argv` in the test's network namespace, returning its output whatever the exit
+    /// status.
     ///
     /// # Panics
     /// The program cannot be spawned.
@@ -81,11 +86,9 @@ impl Berth {
         let (program, args) = argv
             .split_first()
             .unwrap_or_else(|| panic!("empty command"));
-        let mut c = match &self.netns {
-            Some(ns) => ns.command(program),
-            None => Command::new(program),
-        };
-        c.args(args)
+        self.netns
+            .command(program)
+            .args(args)
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("run {argv:?}: {e}"))
@@ -103,13 +106,11 @@ impl Berth {
         Some(b)
     }
 
-    /// A `berth` command with this test's roots (stdin inherited unless the caller sets it).
+    /// A `berth` command with this test's roots, in its network namespace (stdin inherited
+    /// unless the caller sets it).
     #[must_use]
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = match &self.netns {
-            Some(ns) => ns.command(berth_binary()),
-            None => Command::new(berth_binary()),
-        };
+        let mut c = self.netns.command(berth_binary());
         c.arg("--root")
             .arg(&self.root)
             .arg("--run-root")
@@ -121,6 +122,19 @@ impl Berth {
             )
             .env("DOCKER_CONFIG", self.scratch.join("docker"));
         c
+    }
+
+    /// `berth args` with this test's roots as one shell command line, in its network
+    /// namespace (for a terminal multiplexer to run). `args` is pasted as it is.
+    #[must_use]
+    pub fn shell(&self, args: &str) -> String {
+        format!(
+            "nsenter --net={} -- {} --root {} --run-root {} {args}",
+            self.netns.path().display(),
+            berth_binary().display(),
+            self.root.display(),
+            self.run_root.display()
+        )
     }
 
     /// Replaces this test's registry configuration (dockerd's `daemon.json` keys; the default

@@ -89,6 +89,17 @@ impl NetnsGuard {
     #[must_use]
     pub fn new() -> NetnsGuard {
         crate::janitor();
+        NetnsGuard::without_janitor()
+    }
+
+    /// Creates the namespace without running the janitor first (every [`Berth`](crate::Berth)
+    /// makes one: sweeping from each of those test processes would race the janitor tests'
+    /// deliberately stale leftovers far more often).
+    ///
+    /// # Panics
+    /// When `ip netns add` fails.
+    #[must_use]
+    pub(crate) fn without_janitor() -> NetnsGuard {
         let name = unique_name("netns");
         let out = Command::new("ip").args(["netns", "add", &name]).output();
         let out = out.unwrap_or_else(|e| panic!("run ip netns add: {e}"));

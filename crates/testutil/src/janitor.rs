@@ -62,8 +62,8 @@ fn owned_by_other_live(name: &str) -> bool {
 /// Removes leftovers of earlier runs, once per process: processes whose command line names a
 /// `berth-test-` directory, mounts whose mount point contains `berth-test-` (deepest first,
 /// detached), `berth-test-*` cgroups in every hierarchy under /sys/fs/cgroup (tasks killed,
-/// children first), network namespaces `/run/netns/berth-test-*`, links named `berth*` or `bt-*`,
-/// and `berth-test-*` entries of the temp dir and /run.
+/// children first), network namespaces `/run/netns/berth-test-*` (processes in them killed),
+/// links named `berth*` or `bt-*`, and `berth-test-*` entries of the temp dir and /run.
 ///
 /// An object whose name carries a pid is removed only when that process is dead; one without is
 /// removed only when older than this process (processes and mounts without one: never, except
@@ -100,6 +100,9 @@ pub fn sweep() {
             &name,
             older_than(&Path::new("/run/netns").join(&name), start),
         ) {
+            // Processes still in it would outlive the name (another janitor, such as the
+            // drop-in sandbox's, recognises them by the namespace): kill them first.
+            kill_in_netns(&Path::new("/run/netns").join(&name));
             delete_netns(&name);
         }
     }
@@ -281,6 +284,30 @@ fn netns() -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(PREFIX))
         .collect()
+}
+
+/// SIGKILLs every process (this one and its ancestors apart) in the network namespace bound
+/// at `path`.
+fn kill_in_netns(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(ns) = fs::metadata(path) else {
+        return;
+    };
+    let keep = ancestors();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let inside = fs::metadata(entry.path().join("ns/net"))
+            .is_ok_and(|m| m.ino() == ns.ino() && m.dev() == ns.dev());
+        if inside && u32::try_from(pid).is_ok_and(|p| !keep.contains(&p)) {
+            let _ = sys::kill9(pid);
+        }
+    }
 }
 
 /// Deletes `/run/netns/<name>` (`ip netns delete`, or unmount and unlink when ip fails).

@@ -260,7 +260,7 @@ fn short_id(img: &Image, no_trunc: bool) -> String {
 }
 
 /// Docker's `CreatedAt`: `2024-05-01 12:00:00 +0000 UTC`.
-fn created_at(t: Timestamp) -> String {
+pub(crate) fn created_at(t: Timestamp) -> String {
     let s = t.to_rfc3339();
     let date = s.get(..10).unwrap_or_default();
     let time = s.get(11..19).unwrap_or_default();

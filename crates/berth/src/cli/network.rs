@@ -61,6 +61,10 @@ pub(crate) enum NetworkCommand {
         /// Go template (`{{.Name}}`) or `json`.
         #[arg(long)]
         format: Option<String>,
+        /// `name=`, `id=`, `driver=`, `label=key[=value]`, `type=custom|builtin`,
+        /// `scope=local`, `dangling=true|false`.
+        #[arg(short, long = "filter")]
+        filter: Vec<String>,
     },
     /// Show networks as JSON.
     Inspect {
@@ -236,8 +240,9 @@ pub(crate) fn dispatch(engine: &Engine, family: &NetworkFamily) -> Result<i32> {
             quiet,
             no_trunc,
             format,
+            filter,
         } => {
-            let list = engine.networks()?;
+            let list = engine.network_list(&engine::NetworkFilter::parse(filter)?)?;
             let id = |s: &str| {
                 if *no_trunc {
                     s.to_owned()
@@ -256,21 +261,17 @@ pub(crate) fn dispatch(engine: &Engine, family: &NetworkFamily) -> Result<i32> {
                 rows.push(vec![
                     id(&n.id),
                     n.name.clone(),
-                    "bridge".into(),
+                    n.driver.into(),
                     "local".into(),
                 ]);
-                values.push(serde_json::json!({"ID": id(&n.id), "Name": n.name, "Driver": "bridge", "Scope": "local", "Internal": n.internal.to_string(), "IPv6": n.subnet6.is_some().to_string()}));
-            }
-            // Docker lists its two pseudo networks too; berth's are modes, with fixed ids.
-            for (name, driver) in [("host", "host"), ("none", "null")] {
-                let pseudo = format!("{:0>64}", if name == "host" { "1" } else { "2" });
-                rows.push(vec![
-                    id(&pseudo),
-                    name.into(),
-                    driver.into(),
-                    "local".into(),
-                ]);
-                values.push(serde_json::json!({"ID": id(&pseudo), "Name": name, "Driver": driver, "Scope": "local", "Internal": "false", "IPv6": "false"}));
+                let labels: Vec<String> =
+                    n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                values.push(serde_json::json!({
+                    "ID": id(&n.id), "Name": n.name, "Driver": n.driver, "Scope": "local",
+                    "Internal": n.internal.to_string(), "IPv6": n.ipv6.to_string(),
+                    "Labels": labels.join(","),
+                    "CreatedAt": n.created.map(super::image::created_at).unwrap_or_default(),
+                }));
             }
             if *quiet {
                 for r in rows.iter().skip(1) {
@@ -357,7 +358,7 @@ pub(crate) fn dispatch(engine: &Engine, family: &NetworkFamily) -> Result<i32> {
 /// `run`/`create` networking flags.
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct NetworkFlags {
-    /// `bridge`, a network name, `host`, `none` (default) or `container:<name|id>`.
+    /// `bridge` (default), a network name, `host`, `none` or `container:<name|id>`.
     #[arg(long = "network", alias = "net")]
     pub(crate) network: Option<String>,
     /// Publish a port: `[ip:][hostPort:]containerPort[/tcp|udp]`, ranges as `8000-8001:80-81`.
@@ -414,20 +415,38 @@ pub(crate) fn parse_publish(spec: &str) -> Result<Vec<(String, engine::PortBindi
             "protocol must be tcp or udp",
         ));
     }
+    // An IPv6 host address is bracketed: `[2001:db8::1]:8080:80`, `[::]::80`.
+    let (ip, rest) = match rest.strip_prefix('[') {
+        Some(r) => {
+            let (ip, tail) = r.split_once("]:").ok_or_else(|| {
+                crate::cli::limits::bad_flag(FLAG, spec, "expected [IPv6]:HOST:CONTAINER")
+            })?;
+            if ip.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(crate::cli::limits::bad_flag(
+                    FLAG,
+                    spec,
+                    format!("invalid IPv6 address {ip:?}"),
+                ));
+            }
+            (Some(ip), tail)
+        }
+        None => (None, rest),
+    };
     let parts: Vec<&str> = rest.split(':').collect();
-    let (ip, host, ctr) = match parts.as_slice() {
-        [c] => ("", "", *c),
-        [h, c] => ("", *h, *c),
-        [i, h, c] => (*i, *h, *c),
+    let (ip, host, ctr) = match (ip, parts.as_slice()) {
+        (None, [c]) => ("", "", *c),
+        (None, [h, c]) => ("", *h, *c),
+        (None, [i, h, c]) => (*i, *h, *c),
+        (Some(i), [h, c]) => (i, *h, *c),
         _ => {
             return Err(crate::cli::limits::bad_flag(
                 FLAG,
                 spec,
-                "too many colons (IPv6 host addresses are not supported)",
+                "too many colons (an IPv6 host address goes in brackets)",
             ));
         }
     };
-    if !ip.is_empty() && ip.parse::<std::net::Ipv4Addr>().is_err() {
+    if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
         return Err(crate::cli::limits::bad_flag(
             FLAG,
             spec,
