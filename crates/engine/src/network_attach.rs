@@ -495,11 +495,31 @@ pub(crate) fn released(paths: &Paths, c: &Container) {
     if !matches!(mode(&c.host_config.network_mode), Mode::Bridge(_)) {
         return;
     }
+    remove_host_veths(c);
     // Whatever its record says yet (rm and repair clean up before they record the exit), it
     // runs no more.
     let r = Store::open(paths).and_then(|store| sync(paths, &store, None, Some(c.id.as_str())));
     if let Err(e) = r {
         tracing::warn!("update firewall after {} stopped: {e}", c.id.short());
+    }
+}
+
+/// Deletes the host side of the container's veth pairs (named after its id, see
+/// `Endpoint::host_ifname`). The kernel deletes them with the container's namespace, but later
+/// (namespace cleanup runs in a work queue): done here, nothing of the container outlives its
+/// cleanup, and `system check` right after finds no stray interface.
+fn remove_host_veths(c: &Container) {
+    let prefix = format!("bv{}", &c.id.as_str()[..10]);
+    let Ok(nl) = net::Netlink::open() else {
+        return;
+    };
+    for l in nl.links().unwrap_or_default() {
+        if l.kind.as_deref() == Some("veth")
+            && l.name.starts_with(&prefix)
+            && let Err(e) = nl.delete_link(&l.name)
+        {
+            tracing::debug!("delete {}: {e}", l.name);
+        }
     }
 }
 
