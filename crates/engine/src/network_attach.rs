@@ -6,8 +6,8 @@
 //! The container's network namespace is made by the runtime (the OCI config asks for a new
 //! one); the engine puts one veth per network into it through `/proc/<init>/ns/net`, creating
 //! the peer directly inside. When the container's processes are gone the kernel destroys the
-//! namespace and the veth pairs with it, so a killed monitor or CLI cannot leak an interface
-//! into a live bridge; what the store says (endpoints, leases) is the truth the nftables table
+//! namespace and the veth pairs with it (later, from a work queue: `released` deletes the host
+//! sides at once), so a killed monitor or CLI cannot leak an interface into a live bridge; what the store says (endpoints, leases) is the truth the nftables table
 //! is rendered from (`net::firewall`), under one lock so concurrent renders never interleave.
 
 use std::fs::File;
