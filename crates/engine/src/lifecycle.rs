@@ -400,8 +400,6 @@ impl Engine {
             Err(e) => return Err(e),
         };
         crate::repair::crash_point("rm-after-record");
-        // Its endpoints went with the record: the default network may need no rules now.
-        crate::network_attach::released(&self.paths, &removed);
         self.images
             .snapshots()
             .remove(c.id.as_str())

@@ -552,8 +552,6 @@ pub(crate) fn settle(
             note(format!("remove container: {}", chain(&e)));
         }
         let _ = crate::storage::remove_anonymous_volumes(store, paths, c);
-        // Its endpoints went with the record: the default network may need no rules now.
-        crate::network_attach::released(paths, c);
     }
     Settled::Done
 }

@@ -562,11 +562,17 @@ pub(crate) fn ruleset(
     })?;
     active.extend(also.map(str::to_owned));
     active.retain(|id| Some(id.as_str()) != gone);
-    // The default network's record is made by `network ls` too; its rules wait for a
-    // container, so that listing networks never changes the namespace's firewall.
+    // The default network's record is made by `network ls` too; its rules wait for a running
+    // container, so that listing networks never changes the namespace's firewall, and the
+    // render for a container that stopped (`gone`) is already the one after its removal.
     let networks: Vec<Network> = networks
         .into_iter()
-        .filter(|n| !n.is_default() || endpoints.iter().any(|e| e.network_id == n.id))
+        .filter(|n| {
+            !n.is_default()
+                || endpoints
+                    .iter()
+                    .any(|e| e.network_id == n.id && active.contains(&e.container_id))
+        })
         .collect();
     if networks.is_empty() {
         return Ok(None);
