@@ -59,12 +59,7 @@ pub(crate) fn ensure_server(paths: &Paths, n: &Network) {
     };
     drop(probe);
     // The monitor runs from a protected copy of berth: argv[0] names the real binary.
-    let exe = std::env::args_os()
-        .next()
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute() && p.is_file())
-        .or_else(|| std::env::current_exe().ok())
-        .unwrap_or_else(|| PathBuf::from("berth"));
+    let exe = crate::monitor::berth_binary();
     // Its complaints (an address it cannot bind, a store it cannot read) go to dns.log.
     let started = (|| -> std::io::Result<()> {
         let log = File::options()
@@ -77,21 +72,17 @@ pub(crate) fn ensure_server(paths: &Paths, n: &Network) {
             rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )?;
-        let args: Vec<&std::ffi::OsStr> = vec![
-            exe.as_os_str(),
-            "--root".as_ref(),
-            paths.root.as_os_str(),
-            "--run-root".as_ref(),
-            paths.run_root.as_os_str(),
-            "network".as_ref(),
-            "dns-serve".as_ref(),
-            n.id.as_str().as_ref(),
-        ];
         // Nobody's child: a server that ends is reaped by init, not left a zombie of the
         // monitor that happened to start it.
-        crate::lifecycle::spawn_detached(
+        crate::lifecycle::spawn_berth(
             exe_fd.as_fd(),
-            &args,
+            &exe,
+            paths,
+            &[
+                "network".as_ref(),
+                "dns-serve".as_ref(),
+                n.id.as_str().as_ref(),
+            ],
             [null.as_fd(), null.as_fd(), log.as_fd()],
         )
     })();

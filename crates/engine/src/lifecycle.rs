@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, HostConfig};
@@ -453,18 +454,30 @@ pub(crate) fn cleanup(paths: &Paths, c: &Container) {
     let _ = fs::remove_dir_all(&c.run_dir);
     crate::network_attach::released(paths, c);
 }
-/// Starts the executable `exe` with `argv` (`argv[0]` first) and this process's environment
-/// as a process nobody waits for, in a session of its own (see `sys::spawn_detached`).
-pub(crate) fn spawn_detached(
-    exe: std::os::fd::BorrowedFd<'_>,
-    argv: &[&std::ffi::OsStr],
+/// Starts `berth --root R --run-root S <verb...>` for the store at `paths` through `exe_fd` (a
+/// descriptor of the berth binary at `exe`, the path that becomes argv[0]) with this process's
+/// environment, as a process nobody waits for, in a session of its own (see
+/// `sys::spawn_detached`).
+pub(crate) fn spawn_berth(
+    exe_fd: std::os::fd::BorrowedFd<'_>,
+    exe: &Path,
+    paths: &Paths,
+    verb: &[&std::ffi::OsStr],
     stdio: [std::os::fd::BorrowedFd<'_>; 3],
 ) -> std::io::Result<()> {
-    let argv: Vec<std::ffi::CString> = argv
+    let head: [&std::ffi::OsStr; 5] = [
+        exe.as_os_str(),
+        "--root".as_ref(),
+        paths.root.as_os_str(),
+        "--run-root".as_ref(),
+        paths.run_root.as_os_str(),
+    ];
+    let argv: Vec<std::ffi::CString> = head
         .iter()
+        .chain(verb)
         .filter_map(|a| std::ffi::CString::new(a.as_encoded_bytes()).ok())
         .collect();
-    crate::sys::spawn_detached(exe, &argv, &runtime::selfexe::environ(), stdio)
+    crate::sys::spawn_detached(exe_fd, &argv, &runtime::selfexe::environ(), stdio)
 }
 
 /// Docker's merge of the user's config over the image's: the user's Entrypoint (even an empty

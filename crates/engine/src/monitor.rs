@@ -214,7 +214,7 @@ fn idle_binary() -> PathBuf {
 
 /// The `berth` binary by its path on disk (this process may run from a protected copy, whose
 /// `/proc/self/exe` names no usable path; argv[0] is the path the CLI started).
-fn berth_binary() -> PathBuf {
+pub(crate) fn berth_binary() -> PathBuf {
     std::env::args_os()
         .next()
         .map(PathBuf::from)

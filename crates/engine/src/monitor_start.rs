@@ -21,7 +21,7 @@ use std::path::Path;
 use crate::containers::Container;
 use crate::engine::{Engine, io_err};
 use crate::error::{EngineError, Result};
-use crate::lifecycle::{Started, spawn_detached};
+use crate::lifecycle::{Started, spawn_berth};
 
 /// A monitor started ahead of its container, waiting for its hand-over (see
 /// [`Engine::run_with_monitor`]); dropped unused, it ends quietly.
@@ -90,18 +90,11 @@ pub fn spawn_standby(paths: &crate::store::Paths, attach: bool) -> Result<Standb
         )
     };
     let (control, control_theirs) = pair()?;
-    let args: Vec<&std::ffi::OsStr> = vec![
-        exe.as_os_str(),
-        "--root".as_ref(),
-        paths.root.as_os_str(),
-        "--run-root".as_ref(),
-        paths.run_root.as_os_str(),
-        "monitor".as_ref(),
-        "--standby".as_ref(),
-    ];
-    spawn_detached(
+    spawn_berth(
         protected.as_fd(),
-        &args,
+        &exe,
+        paths,
+        &["monitor".as_ref(), "--standby".as_ref()],
         [theirs.as_fd(), control_theirs.as_fd(), null.as_fd()],
     )
     .map_err(io_err("spawn monitor", &exe))?;
