@@ -130,54 +130,75 @@ pub(crate) fn spawn_detached(
     res
 }
 
+/// What the detached children need, made before the first clone: they share the caller's
+/// memory and only read this.
+struct Detach {
+    exe: libc::c_int,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    fds: [libc::c_int; 3],
+    /// Top of the grandchild's stack.
+    grandchild_stack: *mut libc::c_void,
+}
+
+/// Stack of each detached child: they run a few calls before they exec or exit.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// The children are `clone(CLONE_VM | CLONE_VFORK)` copies, as posix_spawn makes them: no copy
+/// of the caller's page tables to make and tear down (a `fork` of a large process costs
+/// milliseconds; this is on the path of every `berth run`), and the caller stays suspended
+/// until the middle child has exited, which it does once the grandchild has exec'd or failed.
 fn fork_twice_and_exec(
     exe: std::os::fd::BorrowedFd<'_>,
     argv_ptrs: &[*const libc::c_char],
     envp_ptrs: &[*const libc::c_char],
     fds: [i32; 3],
 ) -> io::Result<()> {
-    let failed = b"err 125 exec the monitor failed\n";
-    // SAFETY: the children run only async-signal-safe calls (fork, setsid, fcntl, dup2,
-    // sigprocmask, signal, execveat, write, _exit) on memory the caller prepared, and never return.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
+    let mut middle_stack = vec![0u8; CHILD_STACK];
+    let mut grandchild_stack = vec![0u8; CHILD_STACK];
+    let top = |stack: &mut Vec<u8>| -> *mut libc::c_void {
+        // SAFETY: CHILD_STACK is within the allocation; the stack grows down from its end,
+        // rounded down to the 16 bytes the ABI wants.
+        let end = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };
+        end.wrapping_sub(end as usize % 16).cast()
+    };
+    let detach = Detach {
+        exe: exe.as_raw_fd(),
+        argv: argv_ptrs.as_ptr(),
+        envp: envp_ptrs.as_ptr(),
+        fds,
+        grandchild_stack: top(&mut grandchild_stack),
+    };
+    // No signal handler may run in a child that shares our memory: everything stays blocked
+    // until the grandchild has reset every handler.
+    // SAFETY: sigset_t is plain data, initialised by sigfillset/sigprocmask before use.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: both sets are valid and exclusively borrowed.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
     }
-    if pid == 0 {
-        // SAFETY: as above.
-        unsafe {
-            let grandchild = libc::fork();
-            if grandchild != 0 {
-                libc::_exit(i32::from(grandchild < 0));
-            }
-            // Out of the caller's session and process group: no signal meant for the
-            // caller's terminal reaches it.
-            libc::setsid();
-            // A source that is itself 0..2 could be overwritten by an earlier dup2: copy all
-            // three above 2 first.
-            let high = fds.map(|fd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3));
-            for (target, fd) in high.iter().enumerate() {
-                libc::dup2(*fd, target as libc::c_int);
-            }
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            // Rust ignores SIGPIPE; an ignored signal would stay ignored across exec.
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            libc::syscall(
-                libc::SYS_execveat,
-                exe.as_raw_fd(),
-                c"".as_ptr(),
-                argv_ptrs.as_ptr(),
-                envp_ptrs.as_ptr(),
-                libc::AT_EMPTY_PATH,
-            );
-            libc::write(1, failed.as_ptr().cast(), failed.len());
-            libc::_exit(125);
-        }
+    // SAFETY: `middle` gets a stack of its own and a pointer to `detach`, both alive until
+    // clone returns: with CLONE_VFORK that is after the middle child has exited. It and the
+    // grandchild only read `detach` and make async-signal-safe calls.
+    let pid = unsafe {
+        libc::clone(
+            middle,
+            top(&mut middle_stack),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::from_ref(&detach).cast_mut().cast(),
+        )
+    };
+    let cloned = io::Error::last_os_error();
+    // SAFETY: `old` is the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    if pid < 0 {
+        return Err(cloned);
     }
     let mut status = 0;
-    // SAFETY: waits for the child forked above; `status` is a valid out pointer.
+    // SAFETY: waits for the child cloned above; `status` is a valid out pointer.
     while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
@@ -188,5 +209,66 @@ fn fork_twice_and_exec(
         Ok(())
     } else {
         Err(io::Error::other("fork the monitor failed"))
+    }
+}
+
+/// The middle child: starts the grandchild and exits, 0 when it started.
+extern "C" fn middle(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Detach` the caller keeps alive while we run (see above).
+    let d = unsafe { &*arg.cast::<Detach>() };
+    // SAFETY: as in `fork_twice_and_exec`: a stack of its own, `arg` alive until we exit.
+    let pid = unsafe {
+        libc::clone(
+            grandchild,
+            d.grandchild_stack,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            arg,
+        )
+    };
+    // SAFETY: _exit ends this process only.
+    unsafe { libc::_exit(i32::from(pid < 0)) }
+}
+
+/// The grandchild: its own session and stdio, default signal handling, then exec.
+extern "C" fn grandchild(arg: *mut libc::c_void) -> libc::c_int {
+    let failed = b"err 125 exec the monitor failed\n";
+    // SAFETY: `arg` is the caller's `Detach`, alive until we exec or exit (CLONE_VFORK); every
+    // call below is async-signal-safe and touches only kernel state of this process, locals
+    // and the caller's prepared argv/envp.
+    unsafe {
+        let d = &*arg.cast::<Detach>();
+        // Out of the caller's session and process group: no signal meant for the caller's
+        // terminal reaches it.
+        libc::setsid();
+        // A source that is itself 0..2 could be overwritten by an earlier dup2: copy all
+        // three above 2 first.
+        let high = d.fds.map(|fd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3));
+        for (target, fd) in high.iter().enumerate() {
+            libc::dup2(*fd, target as libc::c_int);
+        }
+        // Handlers are the caller's code on the caller's memory: default them before any
+        // signal can arrive. Rust ignores SIGPIPE; an ignored signal would stay ignored across
+        // exec.
+        for sig in 1..=libc::SIGRTMAX() {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut act) == 0
+                && (act.sa_sigaction != libc::SIG_DFL || sig == libc::SIGPIPE)
+            {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        libc::syscall(
+            libc::SYS_execveat,
+            d.exe,
+            c"".as_ptr(),
+            d.argv,
+            d.envp,
+            libc::AT_EMPTY_PATH,
+        );
+        libc::write(1, failed.as_ptr().cast(), failed.len());
+        libc::_exit(125)
     }
 }
