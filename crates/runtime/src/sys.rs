@@ -41,6 +41,13 @@ pub(crate) fn fork() -> io::Result<Forked> {
 /// `CLONE_INTO_CGROUP`), so nobody has to move it there afterwards. Same single-thread rule as
 /// [`fork`].
 pub(crate) fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<Forked> {
+    clone3(0, Some(cgroup))
+}
+
+/// `fork()` through `clone3`: the child is born in the new namespaces of `ns_flags`
+/// (`CLONE_NEW*`) and, with `cgroup`, inside that cgroup2 directory (`CLONE_INTO_CGROUP`).
+/// Same single-thread rule as [`fork`].
+pub(crate) fn clone3(ns_flags: libc::c_int, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
     /// `struct clone_args` up to `cgroup` (`CLONE_ARGS_SIZE_VER2`).
     #[repr(C)]
     struct CloneArgs {
@@ -57,8 +64,12 @@ pub(crate) fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<Forked> {
         cgroup: u64,
     }
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let mut flags = u64::from(ns_flags.cast_unsigned());
+    if cgroup.is_some() {
+        flags |= CLONE_INTO_CGROUP;
+    }
     let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
+        flags,
         pidfd: 0,
         child_tid: 0,
         parent_tid: 0,
@@ -68,7 +79,7 @@ pub(crate) fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<Forked> {
         tls: 0,
         set_tid: 0,
         set_tid_size: 0,
-        cgroup: u64::try_from(cgroup.as_raw_fd()).unwrap_or(u64::MAX),
+        cgroup: cgroup.map_or(0, |fd| u64::try_from(fd.as_raw_fd()).unwrap_or(u64::MAX)),
     };
     // SAFETY: `args` is a valid, fully initialised clone_args of the size passed. Without a
     // stack and without CLONE_VM the child continues like a fork()ed one on a copy-on-write copy
