@@ -14,6 +14,11 @@
 
 pub mod jsonlog;
 pub mod proto;
+pub mod relay;
+#[allow(unsafe_code)]
+mod sys;
+
+pub use sys::adopt;
 
 /// What the idle monitor is given across `execve`: descriptors by number, the rest as text.
 /// Encoded as `key=value` arguments.

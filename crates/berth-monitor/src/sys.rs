@@ -5,7 +5,7 @@ use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 
 /// Takes ownership of descriptor `n`, inherited across `execve` and named in the invocation.
 /// `None` when it is not open.
-pub(crate) fn adopt(n: i32) -> Option<OwnedFd> {
+pub fn adopt(n: i32) -> Option<OwnedFd> {
     if n < 0 {
         return None;
     }

@@ -20,7 +20,7 @@
 //! module) `cleanup`, so that another OCI runtime can stand in for them.
 
 use std::fs::{self, File};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -414,6 +414,29 @@ fn idle(
             u64::try_from(h.interval / 1_000_000).unwrap_or(0).max(1)
         }),
     };
+    if init_exited(running.pid) {
+        // Already over (a short-lived container): relay what is left here rather than start
+        // a second program for it. The relay adopts the descriptors the invocation names
+        // (the binary's is for the health check, which an exited container does not run).
+        drop(exe);
+        let _ = (
+            running.out.map(IntoRawFd::into_raw_fd),
+            running.err.map(IntoRawFd::into_raw_fd),
+            running.pty.map(IntoRawFd::into_raw_fd),
+            running.stdin.map(IntoRawFd::into_raw_fd),
+            running.listen.into_raw_fd(),
+            clients.into_iter().map(IntoRawFd::into_raw_fd).count(),
+        );
+        return match berth_monitor::relay::relay(&inv, false) {
+            Ok(r) if r.exit_taken => r.code,
+            Ok(r) => exited(paths, c.id.as_str(), r.code, backoff_ms),
+            Err(e) => {
+                eprintln!("berth monitor: relay: {e}");
+                let code = berth_monitor::wait_child(inv.pid);
+                exited(paths, c.id.as_str(), code, backoff_ms)
+            }
+        };
+    }
     let err = std::process::Command::new(idle_binary())
         .args(inv.to_args())
         .exec();
@@ -442,6 +465,20 @@ fn log_limits(c: &Container) -> (u64, u32) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
     (size, files)
+}
+
+/// Whether init (a child of this process) has exited; it stays unreaped.
+fn init_exited(pid: i32) -> bool {
+    use rustix::process::{Pid, WaitId, WaitIdOptions};
+    Pid::from_raw(pid).is_some_and(|p| {
+        matches!(
+            rustix::process::waitid(
+                WaitId::Pid(p),
+                WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+            ),
+            Ok(Some(_))
+        )
+    })
 }
 
 /// Init exited with `code`: record it, and restart by policy or clean up.
