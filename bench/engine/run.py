@@ -22,7 +22,8 @@ containerd (own root, state, sockets, CRI off) with no bridge, no iptables, no f
 masquerading; podman gets its own containers.conf/storage.conf/registries.conf, --root,
 --runroot, cgroupfs, a file events log and file locks; berth gets its own --root/--run-root.
 Persistent state lives in /tmp/<name>, runtime state in /run/<name> (short: podman's runroot
-and socket paths have length limits). On exit, error, Ctrl-C or SIGTERM every container is
+and socket paths have length limits), on a tmpfs mounted there when /run itself is not one (as
+on an ordinary host; --run-on-disk keeps it on the disk). On exit, error, Ctrl-C or SIGTERM every container is
 removed, the daemons are stopped, leftover processes of the run are killed, mounts below the
 two dirs are detached, the cgroups, the netns and the dirs are removed, and the script checks
 that nothing of the run is left (a warning names whatever is).
@@ -247,9 +248,13 @@ class Sandbox:
         self.my_cgroups = self_cgroups()
         self.berth_ids = set()  # full ids of every berth container ever created
 
-    def create(self):
+    def create(self, run_tmpfs):
         os.makedirs(self.dir, mode=0o700)
         os.makedirs(self.run, mode=0o700)
+        if run_tmpfs:
+            # Runtime state on a tmpfs, as /run is on an ordinary host (on this machine /run is
+            # the root ext4 file system); the sweep unmounts it.
+            run_quiet(["mount", "-t", "tmpfs", "-o", "mode=0700,size=1g", self.name, self.run])
         run_quiet(["ip", "netns", "add", self.name])
         self.netns_made = True
         run_quiet(["nsenter", "--net=" + self.netns, "ip", "link", "set", "lo", "up"])
@@ -406,6 +411,18 @@ class Sandbox:
         left += ["cgroup " + c for c in self.cgroups()]
         left += [d for d in (self.dir, self.run) if os.path.exists(d)]
         return left
+
+
+def is_tmpfs(path):
+    """Whether the mount that holds `path` is a tmpfs (the longest mount point above it)."""
+    best, fstype = "", ""
+    for line in read("/proc/self/mountinfo").splitlines():
+        fields = line.split(" ")
+        point = unescape(fields[4])
+        kind = fields[fields.index("-") + 1]
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, fstype = point, kind
+    return fstype == "tmpfs"
 
 
 def describe_pids(pids_):
@@ -983,13 +1000,13 @@ def render(engines, args, load_before, load_after, berth_bin):
     out = ["## berth vs podman vs docker ({})".format(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
            "",
            "Kernel {}, {} CPUs; load average {} before, {} after. n = {} per engine after {} "
-           "warm-up rounds, {}, {} s idle before each call. berth: {}; podman {}; docker CLI {} "
-           "against dockerd {} over containerd {} (runc {}).".format(
+           "warm-up rounds, {}, {} s idle before each call; runtime state on {}. berth: {}; "
+           "podman {}; docker CLI {} against dockerd {} over containerd {} (runc {}).".format(
                os.uname().release, os.cpu_count(), " ".join(load_before), " ".join(load_after),
                args.n, args.warmup,
                "each engine's calls back to back (--blocks)" if args.blocks
                else "engines alternated call by call", args.gap,
-               berth_bin, version(["podman", "--version"]),
+               "a tmpfs" if args.run_tmpfs else "/run's file system", berth_bin, version(["podman", "--version"]),
                version(["docker", "--version"]), version(["dockerd", "--version"]),
                version(["containerd", "--version"], 2), version(["runc", "--version"])),
            ""]
@@ -1040,6 +1057,9 @@ def main():
     ap.add_argument("--only", help="comma-separated subset of berth,podman,docker")
     ap.add_argument("--skip", default="", help="comma-separated measures to skip: run,exec,idle")
     ap.add_argument("--json", help="also write raw samples to this file")
+    ap.add_argument("--run-on-disk", action="store_true",
+                    help="keep the engines' runtime state (/run/<name>) on /run's own file "
+                    "system even when that is not a tmpfs")
     args = ap.parse_args()
 
     if os.geteuid() != 0:
@@ -1085,7 +1105,8 @@ def main():
     report = None
     load_before = uptime()
     try:
-        sb.create()
+        args.run_tmpfs = not args.run_on_disk and not is_tmpfs("/run")
+        sb.create(args.run_tmpfs)
         tarball = busybox_tarball(sb)
         for w in wanted:
             e = {"berth": lambda: Berth(sb, berth_bin), "podman": lambda: Podman(sb),
