@@ -457,10 +457,17 @@ fn container_init(ctx: &InitContext<'_>, sock: BorrowedFd<'_>) -> Result<Infalli
         cgroupns: ctx.cgroupns,
         cgroup_paths: ctx.cgroup_paths,
     };
+    // The runtime's hooks at this point run while init waits; without any, nobody waits.
+    let runtime_hooks = spec.hooks().as_ref().is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+    });
     let mut before_pivot = || -> Result<()> {
-        sync::send(sock, Tag::RunHooks, 0, "", None)
-            .map_err(|e| RuntimeError::sys("sync with runtime", e))?;
-        sync::wait_go(sock).map_err(|e| RuntimeError::sys("wait for hooks", e))?;
+        if runtime_hooks {
+            sync::send(sock, Tag::RunHooks, 0, "", None)
+                .map_err(|e| RuntimeError::sys("sync with runtime", e))?;
+            sync::wait_go(sock).map_err(|e| RuntimeError::sys("wait for hooks", e))?;
+        }
         in_container_hooks(ctx, "createContainer", |h| h.create_container().as_ref())
     };
     let mountns = has_ns(spec, LinuxNamespaceType::Mount);
