@@ -20,6 +20,36 @@ mod sys;
 
 pub use sys::adopt;
 
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+static NOTES: OnceLock<PathBuf> = OnceLock::new();
+
+/// Sends the monitor's own messages (not the container's output) to `path`, appended, the file
+/// made at the first message: most monitors never have one to write. Before this, and when the
+/// file cannot be opened, they go to stderr. The first call wins.
+pub fn set_notes(path: PathBuf) {
+    let _ = NOTES.set(path);
+    std::panic::set_hook(Box::new(|info| note(&format!("berth monitor: {info}"))));
+}
+
+/// Writes one message line (see [`set_notes`]).
+pub fn note(msg: &str) {
+    let line = format!("{msg}\n");
+    let file = NOTES.get().and_then(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok()
+    });
+    let _ = match file {
+        Some(mut f) => f.write_all(line.as_bytes()),
+        None => std::io::stderr().write_all(line.as_bytes()),
+    };
+}
+
 /// What the idle monitor is given across `execve`: descriptors by number, the rest as text.
 /// Encoded as `key=value` arguments.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,6 +98,13 @@ pub struct Invocation {
 }
 
 impl Invocation {
+    /// Where the monitor's own messages go (see [`set_notes`]): `monitor.log` beside the
+    /// json-file log, in the container's directory.
+    #[must_use]
+    pub fn notes_path(&self) -> PathBuf {
+        std::path::Path::new(&self.log).with_file_name("monitor.log")
+    }
+
     /// The arguments (after the program name).
     #[must_use]
     pub fn to_args(&self) -> Vec<String> {

@@ -15,10 +15,11 @@ fn main() -> ExitCode {
     let inv = match Invocation::parse(std::env::args().skip(1)) {
         Ok(inv) => inv,
         Err(arg) => {
-            eprintln!("berth-monitor: bad argument {arg:?}");
+            berth_monitor::note(&format!("berth-monitor: bad argument {arg:?}"));
             return ExitCode::from(125);
         }
     };
+    berth_monitor::set_notes(inv.notes_path());
     // Kept open (but not inherited) for the `berth` processes started through it.
     let exe = inv.exe_fd.and_then(berth_monitor::adopt);
     if let Some(fd) = &exe {
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
         }) => return ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(125)),
         Ok(Relayed { code, .. }) => code,
         Err(e) => {
-            eprintln!("berth-monitor: {e}");
+            berth_monitor::note(&format!("berth-monitor: {e}"));
             berth_monitor::wait_child(inv.pid)
         }
     };
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
         .arg("--backoff-ms")
         .arg(inv.backoff_ms.to_string())
         .exec();
-    eprintln!("berth-monitor: exec {}: {err}", inv.berth);
+    berth_monitor::note(&format!("berth-monitor: exec {}: {err}", inv.berth));
     drop(exe);
     ExitCode::from(125)
 }

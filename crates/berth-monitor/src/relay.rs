@@ -162,7 +162,7 @@ impl Monitor {
         let log = match Writer::open(inv.log.as_ref(), inv.max_size, inv.max_file) {
             Ok(w) => Some(w),
             Err(e) => {
-                eprintln!("berth-monitor: open log {}: {e}", inv.log);
+                crate::note(&format!("berth-monitor: open log {}: {e}", inv.log));
                 None
             }
         };
@@ -302,7 +302,7 @@ impl Monitor {
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => {
-                eprintln!("berth-monitor: poll: {e}");
+                crate::note(&format!("berth-monitor: poll: {e}"));
                 return vec![Ready::Exit];
             }
         }
@@ -389,7 +389,7 @@ impl Monitor {
         if let Some(w) = &mut self.log
             && let Err(e) = w.write(&jsonlog::line(stream, data, jsonlog::now_nanos()))
         {
-            eprintln!("berth-monitor: write log: {e}");
+            crate::note(&format!("berth-monitor: write log: {e}"));
         }
     }
 

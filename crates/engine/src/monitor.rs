@@ -125,14 +125,9 @@ pub fn monitor(paths: &Paths, args: &MonitorArgs) -> i32 {
             return 125;
         }
     };
-    if args.standby {
-        // The monitor's own messages go to the bundle's log (the CLI shows it when no report
-        // came).
-        let log = c.bundle.join("monitor.log");
-        if let Ok(f) = File::create(&log) {
-            let _ = rustix::stdio::dup2_stderr(&f);
-        }
-    }
+    // The monitor's own messages go to the bundle's log (the CLI shows it when no report
+    // came), made only when there is one.
+    berth_monitor::set_notes(c.bundle.join("monitor.log"));
     match start(paths, &store, &c, true) {
         Ok(running) => {
             report("ok");
@@ -183,7 +178,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn record_start_failure(paths: &Paths, store: &Store, c: &Container, code: i32, msg: &str) {
-    eprintln!("berth monitor: {msg}");
+    berth_monitor::note(&format!("berth monitor: {msg}"));
     cleanup(paths, c);
     let _ = store.write_relaxed(|tx| {
         tx.transition(
@@ -431,7 +426,7 @@ fn idle(
             Ok(r) if r.exit_taken => r.code,
             Ok(r) => exited(paths, c.id.as_str(), r.code, backoff_ms),
             Err(e) => {
-                eprintln!("berth monitor: relay: {e}");
+                berth_monitor::note(&format!("berth monitor: relay: {e}"));
                 let code = berth_monitor::wait_child(inv.pid);
                 exited(paths, c.id.as_str(), code, backoff_ms)
             }
@@ -440,7 +435,10 @@ fn idle(
     let err = std::process::Command::new(idle_binary())
         .args(inv.to_args())
         .exec();
-    eprintln!("berth monitor: exec {}: {err}", idle_binary().display());
+    berth_monitor::note(&format!(
+        "berth monitor: exec {}: {err}",
+        idle_binary().display()
+    ));
     drop((
         exe,
         running.out,
@@ -487,10 +485,11 @@ fn exited(paths: &Paths, id: &str, code: i32, backoff_ms: u64) -> i32 {
     let (store, c) = match open(paths, id) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("berth monitor: {}", chain(&e));
+            berth_monitor::note(&format!("berth monitor: {}", chain(&e)));
             return code;
         }
     };
+    berth_monitor::set_notes(c.bundle.join("monitor.log"));
     match settle(paths, &store, &c, code, true) {
         Settled::Restart { ran } => {
             let delay = if ran >= BACKOFF_RESET || backoff_ms == 0 {
@@ -533,7 +532,7 @@ pub(crate) fn settle(
     // The monitor's stderr is its log; a `run`'s is the user's terminal.
     let note = |msg: String| {
         if may_restart {
-            eprintln!("berth monitor: {msg}");
+            berth_monitor::note(&format!("berth monitor: {msg}"));
         } else {
             tracing::debug!("{msg}");
         }
@@ -541,6 +540,14 @@ pub(crate) fn settle(
     let at = Timestamp::now();
     // Read before cleanup removes the cgroup.
     let oom_killed = crate::oom::oom_killed(paths, c);
+    // An `--rm` container is cleaned up first and leaves in the transaction that records its
+    // exit (the order of `rm`: cleanup, then the record): one transaction fewer on the way out
+    // of every `run --rm`. Others record first, so that a concurrent `stop` sees `restarting`
+    // before the cleanup.
+    let early = c.host_config.auto_remove;
+    if early {
+        cleanup(paths, c);
+    }
     let decided = store.write_relaxed(|tx| {
         let now = tx.container_by_id(&c.id)?;
         let st = &now.state;
@@ -567,24 +574,33 @@ pub(crate) fn settle(
             }
         };
         tx.transition(&c.id, t)?;
-        Ok(Some((restart, now.state.started_at)))
+        let removed = !restart && now.host_config.auto_remove;
+        if removed {
+            tx.remove_container(&c.id)?;
+        }
+        Ok(Some((restart, now.state.started_at, removed)))
     });
-    let (restart, started_at) = match decided {
+    let (restart, started_at, removed) = match decided {
         Ok(Some(d)) => d,
         Ok(None) => return Settled::NotMine,
         Err(e) => {
             note(format!("record exit: {}", chain(&e)));
-            (false, None)
+            (false, None, false)
         }
     };
-    cleanup(paths, c);
+    if !early {
+        cleanup(paths, c);
+    }
     if restart {
         let ran = started_at.map_or(Duration::ZERO, |s| {
             Duration::from_nanos(u64::try_from(at.nanos() - s.nanos()).unwrap_or(0))
         });
         return Settled::Restart { ran };
     }
-    if c.host_config.auto_remove {
+    if removed {
+        let _ = crate::storage::remove_anonymous_volumes(store, paths, c);
+    } else if c.host_config.auto_remove {
+        // The exit could not be recorded above; the removal may still go through.
         if let Err(e) = store.write_relaxed(|tx| tx.remove_container(&c.id)) {
             note(format!("remove container: {}", chain(&e)));
         }
