@@ -428,6 +428,13 @@ impl Engine {
 }
 /// Runtime delete, rootfs unmount, run dir removal (shared with the monitor).
 pub(crate) fn cleanup(paths: &Paths, c: &Container) {
+    cleanup_keeping_run_dir(paths, c);
+    let _ = fs::remove_dir_all(&c.run_dir);
+}
+
+/// [`cleanup`] but for the run directory, whose monitor record tells `ps` and `system check`
+/// that the container's monitor still runs (see `monitor::settle`).
+pub(crate) fn cleanup_keeping_run_dir(paths: &Paths, c: &Container) {
     std::thread::scope(|s| {
         // The runtime's delete (cgroups, its state dir) and the unmount touch different
         // things: one thread each.
@@ -451,7 +458,6 @@ pub(crate) fn cleanup(paths: &Paths, c: &Container) {
         }
         let _ = fs::remove_dir(&rootfs);
     });
-    let _ = fs::remove_dir_all(&c.run_dir);
     crate::network_attach::released(paths, c);
 }
 /// Starts `berth --root R --run-root S <verb...>` for the store at `paths` through `exe_fd` (a

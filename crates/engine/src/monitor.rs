@@ -542,11 +542,13 @@ pub(crate) fn settle(
     let oom_killed = crate::oom::oom_killed(paths, c);
     // An `--rm` container is cleaned up first and leaves in the transaction that records its
     // exit (the order of `rm`: cleanup, then the record): one transaction fewer on the way out
-    // of every `run --rm`. Others record first, so that a concurrent `stop` sees `restarting`
+    // of every `run --rm`. Its run directory stays until then: the monitor record there tells
+    // a concurrent `ps` or `system check` that the exit is being handled (the record still
+    // says running). Others record first, so that a concurrent `stop` sees `restarting`
     // before the cleanup.
     let early = c.host_config.auto_remove;
     if early {
-        cleanup(paths, c);
+        crate::lifecycle::cleanup_keeping_run_dir(paths, c);
     }
     let decided = store.write_relaxed(|tx| {
         let now = tx.container_by_id(&c.id)?;
@@ -588,7 +590,9 @@ pub(crate) fn settle(
             (false, None, false)
         }
     };
-    if !early {
+    if early {
+        let _ = fs::remove_dir_all(&c.run_dir);
+    } else {
         cleanup(paths, c);
     }
     if restart {
