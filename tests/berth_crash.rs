@@ -237,6 +237,9 @@ fn monitor_killed_while_the_container_runs_is_repaired() {
         let pid = stdout(&b.ok(&["inspect", "-f", "{{.State.Pid}}", "m1"]))
             .trim()
             .to_owned();
+        // `run -d` returns on the monitor's report, just before it execs the idle binary,
+        // whose command line names the container.
+        wait_until("the idle monitor", || processes_with(&id).len() == 1);
         let monitors = processes_with(&id);
         assert_eq!(monitors.len(), 1, "one monitor: {monitors:?}");
         let st = std::process::Command::new("kill")
