@@ -387,3 +387,42 @@ fn berth_killed_during_commit_leaves_nothing_frozen_or_recorded() {
     b.assert_consistent();
     assert_all_clean(&b, &[id]);
 }
+
+/// `ps` repairs containers whose monitor died (lazily, as `system check` does); looking in
+/// while `run --rm` containers are on their way out it must take none of them for such a one
+/// (it would record exit 137 for it and race the cleanup).
+#[test]
+fn ps_while_run_rm_containers_exit_leaves_their_exits_alone() {
+    let Some(b) = Berth::with_busybox("crash-rm-ps") else {
+        return;
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let runs = 12;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = b.cmd(&["ps", "-a"]);
+            }
+        });
+        for _ in 0..runs {
+            let out = b.cmd(&["run", "--rm", "bb", "sh", "-c", "exit 3"]);
+            assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let out = stdout(&b.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Actor.Attributes.exitCode}}",
+    ]));
+    let codes: Vec<&str> = out.lines().collect();
+    assert_eq!(codes, vec!["3"; runs], "{out}");
+    assert!(b.containers().is_empty(), "every --rm container is gone");
+    b.assert_consistent();
+}
