@@ -1005,3 +1005,110 @@ fn ipv6_published_ports_answer_another_host_over_ipv6() {
     );
     b.assert_consistent();
 }
+
+/// Bytes received and sent by the namespace's interface `dev`.
+fn link_bytes(b: &Berth, dev: &str) -> (u64, u64) {
+    let out = stdout(&b.in_ns(&["ip", "-j", "-s", "link", "show", "dev", dev]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    let stat = |dir: &str| v[0]["stats64"][dir]["bytes"].as_u64().unwrap_or(0);
+    (stat("rx"), stat("tx"))
+}
+
+/// The hardware address of the namespace's interface `dev`.
+fn link_mac(b: &Berth, dev: &str) -> String {
+    let out = stdout(&b.in_ns(&["ip", "-j", "link", "show", "dev", dev]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    v[0]["address"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn frames_between_containers_of_a_network_skip_the_bridge() {
+    let Some(b) = Berth::with_busybox("net-fast") else {
+        return;
+    };
+    b.ok(&["network", "create", "--subnet", "10.97.0.0/24", "fast"]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&stdout(&b.ok(&["network", "inspect", "fast"]))).unwrap_or_default();
+    let bridge = inspect[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    web(&b, "web", &["--network", "fast"]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cli",
+        "--network",
+        "fast",
+        "bb",
+        "sleep",
+        "300",
+    ]);
+    // The bridge keeps the address it was made with (the gateway's), whatever ports come.
+    let gateway_mac = link_mac(&b, &bridge);
+    assert_eq!(gateway_mac, "02:42:0a:61:00:01", "bridge {bridge}");
+    let port = |name: &str| format!("bv{}0", &b.inspect("{{.Id}}", name)[..10]);
+    let (web_port, cli_port) = (port("web"), port("cli"));
+    for p in [&web_port, &cli_port] {
+        let filters = stdout(&b.in_ns(&["tc", "filter", "show", "dev", p, "ingress"]));
+        assert!(filters.contains("berth_fwd"), "{p}: {filters}");
+    }
+    b.ok(&[
+        "exec",
+        "web",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/etc/big",
+        "bs=1024",
+        "count=4096",
+    ]);
+    wait_until("web answers", || {
+        b.cmd(&["exec", "cli", "sh", "-c", &wget("http://web/hostname")])
+            .status
+            .success()
+    });
+    let (web_rx0, _) = link_bytes(&b, &web_port);
+    let (_, cli_tx0) = link_bytes(&b, &cli_port);
+    let got = b.ok(&[
+        "exec",
+        "cli",
+        "sh",
+        "-c",
+        &format!("{} | wc -c", wget("http://web/big")),
+    ]);
+    assert_eq!(stdout(&got).trim(), "4194304");
+    let (web_rx1, _) = link_bytes(&b, &web_port);
+    let (_, cli_tx1) = link_bytes(&b, &cli_port);
+    // The 4 MiB left web through its port; the bridge did not pass them on to cli's port.
+    assert!(
+        web_rx1 - web_rx0 > 4_000_000,
+        "web sent {}",
+        web_rx1 - web_rx0
+    );
+    assert!(
+        cli_tx1 - cli_tx0 < 500_000,
+        "the bridge sent cli {}",
+        cli_tx1 - cli_tx0
+    );
+    // Containers joining later reach and are reached, and the gateway (DNS) still answers at
+    // once: its address did not move with the new ports.
+    for n in ["web2", "web3", "web4"] {
+        web(&b, n, &["--network", "fast"]);
+    }
+    assert_eq!(link_mac(&b, &bridge), gateway_mac);
+    let look = b.ok(&["exec", "cli", "nslookup", "web4"]);
+    assert!(stdout(&look).contains("10.97.0."), "{}", describe(&look));
+    for n in ["web2", "web3", "web4"] {
+        let url = format!("http://{n}/hostname");
+        wait_until("a later web answers", || {
+            b.cmd(&["exec", "web", "sh", "-c", &wget(&url)])
+                .status
+                .success()
+        });
+    }
+    // Nothing of the path outlives the containers.
+    b.ok(&["rm", "-f", "web", "web2", "web3", "web4", "cli"]);
+    assert_eq!(network_leftovers(&b), "");
+}

@@ -412,8 +412,10 @@ pub(crate) fn ensure_bridge(nl: &net::Netlink, n: &Network) -> Result<()> {
         .map_err(net_err(format!("configure bridge {}", n.bridge)))
 }
 
-/// Puts `e`'s veth pair between `n`'s bridge and the namespace of `pid`.
+/// Puts `e`'s veth pair between `n`'s bridge and the namespace of `pid`, on the bridge's fast
+/// path (`net::fastpath`) where the kernel has one.
 pub(crate) fn attach(
+    paths: &Paths,
     nl: &net::Netlink,
     pid: i32,
     e: &crate::networks::Endpoint,
@@ -459,7 +461,14 @@ pub(crate) fn attach(
             "connect {} to network {}",
             &e.container_id[..12],
             n.name
-        )))
+        )))?;
+    // Joins of one bridge one at a time: two first joins would make two maps.
+    let _lock = lock(paths)?;
+    if let Err(err) = nl.join_fast_path(&n.bridge, &e.host_ifname(), ep.mac) {
+        // The bridge carries the container's frames all the same.
+        tracing::debug!("no fast path for {}: {err:?}", e.host_ifname());
+    }
+    Ok(())
 }
 
 /// Between the runtime's create and start: the container's veth pairs, the firewall, and the
@@ -477,7 +486,7 @@ pub(crate) fn plumb(paths: &Paths, store: &Store, c: &Container, pid: i32) -> Re
     let nl = net::Netlink::open().map_err(net_err("open netlink"))?;
     let mut routed = false;
     for (e, n) in &eps {
-        attach(&nl, pid, e, n, !routed)?;
+        attach(paths, &nl, pid, e, n, !routed)?;
         routed |= !n.internal;
     }
     sync_firewall(paths, store, Some(c.id.as_str()))?;

@@ -200,7 +200,7 @@ impl Engine {
                     .read(|tx| tx.endpoints_of(c.id.as_str()))?
                     .iter()
                     .all(|(other, on)| other.index >= e.index || on.internal);
-                attach(&nl, pid, &e, &n, first)
+                attach(&self.paths, &nl, pid, &e, &n, first)
             })
             .and_then(|()| sync_firewall(&self.paths, &self.store, None));
         if let Err(err) = plumbed {

@@ -64,8 +64,8 @@ pub struct Endpoint {
 /// A netlink route socket bound to one network namespace, with the small runtime its
 /// asynchronous client needs.
 pub struct Netlink {
-    rt: tokio::runtime::Runtime,
-    handle: rtnetlink::Handle,
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) handle: rtnetlink::Handle,
 }
 
 impl std::fmt::Debug for Netlink {
@@ -74,7 +74,7 @@ impl std::fmt::Debug for Netlink {
     }
 }
 
-fn errno(e: &rtnetlink::Error) -> Option<i32> {
+pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
         rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
         _ => None,
@@ -136,7 +136,7 @@ impl Netlink {
         })
     }
 
-    fn index(&self, name: &str) -> Result<u32, NetError> {
+    pub(crate) fn index(&self, name: &str) -> Result<u32, NetError> {
         self.link(name)?
             .map(|l| l.index)
             .ok_or_else(|| NetError::NoLink {
@@ -144,12 +144,18 @@ impl Netlink {
             })
     }
 
-    /// Makes the bridge `name` (if missing) with `addrs` on it, and sets it up.
+    /// Makes the bridge `name` (if missing) with `addrs` on it, and sets it up. A new bridge's
+    /// hardware address is [`mac_for`] its first IPv4 address (a gateway's, which no container
+    /// gets).
     ///
     /// Errors: the kernel refused a step.
     pub fn ensure_bridge(&self, name: &str, mtu: u32, addrs: &[IfAddr]) -> Result<(), NetError> {
         if self.link(name)?.is_none() {
-            let mut b = LinkBridge::new(name);
+            // A hardware address of its own: a bridge without one takes the lowest of its
+            // ports', and so changes as containers come and go, leaving the gateway's old
+            // address in their neighbour tables (their frames to it dropped for seconds).
+            let v4 = addrs.iter().map(|a| a.ip).find(IpAddr::is_ipv4);
+            let mut b = LinkBridge::new(name).address(mac_for(v4).to_vec());
             if mtu > 0 {
                 b = b.mtu(mtu);
             }

@@ -1,0 +1,316 @@
+//! The bridge's fast path: a frame from one container to another on the same network skips the
+//! bridge and goes straight into the other container's namespace.
+//!
+//! Each host-side port of a network's bridge gets a small tc ingress program (`berth_fwd`). It
+//! looks the frame's destination MAC up in a hash map shared by the network's ports (MAC of a
+//! container's interface -> index of that interface's host-side port) and, on a hit, hands the
+//! frame to `bpf_redirect_peer`: the kernel delivers it to the port's veth peer, inside the
+//! other container's namespace, as if it had arrived there, with no bridge, no second veth hop
+//! and no netfilter pass. Everything else (broadcasts, the gateway's MAC, unknown MACs) goes on
+//! to the bridge as before, so the path is only ever a shortcut: a port without the program, or
+//! a MAC missing from the map, still works through the bridge. Frames between containers on one
+//! bridge are what the bridge would have switched port to port anyway; the firewall's rules for
+//! a network (`firewall`) concern its gateway and other bridges, which the program never takes.
+//!
+//! The map needs no record of its own: it is found from the programs already on the bridge's
+//! ports (filter -> program id -> map id) and lives as long as one of them does. Entries whose
+//! port has gone are dropped whenever a port joins.
+//!
+//! Needs a kernel with `bpf_redirect_peer` (5.10) and tc's `bpf` classifier; where loading the
+//! program fails, [`Netlink::join_fast_path`] says so and the bridge carries everything.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use futures_util::TryStreamExt;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::tc::{
+    TcAttribute, TcBpfFlags, TcFilterBpf, TcFilterBpfOption, TcHandle, TcMessage, TcOption,
+};
+use rtnetlink::packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+};
+
+use crate::bpf::{self, Insn};
+use crate::error::NetError;
+use crate::link::{Netlink, errno};
+
+/// The name of the program and of its map (the kernel keeps 15 bytes of either).
+const NAME: &str = "berth_fwd";
+/// A key: the 6 bytes of a MAC and two of padding.
+const KEY: usize = 8;
+/// A value: a host-side port's interface index.
+const VALUE: usize = 4;
+/// Most containers a network's map holds (allocated as they come).
+const MAX_ENTRIES: u32 = 65_536;
+/// `BPF_FUNC_map_lookup_elem`.
+const FUNC_MAP_LOOKUP: i32 = 1;
+/// `BPF_FUNC_redirect_peer`.
+const FUNC_REDIRECT_PEER: i32 = 155;
+/// `ETH_P_ALL`, as tc wants it: in network byte order.
+const ETH_P_ALL_BE: u16 = 0x0003_u16.to_be();
+const EEXIST: i32 = 17;
+
+/// The program, for the map whose descriptor is `map`. `r1` is the `__sk_buff`; its `data`
+/// and `data_end` are at offsets 76 and 80.
+fn program(map: i32) -> Vec<Insn> {
+    let i = |code, dst, src, off, imm| Insn {
+        code,
+        dst,
+        src,
+        off,
+        imm,
+    };
+    const LDX_W: u8 = 0x61;
+    const LDX_H: u8 = 0x69;
+    const STX_W: u8 = 0x63;
+    const STX_H: u8 = 0x6b;
+    const ST_H: u8 = 0x6a;
+    const MOV_X: u8 = 0xbf;
+    const MOV_K: u8 = 0xb7;
+    const ADD_K: u8 = 0x07;
+    const JGT_X: u8 = 0x2d;
+    const JEQ_K: u8 = 0x15;
+    const CALL: u8 = 0x85;
+    const EXIT: u8 = 0x95;
+    const LD_IMM64: u8 = 0x18;
+    const PSEUDO_MAP_FD: u8 = 1;
+    vec![
+        i(LDX_W, 2, 1, 76, 0), // r2 = skb->data
+        i(LDX_W, 3, 1, 80, 0), // r3 = skb->data_end
+        i(MOV_X, 4, 2, 0, 0),
+        i(ADD_K, 4, 0, 0, 6),
+        i(JGT_X, 4, 3, 15, 0), // fewer than 6 bytes: to the bridge
+        i(LDX_W, 5, 2, 0, 0),  // key on the stack: destination MAC, two zero bytes
+        i(STX_W, 10, 5, -8, 0),
+        i(LDX_H, 5, 2, 4, 0),
+        i(STX_H, 10, 5, -4, 0),
+        i(ST_H, 10, 0, -2, 0),
+        i(LD_IMM64, 1, PSEUDO_MAP_FD, 0, map),
+        i(0, 0, 0, 0, 0),
+        i(MOV_X, 2, 10, 0, 0),
+        i(ADD_K, 2, 0, 0, -8),
+        i(CALL, 0, 0, 0, FUNC_MAP_LOOKUP),
+        i(JEQ_K, 0, 0, 4, 0), // not a container of this network: to the bridge
+        i(LDX_W, 1, 0, 0, 0), // the port's index
+        i(MOV_K, 2, 0, 0, 0),
+        i(CALL, 0, 0, 0, FUNC_REDIRECT_PEER),
+        i(EXIT, 0, 0, 0, 0),
+        i(MOV_K, 0, 0, 0, -1), // TC_ACT_UNSPEC: on to the bridge
+        i(EXIT, 0, 0, 0, 0),
+    ]
+}
+
+fn key(mac: [u8; 6]) -> [u8; KEY] {
+    let mut k = [0; KEY];
+    k[..6].copy_from_slice(&mac);
+    k
+}
+
+fn bpf_err(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
+    NetError::io(action)
+}
+
+impl Netlink {
+    /// Puts the host-side port `port` of `bridge`, whose veth peer has the hardware address
+    /// `mac`, on the bridge's fast path: frames from its container to another container on
+    /// the bridge skip the bridge, and frames from those to it do too.
+    ///
+    /// Callers serialize joins of one bridge (two first joins at once would make two maps,
+    /// each container then reaching only half of the others directly, the rest through the
+    /// bridge).
+    ///
+    /// Errors: the kernel cannot load the program (no BPF, no `bpf_redirect_peer`) or refused
+    /// a step. The port works through the bridge all the same.
+    pub fn join_fast_path(&self, bridge: &str, port: &str, mac: [u8; 6]) -> Result<(), NetError> {
+        let bridge_index = self.index(bridge)?;
+        let port_index = self.index(port)?;
+        let ports: Vec<u32> = self
+            .links()?
+            .into_iter()
+            .filter(|l| l.master == Some(bridge_index))
+            .map(|l| l.index)
+            .collect();
+        let map = match self.bridge_map(&ports, port_index) {
+            Some(m) => m,
+            None => bpf::map_create(
+                bpf::MAP_TYPE_HASH,
+                KEY as u32,
+                VALUE as u32,
+                MAX_ENTRIES,
+                bpf::MAP_NO_PREALLOC,
+                NAME,
+            )
+            .map_err(bpf_err(format!("make the fast path map of {bridge}")))?,
+        };
+        let prog = bpf::prog_load(bpf::PROG_TYPE_SCHED_CLS, &program(map.as_raw_fd()), NAME)
+            .map_err(bpf_err("load the fast path program"))?;
+        self.attach_ingress(port_index, port, &prog)?;
+        bpf::map_update(&map, &key(mac), &port_index.to_ne_bytes())
+            .map_err(bpf_err(format!("add {port} to the fast path of {bridge}")))?;
+        for k in bpf::map_keys::<KEY>(&map).unwrap_or_default() {
+            let gone = match bpf::map_lookup::<VALUE>(&map, &k) {
+                Ok(Some(v)) => !ports.contains(&u32::from_ne_bytes(v)),
+                _ => false,
+            };
+            if gone && let Err(e) = bpf::map_delete(&map, &k) {
+                tracing::debug!("drop a stale fast path entry of {bridge}: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the port `port` carries the fast path program (for `inspect` and tests).
+    ///
+    /// Errors: the port does not exist or its filters cannot be listed.
+    pub fn on_fast_path(&self, port: &str) -> Result<bool, NetError> {
+        let index = self.index(port)?;
+        Ok(self.fast_path_prog_ids(index)?.next().is_some())
+    }
+
+    /// The map of the programs on `ports` (other than `except`), if any carries one.
+    fn bridge_map(&self, ports: &[u32], except: u32) -> Option<OwnedFd> {
+        for &p in ports.iter().filter(|&&p| p != except) {
+            let Ok(ids) = self.fast_path_prog_ids(p) else {
+                continue;
+            };
+            for id in ids {
+                let found = bpf::prog_by_id(id)
+                    .and_then(|prog| bpf::prog_info(&prog))
+                    .ok()
+                    .filter(|info| info.name == NAME)
+                    .and_then(|info| info.map_ids.first().copied())
+                    .and_then(|m| bpf::map_by_id(m).ok())
+                    .filter(|map| {
+                        bpf::map_info(map).is_ok_and(|i| {
+                            i.name == NAME
+                                && i.kind == bpf::MAP_TYPE_HASH
+                                && i.key_size as usize == KEY
+                                && i.value_size as usize == VALUE
+                        })
+                    });
+                if found.is_some() {
+                    return found;
+                }
+            }
+        }
+        None
+    }
+
+    /// The ids of the `berth_fwd` programs among the ingress filters of the link `index`.
+    fn fast_path_prog_ids(&self, index: u32) -> Result<impl Iterator<Item = u32>, NetError> {
+        let msgs = self.rt.block_on(async {
+            let mut out = Vec::new();
+            let mut dump = self
+                .handle
+                .traffic_filter(index as i32)
+                .get()
+                .ingress()
+                .execute();
+            loop {
+                match dump.try_next().await {
+                    Ok(Some(m)) => out.push(m),
+                    Ok(None) => break,
+                    // No ingress qdisc: no filters.
+                    Err(e) if matches!(errno(&e), Some(22 | 2)) => break,
+                    Err(e) => {
+                        return Err(NetError::netlink(format!("list filters of link {index}"))(
+                            e,
+                        ));
+                    }
+                }
+            }
+            Ok(out)
+        })?;
+        Ok(msgs.into_iter().filter_map(|m| {
+            let mut named = false;
+            let mut id = None;
+            for a in &m.attributes {
+                if let TcAttribute::Options(opts) = a {
+                    for o in opts {
+                        match o {
+                            TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => {
+                                named = n == NAME;
+                            }
+                            TcOption::Bpf(TcFilterBpfOption::ProgId(i)) => id = Some(*i),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            id.filter(|_| named)
+        }))
+    }
+
+    /// An ingress qdisc on the link `index` (if it has none) and `prog` as its direct-action
+    /// `bpf` filter.
+    fn attach_ingress(&self, index: u32, port: &str, prog: &OwnedFd) -> Result<(), NetError> {
+        let ifindex = index as i32;
+        self.rt.block_on(async {
+            match self.handle.qdisc().add(ifindex).ingress().execute().await {
+                Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
+                r => r.map_err(NetError::netlink(format!("add an ingress qdisc to {port}"))),
+            }
+        })?;
+        let mut msg = TcMessage::with_index(ifindex);
+        msg.header.parent = TcHandle {
+            major: 0xffff,
+            minor: TcHandle::MIN_INGRESS,
+        };
+        msg.header.info = u32::from(TcHandle {
+            major: 1,
+            minor: ETH_P_ALL_BE,
+        });
+        msg.attributes
+            .push(TcAttribute::Kind(TcFilterBpf::KIND.to_owned()));
+        msg.attributes.push(TcAttribute::Options(vec![
+            TcOption::Bpf(TcFilterBpfOption::ProgFd(prog.as_raw_fd() as u32)),
+            TcOption::Bpf(TcFilterBpfOption::ProgName(NAME.to_owned())),
+            TcOption::Bpf(TcFilterBpfOption::Flags(TcBpfFlags::DirectAction)),
+        ]));
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewTrafficFilter(msg));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        let mut handle = self.handle.clone();
+        self.rt.block_on(async {
+            let mut resp = handle
+                .request(req)
+                .map_err(NetError::netlink(format!("attach the fast path to {port}")))?;
+            while let Some(m) = futures_util::StreamExt::next(&mut resp).await {
+                if let NetlinkPayload::Error(e) = m.payload
+                    && e.code.is_some()
+                {
+                    return Err(
+                        NetError::netlink(format!("attach the fast path to {port}"))(
+                            rtnetlink::Error::NetlinkError(e),
+                        ),
+                    );
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_programs_jumps_land_on_the_bridge_exit() {
+        let p = program(3);
+        // Both conditional jumps go to `r0 = -1; exit`.
+        for (at, insn) in p.iter().enumerate() {
+            if insn.code == 0x2d || insn.code == 0x15 {
+                let to = at as i64 + 1 + i64::from(insn.off);
+                assert_eq!(p[to as usize].code, 0xb7, "jump at {at}");
+                assert_eq!(p[to as usize].imm, -1);
+                assert_eq!(p[to as usize + 1].code, 0x95);
+            }
+        }
+        assert_eq!(p.last().map(|i| i.code), Some(0x95));
+    }
+
+    #[test]
+    fn a_key_is_the_mac_and_two_zero_bytes() {
+        assert_eq!(key([2, 0x42, 10, 1, 0, 5]), [2, 0x42, 10, 1, 0, 5, 0, 0]);
+    }
+}
