@@ -19,7 +19,10 @@
 //! Needs a kernel with `bpf_redirect_peer` (5.10) and tc's `bpf` classifier; where loading the
 //! program fails, [`Netlink::join_fast_path`] says so and the bridge carries everything.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use ebpf::insn::{Insn, R0, R1, R2, R3, R4, R5, R10};
+use ebpf::sys::{self as bpf, Map};
 
 use futures_util::TryStreamExt;
 use netlink_packet_route::RouteNetlinkMessage;
@@ -30,7 +33,6 @@ use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
 };
 
-use crate::bpf::{self, Insn};
 use crate::error::NetError;
 use crate::link::{Netlink, errno};
 
@@ -53,50 +55,31 @@ const EEXIST: i32 = 17;
 /// The program, for the map whose descriptor is `map`. `r1` is the `__sk_buff`; its `data`
 /// and `data_end` are at offsets 76 and 80.
 fn program(map: i32) -> Vec<Insn> {
-    let i = |code, dst, src, off, imm| Insn {
-        code,
-        dst,
-        src,
-        off,
-        imm,
-    };
-    const LDX_W: u8 = 0x61;
-    const LDX_H: u8 = 0x69;
-    const STX_W: u8 = 0x63;
-    const STX_H: u8 = 0x6b;
-    const ST_H: u8 = 0x6a;
-    const MOV_X: u8 = 0xbf;
-    const MOV_K: u8 = 0xb7;
-    const ADD_K: u8 = 0x07;
-    const JGT_X: u8 = 0x2d;
-    const JEQ_K: u8 = 0x15;
-    const CALL: u8 = 0x85;
-    const EXIT: u8 = 0x95;
-    const LD_IMM64: u8 = 0x18;
-    const PSEUDO_MAP_FD: u8 = 1;
+    let [map_lo, map_hi] = Insn::load_map_fd(R1, map);
     vec![
-        i(LDX_W, 2, 1, 76, 0), // r2 = skb->data
-        i(LDX_W, 3, 1, 80, 0), // r3 = skb->data_end
-        i(MOV_X, 4, 2, 0, 0),
-        i(ADD_K, 4, 0, 0, 6),
-        i(JGT_X, 4, 3, 15, 0), // fewer than 6 bytes: to the bridge
-        i(LDX_W, 5, 2, 0, 0),  // key on the stack: destination MAC, two zero bytes
-        i(STX_W, 10, 5, -8, 0),
-        i(LDX_H, 5, 2, 4, 0),
-        i(STX_H, 10, 5, -4, 0),
-        i(ST_H, 10, 0, -2, 0),
-        i(LD_IMM64, 1, PSEUDO_MAP_FD, 0, map),
-        i(0, 0, 0, 0, 0),
-        i(MOV_X, 2, 10, 0, 0),
-        i(ADD_K, 2, 0, 0, -8),
-        i(CALL, 0, 0, 0, FUNC_MAP_LOOKUP),
-        i(JEQ_K, 0, 0, 4, 0), // not a container of this network: to the bridge
-        i(LDX_W, 1, 0, 0, 0), // the port's index
-        i(MOV_K, 2, 0, 0, 0),
-        i(CALL, 0, 0, 0, FUNC_REDIRECT_PEER),
-        i(EXIT, 0, 0, 0, 0),
-        i(MOV_K, 0, 0, 0, -1), // TC_ACT_UNSPEC: on to the bridge
-        i(EXIT, 0, 0, 0, 0),
+        Insn::load_u32(R2, R1, 76), // r2 = skb->data
+        Insn::load_u32(R3, R1, 80), // r3 = skb->data_end
+        Insn::mov64_reg(R4, R2),
+        Insn::add64_imm(R4, 6),
+        Insn::jgt_reg(R4, R3, 15), // fewer than 6 bytes: to the bridge
+        // The key, on the stack: the destination MAC and two zero bytes.
+        Insn::load_u32(R5, R2, 0),
+        Insn::store_u32(R10, -8, R5),
+        Insn::load_u16(R5, R2, 4),
+        Insn::store_u16(R10, -4, R5),
+        Insn::store_u16_imm(R10, -2, 0),
+        map_lo,
+        map_hi,
+        Insn::mov64_reg(R2, R10),
+        Insn::add64_imm(R2, -8),
+        Insn::call(FUNC_MAP_LOOKUP),
+        Insn::jeq_imm(R0, 0, 4), // not a container of this network: to the bridge
+        Insn::load_u32(R1, R0, 0), // the port's index
+        Insn::mov64_imm(R2, 0),
+        Insn::call(FUNC_REDIRECT_PEER),
+        Insn::exit(),
+        Insn::mov64_imm(R0, -1), // TC_ACT_UNSPEC: on to the bridge
+        Insn::exit(),
     ]
 }
 
@@ -132,27 +115,41 @@ impl Netlink {
             .collect();
         let map = match self.bridge_map(&ports, port_index) {
             Some(m) => m,
-            None => bpf::map_create(
+            None => Map::create(
                 bpf::MAP_TYPE_HASH,
                 KEY as u32,
                 VALUE as u32,
                 MAX_ENTRIES,
-                bpf::MAP_NO_PREALLOC,
+                bpf::F_NO_PREALLOC,
                 NAME,
             )
             .map_err(bpf_err(format!("make the fast path map of {bridge}")))?,
         };
-        let prog = bpf::prog_load(bpf::PROG_TYPE_SCHED_CLS, &program(map.as_raw_fd()), NAME)
-            .map_err(bpf_err("load the fast path program"))?;
+        let prog = bpf::prog_load(
+            bpf::PROG_TYPE_SCHED_CLS,
+            &program(map.as_fd().as_raw_fd()),
+            NAME,
+            c"GPL",
+        )
+        .map_err(|(e, log)| {
+            let why = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            NetError::io(format!("load the fast path program: {why}"))(e)
+        })?;
         self.attach_ingress(port_index, port, &prog)?;
-        bpf::map_update(&map, &key(mac), &port_index.to_ne_bytes())
+        map.update(&key(mac), &port_index.to_ne_bytes())
             .map_err(bpf_err(format!("add {port} to the fast path of {bridge}")))?;
-        for k in bpf::map_keys::<KEY>(&map).unwrap_or_default() {
-            let gone = match bpf::map_lookup::<VALUE>(&map, &k) {
-                Ok(Some(v)) => !ports.contains(&u32::from_ne_bytes(v)),
+        for k in map.keys().unwrap_or_default() {
+            let gone = match map.lookup(&k) {
+                Ok(Some(v)) => v
+                    .try_into()
+                    .is_ok_and(|v: [u8; VALUE]| !ports.contains(&u32::from_ne_bytes(v))),
                 _ => false,
             };
-            if gone && let Err(e) = bpf::map_delete(&map, &k) {
+            if gone && let Err(e) = map.delete(&k) {
                 tracing::debug!("drop a stale fast path entry of {bridge}: {e}");
             }
         }
@@ -168,25 +165,24 @@ impl Netlink {
     }
 
     /// The map of the programs on `ports` (other than `except`), if any carries one.
-    fn bridge_map(&self, ports: &[u32], except: u32) -> Option<OwnedFd> {
+    fn bridge_map(&self, ports: &[u32], except: u32) -> Option<Map> {
         for &p in ports.iter().filter(|&&p| p != except) {
             let Ok(ids) = self.fast_path_prog_ids(p) else {
                 continue;
             };
             for id in ids {
                 let found = bpf::prog_by_id(id)
-                    .and_then(|prog| bpf::prog_info(&prog))
+                    .and_then(|prog| bpf::prog_info(prog.as_fd()))
                     .ok()
                     .filter(|info| info.name == NAME)
                     .and_then(|info| info.map_ids.first().copied())
-                    .and_then(|m| bpf::map_by_id(m).ok())
+                    .and_then(|m| Map::by_id(m).ok())
                     .filter(|map| {
-                        bpf::map_info(map).is_ok_and(|i| {
-                            i.name == NAME
-                                && i.kind == bpf::MAP_TYPE_HASH
-                                && i.key_size as usize == KEY
-                                && i.value_size as usize == VALUE
-                        })
+                        let i = map.info();
+                        i.name == NAME
+                            && i.kind == bpf::MAP_TYPE_HASH
+                            && i.key_size as usize == KEY
+                            && i.value_size as usize == VALUE
                     });
                 if found.is_some() {
                     return found;
@@ -298,15 +294,19 @@ mod tests {
     fn the_programs_jumps_land_on_the_bridge_exit() {
         let p = program(3);
         // Both conditional jumps go to `r0 = -1; exit`.
+        let mut jumps = 0;
         for (at, insn) in p.iter().enumerate() {
-            if insn.code == 0x2d || insn.code == 0x15 {
-                let to = at as i64 + 1 + i64::from(insn.off);
-                assert_eq!(p[to as usize].code, 0xb7, "jump at {at}");
-                assert_eq!(p[to as usize].imm, -1);
-                assert_eq!(p[to as usize + 1].code, 0x95);
+            if insn.is_cond_jump() {
+                jumps += 1;
+                let to = usize::try_from(at as i64 + 1 + i64::from(insn.off)).unwrap_or(0);
+                assert_eq!(
+                    &p[to..],
+                    &[Insn::mov64_imm(R0, -1), Insn::exit()],
+                    "jump at {at}"
+                );
             }
         }
-        assert_eq!(p.last().map(|i| i.code), Some(0x95));
+        assert_eq!(jumps, 2);
     }
 
     #[test]

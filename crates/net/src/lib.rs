@@ -8,7 +8,6 @@
 //! addresses and namespace descriptors and makes the kernel match them. Everything acts on the
 //! network namespace of the calling thread, or on one passed as a descriptor.
 
-mod bpf;
 pub mod dns;
 pub mod error;
 pub mod fastpath;

@@ -9,9 +9,7 @@
 //! An allow rule matches when the requested access is a subset of the rule's; a deny rule
 //! matches when they share any bit (a request for `rw` on a device denied `w` is refused).
 
-pub(crate) mod insn;
-
-use insn::{Insn, R0, R1, R2, R3, R4, R5};
+use ebpf::insn::{Insn, R0, R1, R2, R3, R4, R5};
 
 use crate::convert::{ACCESS_ALL, DeviceClass, DeviceRule};
 

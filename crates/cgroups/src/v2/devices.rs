@@ -8,15 +8,16 @@ use std::path::Path;
 use oci_spec::runtime::LinuxDeviceCgroup;
 
 use crate::error::CgroupError;
-use crate::{bpf, convert, sys};
+use ebpf::sys as bpf_sys;
+
+use crate::{bpf, convert};
 
 /// Replaces the device filter of the cgroup at `dir` with one enforcing `rules`.
 pub(crate) fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
     let rules = convert::device_rules(rules)?;
     let prog = bpf::device_filter(&rules);
-    let bytes = bpf::insn::encode(&prog);
-    let prog_fd =
-        sys::load_device_program(&bytes).map_err(|(source, log)| CgroupError::BpfLoad {
+    let prog_fd = bpf_sys::prog_load(bpf_sys::PROG_TYPE_CGROUP_DEVICE, &prog, "", c"Apache")
+        .map_err(|(source, log)| CgroupError::BpfLoad {
             insns: prog.len(),
             log,
             source,
@@ -32,18 +33,25 @@ pub(crate) fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Cgrou
         path: dir.to_owned(),
         source,
     };
-    let old = sys::query_device_programs(cg.as_fd()).map_err(|e| bpf_err("query", e))?;
-    sys::attach_device_program(cg.as_fd(), prog_fd.as_fd()).map_err(|e| bpf_err("attach", e))?;
+    let old = bpf_sys::prog_query(cg.as_fd(), bpf_sys::ATTACH_CGROUP_DEVICE)
+        .map_err(|e| bpf_err("query", e))?;
+    bpf_sys::prog_attach(
+        cg.as_fd(),
+        prog_fd.as_fd(),
+        bpf_sys::ATTACH_CGROUP_DEVICE,
+        bpf_sys::F_ALLOW_MULTI,
+    )
+    .map_err(|e| bpf_err("attach", e))?;
     // The new filter is in force; now drop the old ones (all filters must allow, so until this
     // point the old and new rules both applied).
     for id in old {
-        let old_fd = match sys::program_by_id(id) {
+        let old_fd = match bpf_sys::prog_by_id(id) {
             Ok(fd) => fd,
             // Detached and freed meanwhile by another updater.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
             Err(e) => return Err(bpf_err("open attached", e)),
         };
-        match sys::detach_device_program(cg.as_fd(), old_fd.as_fd()) {
+        match bpf_sys::prog_detach(cg.as_fd(), old_fd.as_fd(), bpf_sys::ATTACH_CGROUP_DEVICE) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(bpf_err("detach", e)),
@@ -61,7 +69,7 @@ pub(crate) fn attached_count(dir: &Path) -> Result<usize, CgroupError> {
             source,
         })?
         .into();
-    sys::query_device_programs(cg.as_fd())
+    bpf_sys::prog_query(cg.as_fd(), bpf_sys::ATTACH_CGROUP_DEVICE)
         .map(|v| v.len())
         .map_err(|source| CgroupError::Bpf {
             op: "query",
