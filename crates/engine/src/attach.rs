@@ -272,7 +272,7 @@ impl Engine {
         if let crate::monitor::Settled::Done =
             crate::monitor::settle(&self.paths, &self.store, &c, code, false)
         {
-            // The monitor's exit overlaps the removal of an `--rm` container's files.
+            // The monitor ends while this makes sure the `--rm` container's files are gone.
             let _ = write_all(sock.as_fd(), &proto::encode(proto::EXIT_DONE, &[]));
             crate::monitor::remove_bundle(&c);
             if let Some(fd) = monitor {

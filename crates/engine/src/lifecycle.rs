@@ -428,17 +428,25 @@ impl Engine {
 }
 /// Runtime delete, rootfs unmount, run dir removal (shared with the monitor).
 pub(crate) fn cleanup(paths: &Paths, c: &Container) {
-    cleanup_keeping_run_dir(paths, c);
+    tear_down(paths, c, false);
     let _ = fs::remove_dir_all(&c.run_dir);
 }
 
-/// [`cleanup`] but for the run directory, whose monitor record tells `ps` and `system check`
-/// that the container's monitor still runs (see `monitor::settle`).
-pub(crate) fn cleanup_keeping_run_dir(paths: &Paths, c: &Container) {
-    std::thread::scope(|s| {
-        // The runtime's delete (cgroups, its state dir) and the unmount touch different
-        // things: one thread each.
-        s.spawn(|| {
+/// The end of an `--rm` container, but for its run directory (whose monitor record tells `ps`
+/// and `system check` that the container's monitor still runs, see `monitor::settle`):
+/// [`cleanup`]'s steps and the container's directory, upper layer included. Returns whether
+/// the kernel OOM-killed one of its processes, read before its cgroup goes.
+pub(crate) fn remove_keeping_run_dir(paths: &Paths, c: &Container) -> bool {
+    tear_down(paths, c, true)
+}
+
+/// Runtime delete on one thread (the OOM count first, when `removing`), the rootfs unmount on
+/// another (then, when `removing`, the container's directory: after the unmount, nothing uses
+/// its upper layer). The two touch different things; each step tolerates "already done".
+fn tear_down(paths: &Paths, c: &Container, removing: bool) -> bool {
+    let oom = std::thread::scope(|s| {
+        let runtime = s.spawn(|| {
+            let oom = removing && crate::oom::oom_killed(paths, c);
             let oci = crate::oci::for_container(paths, c);
             if oci.exists(c.id.as_str())
                 && let Err(e) = oci.delete(c.id.as_str(), true)
@@ -449,6 +457,7 @@ pub(crate) fn cleanup_keeping_run_dir(paths: &Paths, c: &Container) {
                     runtime::error::chain(&e)
                 );
             }
+            oom
         });
         let rootfs = rootfs_path(c);
         if is_mountpoint(&rootfs)
@@ -457,9 +466,15 @@ pub(crate) fn cleanup_keeping_run_dir(paths: &Paths, c: &Container) {
             tracing::warn!("unmount {}: {e}", rootfs.display());
         }
         let _ = fs::remove_dir(&rootfs);
+        if removing {
+            let _ = fs::remove_dir_all(&c.bundle);
+        }
+        runtime.join().unwrap_or(false)
     });
     crate::network_attach::released(paths, c);
+    oom
 }
+
 /// Starts `berth --root R --run-root S <verb...>` for the store at `paths` through `exe_fd` (a
 /// descriptor of the berth binary at `exe`, the path that becomes argv[0]) with this process's
 /// environment, as a process nobody waits for, in a session of its own (see

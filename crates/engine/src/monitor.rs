@@ -538,18 +538,19 @@ pub(crate) fn settle(
         }
     };
     let at = Timestamp::now();
-    // Read before cleanup removes the cgroup.
-    let oom_killed = crate::oom::oom_killed(paths, c);
-    // An `--rm` container is cleaned up first and leaves in the transaction that records its
-    // exit (the order of `rm`: cleanup, then the record): one transaction fewer on the way out
-    // of every `run --rm`. Its run directory stays until then: the monitor record there tells
-    // a concurrent `ps` or `system check` that the exit is being handled (the record still
-    // says running). Others record first, so that a concurrent `stop` sees `restarting`
-    // before the cleanup.
+    // An `--rm` container is cleaned up and its directory removed first, and it leaves in the
+    // transaction that records its exit (the order of `rm`: cleanup, then the record): one
+    // transaction fewer on the way out of every `run --rm`. Its run directory stays until
+    // then: the monitor record there tells a concurrent `ps` or `system check` that the exit
+    // is being handled (the record still says running). Others record first, so that a
+    // concurrent `stop` sees `restarting` before the cleanup.
     let early = c.host_config.auto_remove;
-    if early {
-        crate::lifecycle::cleanup_keeping_run_dir(paths, c);
-    }
+    // The OOM count is read before the cleanup removes the cgroup.
+    let oom_killed = if early {
+        crate::lifecycle::remove_keeping_run_dir(paths, c)
+    } else {
+        crate::oom::oom_killed(paths, c)
+    };
     let decided = store.write_relaxed(|tx| {
         let now = tx.container_by_id(&c.id)?;
         let st = &now.state;
@@ -613,8 +614,9 @@ pub(crate) fn settle(
     Settled::Done
 }
 
-/// After [`settle`]'s `Done`: an `--rm` container's directory goes. Nothing refers to it any
-/// more (its record is gone), so the monitor need not wait for this.
+/// After [`settle`]'s `Done`: an `--rm` container's directory goes, if the exit's cleanup could
+/// not remove it. Nothing refers to it any more (its record is gone), so the monitor need not
+/// wait for this.
 pub(crate) fn remove_bundle(c: &Container) {
     if c.host_config.auto_remove {
         let _ = fs::remove_dir_all(&c.bundle);
