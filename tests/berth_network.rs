@@ -439,6 +439,20 @@ fn host_none_and_container_modes() {
     let none = stdout(&run(&b, &["--network", "none", "bb", "ip", "-o", "link"]));
     assert_eq!(none.lines().count(), 1, "{none}");
     assert!(none.contains("lo:"), "{none}");
+    // Its loopback is up, as Docker's: a server on 127.0.0.1 answers inside it.
+    assert!(none.contains(",UP"), "{none}");
+    let local = stdout(&run(
+        &b,
+        &[
+            "--network",
+            "none",
+            "bb",
+            "sh",
+            "-c",
+            "httpd -p 127.0.0.1:80 -h /etc && wget -qO- http://127.0.0.1/hostname >/dev/null && echo served",
+        ],
+    ));
+    assert_eq!(local.trim(), "served", "{local}");
     let dummy = format!("bt-{}d", std::process::id());
     let peer_end = format!("bt-{}e", std::process::id());
     let o = b.in_ns(&[

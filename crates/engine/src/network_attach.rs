@@ -472,12 +472,21 @@ pub(crate) fn attach(
 }
 
 /// Between the runtime's create and start: the container's veth pairs, the firewall, and the
-/// DNS servers of its user networks.
+/// DNS servers of its user networks; with no network, its loopback up (as Docker's).
 ///
 /// Errors: the kernel refused a step.
 pub(crate) fn plumb(paths: &Paths, store: &Store, c: &Container, pid: i32) -> Result<()> {
-    if !matches!(mode(&c.host_config.network_mode), Mode::Bridge(_)) {
-        return Ok(());
+    match mode(&c.host_config.network_mode) {
+        Mode::Bridge(_) => {}
+        Mode::None => {
+            let ns_path = format!("/proc/{pid}/ns/net");
+            let ns = File::open(&ns_path).map_err(crate::engine::io_err(
+                "open",
+                std::path::Path::new(&ns_path),
+            ))?;
+            return net::link::loopback_up(ns.as_fd()).map_err(net_err("set lo up"));
+        }
+        _ => return Ok(()),
     }
     let eps = store.read(|tx| tx.endpoints_of(c.id.as_str()))?;
     if eps.is_empty() {

@@ -42,12 +42,14 @@ impl Paths {
     /// Default runtime root.
     pub const DEFAULT_RUN_ROOT: &str = "/run/berth";
 
-    /// Both roots explicitly.
+    /// Both roots explicitly; a relative one is taken from the working directory (the paths
+    /// end up in bundles and mounts, read from other directories).
     #[must_use]
     pub fn new(root: impl Into<PathBuf>, run_root: impl Into<PathBuf>) -> Self {
+        let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
         Self {
-            root: root.into(),
-            run_root: run_root.into(),
+            root: absolute(root.into()),
+            run_root: absolute(run_root.into()),
         }
     }
 
@@ -318,5 +320,18 @@ fn set_wal(conn: &Connection, timeout: Duration) -> Result<()> {
             Ok(_) => {}
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod paths_tests {
+    use super::Paths;
+
+    #[test]
+    fn relative_roots_become_absolute() {
+        let p = Paths::new("state", "/run/x/../y");
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(p.root, cwd.join("state"));
+        assert_eq!(p.run_root, std::path::PathBuf::from("/run/x/../y"));
     }
 }

@@ -419,6 +419,16 @@ pub fn detach(netns: BorrowedFd<'_>, ifname: &str) -> Result<(), NetError> {
     in_netns(netns, |nl| nl.delete_link(ifname))
 }
 
+/// Sets `lo` up inside the namespace `netns` (a container with no network but its own).
+///
+/// Errors: entering the namespace or the change failed.
+pub fn loopback_up(netns: BorrowedFd<'_>) -> Result<(), NetError> {
+    in_netns(netns, |nl| {
+        let lo = nl.index("lo")?;
+        nl.set_up(lo, "lo")
+    })
+}
+
 /// Docker's MAC for an IPv4 address: `02:42` and the address's four bytes.
 #[must_use]
 pub fn mac_for(ip: Option<IpAddr>) -> [u8; 6] {
